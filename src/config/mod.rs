@@ -1,0 +1,177 @@
+//! Configuration: YAML text -> `${VAR}` expansion -> raw serde structs -> one validated
+//! runtime model (`Config`) with every cross-reference resolved and every secret hashed.
+//! Parsing happens once per load; requests only ever see a finished `Config`.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use ipnet::IpNet;
+
+use crate::auth::KeyTable;
+use crate::routing::ModelTable;
+use crate::upstream::Provider;
+
+pub use env::expand_str;
+
+/// The validated runtime configuration. Immutable; a reload builds a new one.
+pub struct Config {
+    pub server: ServerSettings,
+    pub providers: IndexMap<String, Arc<Provider>>,
+    pub models: ModelTable,
+    pub keys: KeyTable,
+    pub retry: RetryPolicy,
+    pub management: ManagementSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: Vec<String>,
+    pub metrics_listen: Option<String>,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+    pub grace_period: Duration,
+    pub drain_delay: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub upgrade_sock: String,
+    pub pid_file: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub on_status: Vec<u16>,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ManagementSettings {
+    /// SHA-256 of the management secret; `None` = management API disabled (404).
+    pub secret_sha256: Option<[u8; 32]>,
+    pub allow_remote: bool,
+}
+
+/// One problem in a config file, located by YAML path (semantic errors) or by
+/// line and column (syntax errors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line_col: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            line_col: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line_col, self.path.is_empty()) {
+            (Some((l, c)), _) => write!(f, "{l}:{c}: {}", self.message),
+            (None, true) => write!(f, "{}", self.message),
+            (None, false) => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// A successful load: the config plus warnings worth logging (e.g. trimmed secrets).
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Errors of one load attempt, each printed as `FILE:...` by `render`.
+#[derive(Debug)]
+pub struct LoadError {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match e.line_col {
+                Some(_) => write!(f, "{}:{e}", self.source_name)?,
+                None => write!(f, "{}: {e}", self.source_name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads and validates a config file, expanding variables from the process environment.
+pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        source_name: source_name.clone(),
+        errors: vec![ConfigError::at(
+            "",
+            format!("cannot read the config file: {e}"),
+        )],
+    })?;
+    load_str(&text, &source_name, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `lookup` resolves `${VAR}` references.
+pub fn load_str(
+    text: &str,
+    source_name: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, LoadError> {
+    let fail = |errors| LoadError {
+        source_name: source_name.to_string(),
+        errors,
+    };
+    let mut tree: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(fail(vec![yaml_error(&e)])),
+    };
+    if tree.is_null() {
+        tree = serde_yaml::Value::Mapping(Default::default());
+    }
+    let mut errors = Vec::new();
+    env::expand_tree(&mut tree, lookup, &mut errors);
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    let raw: raw::RawConfig = match serde_path_to_error::deserialize(tree) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            return Err(fail(vec![ConfigError::at(
+                path,
+                e.into_inner().to_string(),
+            )]));
+        }
+    };
+    validate::validate(raw).map_err(fail)
+}
+
+fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
+    ConfigError {
+        path: String::new(),
+        line_col: e.location().map(|l| (l.line(), l.column())),
+        message: format!("YAML syntax error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

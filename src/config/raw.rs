@@ -1,0 +1,206 @@
+//! The config file as written: serde structs that mirror the YAML one to one.
+//! Unknown fields are rejected everywhere, so a typo can never silently disable a setting.
+//! Nothing here is validated beyond its type; `validate.rs` turns this into the runtime model.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: IndexMap<String, RawModel>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub management: RawManagement,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen: Option<Vec<String>>,
+    /// `""` disables the metrics listener.
+    pub metrics_listen: Option<String>,
+    pub threads: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub grace_period: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub drain_delay: Option<Duration>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Pingora's upgrade socket, for `-u` zero-downtime upgrades.
+    pub upgrade_sock: Option<String>,
+    pub pid_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: String,
+    pub base_url: String,
+    #[serde(default, deserialize_with = "strings_lenient")]
+    pub credentials: Vec<String>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    pub health_check: Option<RawHealthCheck>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub connect: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub first_byte: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub idle: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: String,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub provider: String,
+    pub model: Option<String>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: String,
+    #[serde(default, deserialize_with = "string_lenient_opt")]
+    pub key: Option<String>,
+    pub key_sha256: Option<String>,
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<u32>,
+    pub on_status: Option<Vec<u16>>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub cooldown: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManagement {
+    #[serde(default, deserialize_with = "string_lenient_opt")]
+    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// `"5s"`, `"500ms"`, `"2m"`; a bare number is seconds.
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(Raw::Text(t)) => humantime::parse_duration(t.trim()).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?} ({e}); write it like 500ms, 5s or 2m"
+            ))
+        }),
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => None,
+        Some(Raw::One(s)) => Some(vec![s]),
+        Some(Raw::Many(v)) => Some(v),
+    })
+}
+
+/// A secret made only of digits must still be a string (`${KEY}` may expand to `12345`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Uint(u64),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> String {
+        match s {
+            Scalar::Text(t) => t,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Uint(u) => u.to_string(),
+        }
+    }
+}
+
+fn string_lenient_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}
+
+fn strings_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<Scalar>::deserialize(d)?
+        .into_iter()
+        .map(String::from)
+        .collect())
+}

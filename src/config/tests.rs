@@ -1,0 +1,175 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPENAI_KEY" => Some("sk-provider".into()),
+        "TEAM_KEY" => Some("  team-secret \n".into()),
+        _ => None,
+    }
+}
+
+fn load(yaml: &str) -> Result<Loaded, LoadError> {
+    load_str(yaml, "t.yaml", &env)
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+server: { listen: "127.0.0.1:8080", metrics_listen: "127.0.0.1:9091", grace_period: 3s }
+providers:
+  openai: { kind: openai, base_url: "https://api.openai.com", credentials: ["${OPENAI_KEY}"] }
+  local: { kind: openai, base_url: "http://127.0.0.1:8000/v1" }
+models:
+  gpt-4o:
+    aliases: [gpt4o]
+    targets:
+      - { provider: openai, model: gpt-4o-2024-08-06, weight: 3 }
+      - { provider: local, weight: 0 }
+    fallbacks: [small]
+  small: { targets: [{ provider: local }] }
+  "llama-*": { targets: [{ provider: local }] }
+keys:
+  - { name: team, key: "${TEAM_KEY}", models: ["gpt-*"], expires_at: "2099-01-01T00:00:00Z", allowed_ips: ["10.0.0.0/8", "127.0.0.1"] }
+  - { name: hashed, key_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" }
+"#;
+
+#[test]
+fn a_good_config_loads_with_its_warnings() {
+    let l = load(GOOD).unwrap();
+    let c = &l.config;
+    assert_eq!(c.server.grace_period, std::time::Duration::from_secs(3));
+    assert_eq!(c.providers.len(), 2);
+    assert!(c.models.resolve("gpt4o").is_some());
+    assert!(c.models.resolve("llama-3-8b").unwrap().route.is_pattern);
+    assert!(c.models.resolve("nope").is_none());
+    // the whitespace around TEAM_KEY is trimmed and reported
+    assert!(c.keys.find("team-secret").is_some());
+    assert!(l
+        .warnings
+        .iter()
+        .any(|w| w.contains("keys[0].key") && w.contains("trimmed")));
+    // key_sha256 of "test"
+    assert_eq!(c.keys.find("test").unwrap().name, "hashed");
+    assert_eq!(c.retry.max_attempts, 3);
+}
+
+#[test]
+fn unknown_provider_is_named_by_path() {
+    let e = errors(
+        r#"
+providers: { openai: { kind: openai, base_url: "https://x" } }
+models:
+  gpt-4o: { targets: [{ provider: openai }, { provider: opnai }] }
+"#,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml: models.gpt-4o.targets[1].provider: unknown provider \"opnai\""),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_path() {
+    let e = errors("keys:\n  - { name: a, key: k, limits: { rpn: 5 } }\n");
+    assert!(
+        e[0].contains("keys[0].limits") && e[0].contains("rpn"),
+        "{e:?}"
+    );
+    let e = errors("sever: {}\n");
+    assert!(e[0].contains("sever"), "{e:?}");
+}
+
+#[test]
+fn yaml_syntax_errors_have_line_and_column() {
+    let e = errors("server:\n  listen: [\"a\"\n  threads: 2\n");
+    assert!(e[0].starts_with("t.yaml:"), "{e:?}");
+    let parts: Vec<&str> = e[0].splitn(4, ':').collect();
+    assert!(
+        parts[1].parse::<usize>().is_ok() && parts[2].parse::<usize>().is_ok(),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn missing_variables_and_bad_values_are_errors() {
+    let e = errors(
+        r#"
+server: { listen: "nowhere", grace_period: "soon" }
+"#,
+    );
+    assert!(
+        e[0].contains("server.grace_period") && e[0].contains("500ms"),
+        "{e:?}"
+    );
+    let e = errors(
+        r#"
+providers: { p: { kind: opnai, base_url: "api.openai.com", credentials: ["${NOPE}"] } }
+"#,
+    );
+    assert!(
+        e[0].contains("providers.p.credentials[0]") && e[0].contains("NOPE"),
+        "{e:?}"
+    );
+    let e = errors(
+        r#"
+providers: { p: { kind: opnai, base_url: "api.openai.com" } }
+server: { listen: "nowhere" }
+"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("providers.p.kind: unknown kind \"opnai\""),
+        "{all}"
+    );
+    assert!(all.contains("providers.p.base_url"), "{all}");
+    assert!(all.contains("server.listen[0]"), "{all}");
+}
+
+#[test]
+fn duplicate_secrets_cycles_and_bad_references_are_errors() {
+    let e = errors(
+        r#"
+providers: { p: { kind: openai, base_url: "http://127.0.0.1:1" } }
+models:
+  a: { targets: [{ provider: p }], fallbacks: [b] }
+  b: { targets: [{ provider: p }], fallbacks: [a] }
+  c: { targets: [{ provider: p }], fallbacks: [zzz] }
+keys:
+  - { name: one, key: same }
+  - { name: two, key: " same" }
+  - { name: three, key_sha256: "xyz" }
+  - { name: four, key: k4, allowed_ips: ["10.0.0.0/33"], expires_at: "tomorrow" }
+"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("keys[1]: has the same secret as keys[0]"),
+        "{all}"
+    );
+    assert!(all.contains("fallbacks form a cycle: a -> b -> a"), "{all}");
+    assert!(
+        all.contains("models.c.fallbacks[0]: unknown model \"zzz\""),
+        "{all}"
+    );
+    assert!(all.contains("keys[2].key_sha256"), "{all}");
+    assert!(all.contains("keys[3].allowed_ips[0]"), "{all}");
+    assert!(all.contains("keys[3].expires_at"), "{all}");
+}
+
+#[test]
+fn numbers_can_come_from_variables() {
+    let l = load_str(
+        "server: { threads: \"${T:-3}\", max_body_bytes: \"${B}\" }\n",
+        "t",
+        &|n| (n == "B").then(|| "2048".to_string()),
+    )
+    .unwrap();
+    assert_eq!(l.config.server.threads, 3);
+    assert_eq!(l.config.server.max_body_bytes, 2048);
+}

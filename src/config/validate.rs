@@ -1,0 +1,578 @@
+//! Raw config -> validated `Config`. Every error names the YAML path of the offending
+//! field; all errors are collected so one `-t` run shows every problem at once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue};
+use indexmap::IndexMap;
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use super::raw::*;
+use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, ServerSettings};
+use crate::auth::{parse_ip_net, ClientKey, KeyLimits, KeyTable};
+use crate::routing::{is_pattern, ModelRoute, ModelTable, Target};
+use crate::upstream::{BaseUrl, HealthCheck, Provider, ProviderKind, ProviderSpec, Timeouts};
+
+const MAX_WEIGHT: u32 = 1000;
+
+struct Ctx {
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Ctx {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(ConfigError::at(path, msg));
+    }
+}
+
+pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let server = server(&mut cx, raw.server);
+    let providers = providers(&mut cx, raw.providers);
+    let models = models(&mut cx, raw.models, &providers);
+    let keys = keys(&mut cx, raw.keys);
+    let retry = retry(&mut cx, raw.retry);
+    let management = management(&mut cx, raw.management);
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    Ok(Loaded {
+        config: Config {
+            server,
+            providers,
+            models,
+            keys,
+            retry,
+            management,
+        },
+        warnings: cx.warnings,
+    })
+}
+
+fn socket_addr(cx: &mut Ctx, path: &str, s: &str) -> Option<String> {
+    match s.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a.to_string()),
+        Err(_) => {
+            cx.err(
+                path,
+                format!(
+                    "{s:?} is not an IP:port address (e.g. \"0.0.0.0:8080\" or \"[::1]:8080\")"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
+    let listen_raw = raw
+        .listen
+        .unwrap_or_else(|| vec!["0.0.0.0:8080".to_string()]);
+    if listen_raw.is_empty() {
+        cx.err("server.listen", "at least one listen address is required");
+    }
+    let listen = listen_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| socket_addr(cx, &format!("server.listen[{i}]"), s))
+        .collect::<Vec<_>>();
+    let metrics_listen = match raw.metrics_listen.as_deref().map(str::trim) {
+        None => Some("127.0.0.1:9091".to_string()),
+        Some("") => None,
+        Some(s) => socket_addr(cx, "server.metrics_listen", s),
+    };
+    if let Some(m) = &metrics_listen {
+        if listen.contains(m) {
+            cx.err(
+                "server.metrics_listen",
+                "must differ from server.listen: metrics are never served on the public listener",
+            );
+        }
+    }
+    let threads = raw.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        cx.err("server.threads", "must be between 1 and 1024");
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(10 * 1024 * 1024);
+    if max_body_bytes < 1024 {
+        cx.err("server.max_body_bytes", "must be at least 1024");
+    }
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match parse_ip_net(s) {
+            Some(n) => Some(n),
+            None => {
+                cx.err(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{s:?} is not an IP address or CIDR range"),
+                );
+                None
+            }
+        })
+        .collect();
+    ServerSettings {
+        listen,
+        metrics_listen,
+        threads,
+        max_body_bytes,
+        grace_period: raw.grace_period.unwrap_or(Duration::from_secs(30)),
+        drain_delay: raw.drain_delay.unwrap_or(Duration::from_secs(5)),
+        trusted_proxies,
+        upgrade_sock: raw
+            .upgrade_sock
+            .unwrap_or_else(|| "/tmp/modelgate_upgrade.sock".to_string()),
+        pid_file: raw
+            .pid_file
+            .unwrap_or_else(|| "/tmp/modelgate.pid".to_string()),
+    }
+}
+
+fn positive(cx: &mut Ctx, path: String, d: Option<Duration>, default: Duration) -> Duration {
+    let d = d.unwrap_or(default);
+    if d.is_zero() {
+        cx.err(path, "must be greater than zero");
+    }
+    d
+}
+
+fn trimmed_secret(cx: &mut Ctx, path: &str, s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        cx.err(path, "is empty (is the environment variable set?)");
+        return None;
+    }
+    if t.len() != s.len() {
+        cx.warnings.push(format!(
+            "{path}: leading/trailing whitespace trimmed from the secret"
+        ));
+    }
+    Some(t.to_string())
+}
+
+fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<String, Arc<Provider>> {
+    let mut out = IndexMap::new();
+    for (name, p) in raw {
+        let base = format!("providers.{name}");
+        if name.trim().is_empty() {
+            cx.err("providers", "a provider name is empty");
+            continue;
+        }
+        let kind = match ProviderKind::parse(&p.kind) {
+            Some(k) => Some(k),
+            None => {
+                cx.err(
+                    format!("{base}.kind"),
+                    format!(
+                        "unknown kind {:?} (expected openai, anthropic or gemini)",
+                        p.kind
+                    ),
+                );
+                None
+            }
+        };
+        let url = match BaseUrl::parse(&p.base_url) {
+            Ok(u) => Some(u),
+            Err(msg) => {
+                cx.err(format!("{base}.base_url"), msg);
+                None
+            }
+        };
+        let credentials: Vec<String> = p
+            .credentials
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| trimmed_secret(cx, &format!("{base}.credentials[{i}]"), c))
+            .collect();
+        let timeouts = Timeouts {
+            connect: positive(
+                cx,
+                format!("{base}.timeouts.connect"),
+                p.timeouts.connect,
+                Duration::from_secs(5),
+            ),
+            first_byte: positive(
+                cx,
+                format!("{base}.timeouts.first_byte"),
+                p.timeouts.first_byte,
+                Duration::from_secs(120),
+            ),
+            idle: positive(
+                cx,
+                format!("{base}.timeouts.idle"),
+                p.timeouts.idle,
+                Duration::from_secs(60),
+            ),
+        };
+        let health_check = p.health_check.map(|h| {
+            if !h.path.starts_with('/') {
+                cx.err(
+                    format!("{base}.health_check.path"),
+                    "must start with '/' (e.g. /v1/models)",
+                );
+            }
+            HealthCheck {
+                path: h.path,
+                interval: positive(
+                    cx,
+                    format!("{base}.health_check.interval"),
+                    h.interval,
+                    Duration::from_secs(15),
+                ),
+                timeout: positive(
+                    cx,
+                    format!("{base}.health_check.timeout"),
+                    h.timeout,
+                    Duration::from_secs(5),
+                ),
+                healthy_threshold: h.healthy_threshold.unwrap_or(1).max(1),
+                unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2).max(1),
+            }
+        });
+        let mut headers = Vec::new();
+        for (k, v) in &p.headers {
+            let path = format!("{base}.headers.{k}");
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                (Err(_), _) => cx.err(path, "is not a valid HTTP header name"),
+                (_, Err(_)) => cx.err(path, "is not a valid HTTP header value"),
+            }
+        }
+        if let (Some(kind), Some(url)) = (kind, url) {
+            out.insert(
+                name.clone(),
+                Arc::new(Provider::new(ProviderSpec {
+                    name,
+                    kind,
+                    url,
+                    credentials,
+                    timeouts,
+                    health_check,
+                    headers,
+                })),
+            );
+        } else {
+            // Keep the name known so targets naming it do not report a second, misleading error.
+            out.insert(name.clone(), Arc::new(Provider::placeholder(name)));
+        }
+    }
+    out
+}
+
+fn models(
+    cx: &mut Ctx,
+    raw: IndexMap<String, RawModel>,
+    providers: &IndexMap<String, Arc<Provider>>,
+) -> ModelTable {
+    let mut routes = Vec::new();
+    let mut seen_names: HashMap<String, String> = HashMap::new(); // name/alias -> where defined
+    for (name, m) in &raw {
+        let base = format!("models.{name}");
+        if name.trim().is_empty() {
+            cx.err("models", "a model name is empty");
+            continue;
+        }
+        let pattern = is_pattern(name);
+        if let Some(prev) = seen_names.insert(name.clone(), base.clone()) {
+            cx.err(&base, format!("{name:?} is already defined at {prev}"));
+        }
+        for (i, alias) in m.aliases.iter().enumerate() {
+            let path = format!("{base}.aliases[{i}]");
+            if is_pattern(alias) {
+                cx.err(&path, "an alias cannot be a wildcard pattern");
+            } else if pattern {
+                cx.err(&path, "a wildcard model cannot have aliases");
+            } else if let Some(prev) = seen_names.insert(alias.clone(), path.clone()) {
+                cx.err(&path, format!("{alias:?} is already defined at {prev}"));
+            }
+        }
+        if m.targets.is_empty() {
+            cx.err(format!("{base}.targets"), "at least one target is required");
+        }
+        let mut targets = Vec::new();
+        for (i, t) in m.targets.iter().enumerate() {
+            let path = format!("{base}.targets[{i}]");
+            let weight = t.weight.unwrap_or(1);
+            if weight > MAX_WEIGHT {
+                cx.err(
+                    format!("{path}.weight"),
+                    format!("must be at most {MAX_WEIGHT}"),
+                );
+            }
+            if let Some(model) = &t.model {
+                if model.trim().is_empty() {
+                    cx.err(format!("{path}.model"), "is empty");
+                }
+            }
+            match providers.get(&t.provider) {
+                Some(p) => targets.push(Target {
+                    provider: p.clone(),
+                    model: t.model.clone(),
+                    weight,
+                }),
+                None => {
+                    let known = providers.keys().cloned().collect::<Vec<_>>().join(", ");
+                    cx.err(
+                        format!("{path}.provider"),
+                        format!("unknown provider {:?} (known: {known})", t.provider),
+                    );
+                }
+            }
+        }
+        if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
+            cx.err(
+                format!("{base}.targets"),
+                "every target has weight 0; at least one must take traffic",
+            );
+        }
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            let path = format!("{base}.fallbacks[{i}]");
+            if f == name {
+                cx.err(&path, "a model cannot fall back to itself");
+            } else if !raw.contains_key(f) || is_pattern(f) {
+                cx.err(
+                    &path,
+                    format!("unknown model {f:?} (fallbacks name models defined under models:)"),
+                );
+            }
+        }
+        routes.push(Arc::new(ModelRoute::new(
+            name.clone(),
+            m.aliases.clone(),
+            targets,
+            m.fallbacks.clone(),
+            pattern,
+        )));
+    }
+    if let Some(cycle) = fallback_cycle(&raw) {
+        cx.err(
+            format!("models.{}.fallbacks", cycle[0]),
+            format!("fallbacks form a cycle: {}", cycle.join(" -> ")),
+        );
+    }
+    ModelTable::build(routes)
+}
+
+/// Returns one fallback cycle, e.g. `[a, b, a]`, if any exists.
+fn fallback_cycle(raw: &IndexMap<String, RawModel>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a str,
+        raw: &'a IndexMap<String, RawModel>,
+        stack: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == n) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if !done.insert(n) {
+            return None;
+        }
+        stack.push(n);
+        for f in raw.get(n).map(|m| m.fallbacks.as_slice()).unwrap_or(&[]) {
+            if f != n {
+                if let Some(c) = visit(f, raw, stack, done) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = HashSet::new();
+    for n in raw.keys() {
+        if let Some(c) = visit(n, raw, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
+    let mut out: Vec<Arc<ClientKey>> = Vec::new();
+    let mut by_digest: HashMap<[u8; 32], (usize, String)> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    if raw.is_empty() {
+        cx.warnings
+            .push("no keys configured: every request will be refused with 401".to_string());
+    }
+    for (i, k) in raw.into_iter().enumerate() {
+        let base = format!("keys[{i}]");
+        let name = k.name.trim().to_string();
+        if name.is_empty() {
+            cx.err(format!("{base}.name"), "is empty");
+        } else if let Some(prev) = names.insert(name.clone(), i) {
+            cx.err(
+                format!("{base}.name"),
+                format!("{name:?} is already used by keys[{prev}]; names label metrics and must be unique"),
+            );
+        }
+        let digest = match (&k.key, &k.key_sha256) {
+            (Some(_), Some(_)) => {
+                cx.err(&base, "set either key or key_sha256, not both");
+                None
+            }
+            (None, None) => {
+                cx.err(&base, "needs key or key_sha256");
+                None
+            }
+            (Some(secret), None) => trimmed_secret(cx, &format!("{base}.key"), secret)
+                .map(|s| Sha256::digest(s.as_bytes()).into()),
+            (None, Some(hex_digest)) => {
+                let mut d = [0u8; 32];
+                match hex::decode_to_slice(hex_digest.trim(), &mut d) {
+                    Ok(()) => Some(d),
+                    Err(_) => {
+                        cx.err(
+                            format!("{base}.key_sha256"),
+                            "must be 64 hex characters (sha256 of the key, e.g. from `printf %s KEY | sha256sum`)",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(d) = digest {
+            if let Some((prev, prev_name)) = by_digest.get(&d) {
+                cx.err(
+                    &base,
+                    format!("has the same secret as keys[{prev}] ({prev_name:?}); every key must be unique"),
+                );
+            } else {
+                by_digest.insert(d, (i, name.clone()));
+            }
+        }
+        let scope = k.models.map(|patterns| {
+            patterns
+                .iter()
+                .enumerate()
+                .filter(|(j, p)| {
+                    let empty = p.trim().is_empty();
+                    if empty {
+                        cx.err(format!("{base}.models[{j}]"), "is empty");
+                    }
+                    !empty
+                })
+                .map(|(_, p)| wildmatch::WildMatch::new(p.trim()))
+                .collect::<Vec<_>>()
+        });
+        let expires_at = k.expires_at.as_deref().and_then(|s| {
+            match time::OffsetDateTime::parse(
+                s.trim(),
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(t) => {
+                    let st: SystemTime = t.into();
+                    if st <= SystemTime::now() {
+                        cx.warnings.push(format!(
+                            "{base}.expires_at: key {name:?} has already expired"
+                        ));
+                    }
+                    Some(st)
+                }
+                Err(_) => {
+                    cx.err(
+                        format!("{base}.expires_at"),
+                        format!("{s:?} is not an RFC 3339 time (e.g. \"2027-01-01T00:00:00Z\")"),
+                    );
+                    None
+                }
+            }
+        });
+        let allowed_ips: Vec<IpNet> = k
+            .allowed_ips
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| {
+                let n = parse_ip_net(s);
+                if n.is_none() {
+                    cx.err(
+                        format!("{base}.allowed_ips[{j}]"),
+                        format!("{s:?} is not an IP address or CIDR range"),
+                    );
+                }
+                n
+            })
+            .collect();
+        for (field, v) in [
+            ("rpm", k.limits.rpm),
+            ("tpm", k.limits.tpm),
+            ("concurrency", k.limits.concurrency),
+        ] {
+            if v == Some(0) {
+                cx.err(
+                    format!("{base}.limits.{field}"),
+                    "must be at least 1 (remove it for no limit; use disabled: true to block the key)",
+                );
+            }
+        }
+        if let Some(d) = digest {
+            out.push(Arc::new(ClientKey {
+                name,
+                digest: d,
+                scope,
+                limits: KeyLimits {
+                    rpm: k.limits.rpm,
+                    tpm: k.limits.tpm,
+                    concurrency: k.limits.concurrency,
+                },
+                expires_at,
+                allowed_ips,
+                disabled: k.disabled,
+            }));
+        }
+    }
+    KeyTable::new(out)
+}
+
+fn retry(cx: &mut Ctx, raw: RawRetry) -> RetryPolicy {
+    let max_attempts = raw.max_attempts.unwrap_or(3);
+    if !(1..=10).contains(&max_attempts) {
+        cx.err("retry.max_attempts", "must be between 1 and 10");
+    }
+    let on_status = raw
+        .on_status
+        .unwrap_or_else(|| vec![429, 500, 502, 503, 504]);
+    for (i, s) in on_status.iter().enumerate() {
+        if !(400..=599).contains(s) {
+            cx.err(
+                format!("retry.on_status[{i}]"),
+                format!("{s} is not an HTTP error status (400-599)"),
+            );
+        }
+    }
+    RetryPolicy {
+        max_attempts,
+        on_status,
+        cooldown: raw.cooldown.unwrap_or(Duration::from_secs(30)),
+    }
+}
+
+fn management(cx: &mut Ctx, raw: RawManagement) -> ManagementSettings {
+    let secret_sha256 = match raw.secret_key.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => trimmed_secret(cx, "management.secret_key", s)
+            .map(|s| Sha256::digest(s.as_bytes()).into()),
+    };
+    ManagementSettings {
+        secret_sha256,
+        allow_remote: raw.allow_remote,
+    }
+}

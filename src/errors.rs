@@ -1,0 +1,230 @@
+//! The gateway's own errors: one code per failure (interface.md's table), rendered in the
+//! client's protocol so each SDK raises its own exception class.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::protocol::Protocol;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidApiKey,
+    KeyExpired,
+    KeyDisabled,
+    IpNotAllowed,
+    ModelNotAllowed,
+    ModelNotFound,
+    NotFound,
+    MethodNotAllowed,
+    RequestTooLarge,
+    LengthRequired,
+    RateLimitExceeded,
+    TokenRateLimitExceeded,
+    NotImplemented,
+    UpstreamError,
+    UpstreamUnavailable,
+    UpstreamRequestTimeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => 400,
+            InvalidApiKey | KeyExpired | KeyDisabled => 401,
+            IpNotAllowed | ModelNotAllowed => 403,
+            ModelNotFound | NotFound => 404,
+            MethodNotAllowed => 405,
+            LengthRequired => 411,
+            RequestTooLarge => 413,
+            RateLimitExceeded | TokenRateLimitExceeded => 429,
+            Internal => 500,
+            NotImplemented => 501,
+            UpstreamError => 502,
+            UpstreamUnavailable => 503,
+            UpstreamRequestTimeout => 504,
+        }
+    }
+
+    /// The machine-readable code clients match on.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidApiKey => "invalid_api_key",
+            KeyExpired => "key_expired",
+            KeyDisabled => "key_disabled",
+            IpNotAllowed => "ip_not_allowed",
+            ModelNotAllowed => "model_not_allowed",
+            ModelNotFound => "model_not_found",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            LengthRequired => "length_required",
+            RequestTooLarge => "request_too_large",
+            RateLimitExceeded => "rate_limit_exceeded",
+            TokenRateLimitExceeded => "token_rate_limit_exceeded",
+            NotImplemented => "not_implemented",
+            UpstreamError => "upstream_error",
+            UpstreamUnavailable => "upstream_unavailable",
+            UpstreamRequestTimeout => "upstream_request_timeout",
+            Internal => "internal_error",
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    fn openai_type(self) -> &'static str {
+        match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// Anthropic's `error.type`.
+    fn anthropic_type(self) -> &'static str {
+        match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            504 => "timeout_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// Gemini's (google.rpc) `error.status`.
+    fn gemini_status(self) -> &'static str {
+        match self.status() {
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            501 => "UNIMPLEMENTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            s if s >= 500 => "INTERNAL",
+            _ => "INVALID_ARGUMENT",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The request field at fault, when there is one (OpenAI's `param`).
+    pub param: Option<&'static str>,
+    /// Seconds, for 429/503.
+    pub retry_after: Option<u64>,
+}
+
+impl GatewayError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        GatewayError {
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The error body in `protocol`'s shape.
+    pub fn body(&self, protocol: Protocol) -> Bytes {
+        let v = match protocol {
+            Protocol::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": self.code.openai_type(),
+                "code": self.code.as_str(),
+                "param": self.param,
+            }}),
+            Protocol::Anthropic => json!({"type": "error", "error": {
+                "type": self.code.anthropic_type(),
+                "message": self.message,
+                "code": self.code.as_str(),
+            }}),
+            Protocol::Gemini => json!({"error": {
+                "code": self.status(),
+                "message": self.message,
+                "status": self.code.gemini_status(),
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.code.as_str().to_ascii_uppercase(),
+                    "domain": "modelgate",
+                }],
+            }}),
+        };
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status(),
+            self.code.as_str(),
+            self.message
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(b: Bytes) -> serde_json::Value {
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[test]
+    fn shapes_per_protocol() {
+        let e = GatewayError::new(ErrorCode::ModelNotFound, "no such model").with_param("model");
+        let o = parse(e.body(Protocol::OpenAi));
+        assert_eq!(o["error"]["code"], "model_not_found");
+        assert_eq!(o["error"]["type"], "invalid_request_error");
+        assert_eq!(o["error"]["param"], "model");
+        let a = parse(e.body(Protocol::Anthropic));
+        assert_eq!(a["type"], "error");
+        assert_eq!(a["error"]["type"], "not_found_error");
+        let g = parse(e.body(Protocol::Gemini));
+        assert_eq!(g["error"]["status"], "NOT_FOUND");
+        assert_eq!(g["error"]["code"], 404);
+        assert_eq!(g["error"]["details"][0]["reason"], "MODEL_NOT_FOUND");
+    }
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        for (code, status) in [
+            (ErrorCode::InvalidApiKey, 401),
+            (ErrorCode::IpNotAllowed, 403),
+            (ErrorCode::RequestTooLarge, 413),
+            (ErrorCode::UpstreamUnavailable, 503),
+            (ErrorCode::UpstreamRequestTimeout, 504),
+        ] {
+            assert_eq!(code.status(), status);
+        }
+        assert_eq!(
+            parse(
+                GatewayError::new(ErrorCode::UpstreamRequestTimeout, "t").body(Protocol::Anthropic)
+            )["error"]["type"],
+            "timeout_error"
+        );
+    }
+}

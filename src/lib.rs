@@ -1,0 +1,20 @@
+//! modelgate: an LLM API gateway on Pingora.
+//!
+//! One module per concern: `config` (YAML -> validated model), `auth`, `routing`,
+//! `upstream` (providers, DNS, peers), `protocol` (endpoints and wire shapes), `rewrite`
+//! and `sse` (body rewriting), `errors`, `metrics`, `runtime` (reload, drain) and
+//! `proxy` (the Pingora conductor). `server` assembles them into a Pingora server.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod errors;
+pub mod metrics;
+pub mod protocol;
+pub mod proxy;
+pub mod rewrite;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod sse;
+pub mod upstream;

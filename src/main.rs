@@ -1,0 +1,115 @@
+//! The `modelgate` command: run (`-c FILE`), validate (`-t`), or try the demo (`--demo`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use modelgate::{config, demo, server};
+
+#[derive(Parser)]
+#[command(name = "modelgate", version, about = "An LLM API gateway on Pingora")]
+struct Cli {
+    /// Config file (YAML).
+    #[arg(short = 'c', long = "config", env = "MODELGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the config and exit: 0 if valid, 1 with the errors on stderr.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+    /// Run a demo: built-in config and mock provider, no provider keys needed.
+    #[arg(long)]
+    demo: bool,
+    /// Demo: the client-facing address.
+    #[arg(long, default_value = "127.0.0.1:8080", requires = "demo")]
+    listen: String,
+    /// Demo: the metrics address.
+    #[arg(long, default_value = "127.0.0.1:9091", requires = "demo")]
+    metrics_listen: String,
+    /// Zero-downtime upgrade: take over the listeners of the running instance
+    /// (send it SIGQUIT).
+    #[arg(short = 'u', long)]
+    upgrade: bool,
+    /// Run in the background.
+    #[arg(short = 'd', long)]
+    daemon: bool,
+}
+
+fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    if cli.demo {
+        let port = match free_loopback_port() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("modelgate: cannot find a free loopback port for the demo provider: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mock = format!("127.0.0.1:{port}");
+        let yaml = demo::config_yaml(&cli.listen, &cli.metrics_listen, &mock);
+        let loaded = match config::load_str(&yaml, "demo config", &|_| None) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!(
+            "modelgate demo: gateway on http://{listen}, a mock provider on http://{mock}, metrics on http://{metrics}/metrics\n\
+             Try:\n  curl http://{listen}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'\n\
+             Streaming: add \"stream\":true to the JSON. Models: curl http://{listen}/v1/models -H 'Authorization: Bearer {key}'",
+            listen = cli.listen,
+            metrics = cli.metrics_listen,
+            key = demo::DEMO_CLIENT_KEY,
+        );
+        server::run(server::RunOptions {
+            config: loaded.config,
+            config_path: None,
+            demo_mock_listen: Some(mock),
+            upgrade: cli.upgrade,
+            daemon: cli.daemon,
+        });
+    }
+
+    let Some(path) = cli.config else {
+        eprintln!(
+            "modelgate: no config file: pass -c FILE or set MODELGATE_CONFIG (or try --demo)"
+        );
+        return ExitCode::from(1);
+    };
+    let loaded = match config::load_file(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        log::warn!("{}: {w}", path.display());
+    }
+    if cli.test {
+        let c = &loaded.config;
+        println!(
+            "{}: configuration is valid ({} providers, {} models, {} keys)",
+            path.display(),
+            c.providers.len(),
+            c.models.routes().len(),
+            c.keys.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    server::run(server::RunOptions {
+        config: loaded.config,
+        config_path: Some(path),
+        demo_mock_listen: None,
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+    })
+}

@@ -1,0 +1,280 @@
+//! The client-facing surface: which path is which endpoint in which wire protocol, and the
+//! shapes that depend only on the protocol (model lists). Routing looks at the path only;
+//! query strings (`?beta=true`, `?alt=sse`) never change the route.
+
+use http::Method;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+            Protocol::Gemini => "gemini",
+        }
+    }
+}
+
+/// A request the gateway forwards to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Moderations,
+    ImagesGenerations,
+    AudioSpeech,
+    Messages,
+    MessagesCountTokens,
+    GenerateContent,
+    StreamGenerateContent,
+    CountTokens,
+}
+
+impl Op {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Op::Messages | Op::MessagesCountTokens => Protocol::Anthropic,
+            Op::GenerateContent | Op::StreamGenerateContent | Op::CountTokens => Protocol::Gemini,
+            _ => Protocol::OpenAi,
+        }
+    }
+
+    /// The Gemini action name in `models/{model}:{action}`.
+    pub fn gemini_action(self) -> Option<&'static str> {
+        match self {
+            Op::GenerateContent => Some("generateContent"),
+            Op::StreamGenerateContent => Some("streamGenerateContent"),
+            Op::CountTokens => Some("countTokens"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    /// `GET /v1/models` (OpenAI shape, or Anthropic's with an `anthropic-version` header).
+    ListModels,
+    /// `GET /v1beta/models` (Gemini shape).
+    GeminiListModels,
+    ManagementReload,
+    ManagementOther,
+    /// A model request to forward. `gemini_model` is the `{model}` of a Gemini path.
+    Proxy {
+        op: Op,
+        gemini_model: Option<String>,
+    },
+    /// A known path with the wrong method.
+    WrongMethod {
+        allowed: &'static str,
+    },
+    NotFound,
+}
+
+/// Classifies a request by method and path (without the query string).
+pub fn classify(method: &Method, path: &str) -> Endpoint {
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let want = |ok: bool, allowed: &'static str, e: Endpoint| {
+        if ok {
+            e
+        } else {
+            Endpoint::WrongMethod { allowed }
+        }
+    };
+    let proxy = |op| Endpoint::Proxy {
+        op,
+        gemini_model: None,
+    };
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    match path {
+        "/health" | "/healthz" => want(get, "GET", Endpoint::Health),
+        "/v1/models" => want(get, "GET", Endpoint::ListModels),
+        "/v1beta/models" => want(get, "GET", Endpoint::GeminiListModels),
+        "/v1/chat/completions" => want(post, "POST", proxy(Op::ChatCompletions)),
+        "/v1/completions" => want(post, "POST", proxy(Op::Completions)),
+        "/v1/embeddings" => want(post, "POST", proxy(Op::Embeddings)),
+        "/v1/responses" => want(post, "POST", proxy(Op::Responses)),
+        "/v1/moderations" => want(post, "POST", proxy(Op::Moderations)),
+        "/v1/images/generations" => want(post, "POST", proxy(Op::ImagesGenerations)),
+        "/v1/audio/speech" => want(post, "POST", proxy(Op::AudioSpeech)),
+        "/v1/messages" => want(post, "POST", proxy(Op::Messages)),
+        "/v1/messages/count_tokens" => want(post, "POST", proxy(Op::MessagesCountTokens)),
+        "/v0/management/reload" => want(post, "POST", Endpoint::ManagementReload),
+        p if p.starts_with("/v0/management/") => Endpoint::ManagementOther,
+        p => match gemini_path(p) {
+            Some((model, op)) => want(
+                post,
+                "POST",
+                Endpoint::Proxy {
+                    op,
+                    gemini_model: Some(model.to_string()),
+                },
+            ),
+            None => Endpoint::NotFound,
+        },
+    }
+}
+
+/// `/v1beta/models/{model}:{action}` or `/v1/models/{model}:{action}`.
+fn gemini_path(path: &str) -> Option<(&str, Op)> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    let (model, action) = rest.rsplit_once(':')?;
+    let op = match action {
+        "generateContent" => Op::GenerateContent,
+        "streamGenerateContent" => Op::StreamGenerateContent,
+        "countTokens" => Op::CountTokens,
+        _ => return None,
+    };
+    (!model.is_empty() && !model.contains('/')).then_some((model, op))
+}
+
+/// The protocol a request most likely speaks, for shaping errors on paths that did not
+/// classify (or before classification matters).
+pub fn guess_protocol(path: &str, headers: &http::HeaderMap) -> Protocol {
+    if path.contains("/v1beta/")
+        || path.contains(":generateContent")
+        || headers.contains_key("x-goog-api-key")
+    {
+        Protocol::Gemini
+    } else if path.contains("/messages")
+        || headers.contains_key("anthropic-version")
+        || headers.contains_key("x-api-key")
+    {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    }
+}
+
+/// A hint for an unknown path: the most likely intended endpoint.
+pub fn not_found_hint(path: &str) -> String {
+    let p = path.trim_end_matches('/');
+    let suggestion = if p.contains("/v1/v1/") {
+        Some(format!(
+            "{} (the base URL already ends in /v1; drop one)",
+            p.replacen("/v1/v1/", "/v1/", 1)
+        ))
+    } else if p.ends_with("/chat/completions") {
+        Some("/v1/chat/completions (OpenAI clients: base URL http://HOST:PORT/v1)".to_string())
+    } else if p.ends_with("/messages") {
+        Some("/v1/messages (Anthropic clients: base URL http://HOST:PORT, without /v1)".to_string())
+    } else if p.contains("generateContent") || p.contains("/models/") {
+        Some(
+            "/v1beta/models/{model}:generateContent (Gemini clients: base URL http://HOST:PORT)"
+                .to_string(),
+        )
+    } else if p.ends_with("/responses") {
+        Some("/v1/responses".to_string())
+    } else if p.ends_with("/models") {
+        Some("/v1/models".to_string())
+    } else {
+        None
+    };
+    match suggestion {
+        Some(s) => format!("no endpoint at {p}; did you mean {s}?"),
+        None => format!(
+            "no endpoint at {p}; modelgate serves /v1/chat/completions, /v1/responses, /v1/messages, /v1beta/models/{{model}}:generateContent, /v1/embeddings and GET /v1/models"
+        ),
+    }
+}
+
+/// One entry of a model list.
+pub struct ListedModel<'a> {
+    pub id: &'a str,
+    pub owned_by: &'a str,
+}
+
+pub fn openai_model_list(models: &[ListedModel]) -> serde_json::Value {
+    json!({
+        "object": "list",
+        "data": models.iter().map(|m| json!({
+            "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn anthropic_model_list(models: &[ListedModel]) -> serde_json::Value {
+    json!({
+        "data": models.iter().map(|m| json!({
+            "type": "model", "id": m.id, "display_name": m.id, "created_at": "1970-01-01T00:00:00Z",
+        })).collect::<Vec<_>>(),
+        "has_more": false,
+        "first_id": models.first().map(|m| m.id),
+        "last_id": models.last().map(|m| m.id),
+    })
+}
+
+pub fn gemini_model_list(models: &[ListedModel]) -> serde_json::Value {
+    json!({
+        "models": models.iter().map(|m| json!({
+            "name": format!("models/{}", m.id),
+            "displayName": m.id,
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_paths_ignoring_trailing_slash() {
+        assert_eq!(
+            classify(&Method::POST, "/v1/chat/completions/"),
+            Endpoint::Proxy {
+                op: Op::ChatCompletions,
+                gemini_model: None
+            }
+        );
+        assert_eq!(
+            classify(
+                &Method::POST,
+                "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+            ),
+            Endpoint::Proxy {
+                op: Op::StreamGenerateContent,
+                gemini_model: Some("gemini-2.5-pro".into())
+            }
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/models/gemini-x:countTokens"),
+            Endpoint::Proxy {
+                op: Op::CountTokens,
+                gemini_model: Some("gemini-x".into())
+            }
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/chat/completions"),
+            Endpoint::WrongMethod { allowed: "POST" }
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1beta/models/x:explode"),
+            Endpoint::NotFound
+        );
+        assert_eq!(classify(&Method::GET, "/v1/models"), Endpoint::ListModels);
+    }
+
+    #[test]
+    fn hints_name_the_right_path() {
+        assert!(not_found_hint("/chat/completions").contains("/v1/chat/completions"));
+        assert!(not_found_hint("/v1/v1/chat/completions").contains("drop one"));
+        assert!(not_found_hint("/v2/messages").contains("/v1/messages"));
+    }
+}

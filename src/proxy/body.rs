@@ -1,0 +1,78 @@
+//! Reading the client's request body in `request_filter` (routing needs `model` before
+//! `upstream_peer`), bounded by `max_body_bytes`, while keeping Pingora's per-attempt
+//! body replay alive: Pingora calls `request_body_filter` on each attempt only when its
+//! retry buffer holds data, and that buffer is capped at 64 KiB. So buffering is switched
+//! on only for the last <= 64 KiB of the body; `request_body_filter` then swaps in the
+//! full (possibly rewritten) body. See research/pingora-0.9-notes.md §2.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+/// pingora-core's `BODY_BUF_LIMIT`.
+const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
+
+pub enum BodyError {
+    /// Over `max_body_bytes` (declared or counted while reading).
+    TooLarge,
+    /// A body without Content-Length larger than the replay buffer cannot be forwarded.
+    UnknownLengthTooLarge,
+    Read(Box<pingora::Error>),
+}
+
+pub fn declared_length(session: &Session) -> Option<usize> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub async fn read_request_body(session: &mut Session, max: usize) -> Result<Bytes, BodyError> {
+    let declared = declared_length(session);
+    if declared.is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(max));
+    let mut buffering = false;
+    loop {
+        if !buffering {
+            // Unknown length: buffer from the start (works for bodies up to the limit).
+            let remaining = declared.map(|n| n.saturating_sub(buf.len()));
+            if remaining.is_none_or(|r| r > 0 && r <= RETRY_BUFFER_LIMIT) {
+                session.enable_retry_buffering();
+                buffering = true;
+            }
+        }
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(BodyError::Read(e)),
+        }
+    }
+    if session.retry_buffer_truncated() {
+        return Err(BodyError::UnknownLengthTooLarge);
+    }
+    Ok(buf.freeze())
+}
+
+/// Before answering early, consume a small unread body so the connection can be kept
+/// alive; give up on keep-alive for large ones rather than read them for nothing.
+pub async fn discard_unread_body(session: &mut Session) {
+    if session.is_body_done() {
+        return;
+    }
+    match declared_length(session) {
+        Some(n) if n <= RETRY_BUFFER_LIMIT => {
+            if session.drain_request_body().await.is_err() {
+                session.set_keepalive(None);
+            }
+        }
+        _ => session.set_keepalive(None),
+    }
+}

@@ -1,0 +1,150 @@
+//! Per-request state carried through Pingora's phases.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use once_cell::sync::Lazy;
+
+use crate::auth::ClientKey;
+use crate::config::Config;
+use crate::errors::GatewayError;
+use crate::metrics::InflightSlot;
+use crate::protocol::{Op, Protocol};
+use crate::rewrite::ModelRenamer;
+use crate::routing::Resolved;
+use crate::runtime::ActiveRequest;
+use crate::upstream::Provider;
+
+pub struct RequestCtx {
+    pub started: Instant,
+    /// The config snapshot for this request's whole life: a reload never changes a
+    /// request midway.
+    pub config: Arc<Config>,
+    pub request_id: String,
+    /// The protocol errors are written in.
+    pub protocol: Protocol,
+    pub client_ip: Option<IpAddr>,
+    pub key: Option<Arc<ClientKey>>,
+    pub route: Option<RouteState>,
+    pub attempt: Option<Attempt>,
+    /// Upstream attempts made so far (the failover seam: `upstream_peer` runs per attempt).
+    pub attempts: u32,
+    /// Set when a pooled connection turned out dead before the provider answered: the
+    /// next attempt goes to the same target on a fresh connection.
+    pub retry_same_target: bool,
+    /// A response header has gone to the client: nothing may be retried any more.
+    pub response_started: bool,
+    pub ttfb: Option<Duration>,
+    /// The gateway error answered with (or to answer with from `fail_to_proxy`).
+    pub error: Option<GatewayError>,
+    pub renamer: Option<ModelRenamer>,
+    /// Status sent to the client (set for locally written responses).
+    pub status: u16,
+    pub _inflight: Option<InflightSlot>,
+    pub _active: ActiveRequest,
+}
+
+/// The routed model request.
+pub struct RouteState {
+    pub op: Op,
+    pub resolved: Resolved,
+    /// The client's body as received.
+    pub body: Bytes,
+    pub model_span: Option<Range<usize>>,
+    pub stream: bool,
+    /// The client's path (without query) and query with any `key=` removed.
+    pub path: String,
+    pub query: Option<String>,
+    /// Target indexes already tried.
+    pub tried: Vec<usize>,
+}
+
+/// One upstream attempt.
+pub struct Attempt {
+    pub provider: Arc<Provider>,
+    pub target_index: usize,
+    pub target_model: String,
+    pub uri: http::Uri,
+    pub body: Bytes,
+    pub body_sent: bool,
+}
+
+impl RequestCtx {
+    pub fn new(config: Arc<Config>, active: ActiveRequest) -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            config,
+            request_id: String::new(),
+            protocol: Protocol::OpenAi,
+            client_ip: None,
+            key: None,
+            route: None,
+            attempt: None,
+            attempts: 0,
+            retry_same_target: false,
+            response_started: false,
+            ttfb: None,
+            error: None,
+            renamer: None,
+            status: 0,
+            _inflight: None,
+            _active: active,
+        }
+    }
+
+    /// The `model` metrics label: the public name (aliases fold into it; wildcard routes
+    /// use the requested name, which the pattern bounds).
+    pub fn model_label(&self) -> &str {
+        match &self.route {
+            Some(r) if r.resolved.route.is_pattern => &r.resolved.requested,
+            Some(r) => &r.resolved.route.name,
+            None => "",
+        }
+    }
+
+    pub fn provider_label(&self) -> &str {
+        self.attempt
+            .as_ref()
+            .map(|a| a.provider.name.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn key_label(&self) -> &str {
+        self.key.as_ref().map(|k| k.name.as_str()).unwrap_or("")
+    }
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+static PROCESS_TAG: Lazy<String> = Lazy::new(|| {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:08x}",
+        (t as u64 ^ u64::from(std::process::id()).rotate_left(32)) as u32
+    )
+});
+
+/// The client's `x-request-id` when it is sane, otherwise a new id unique across
+/// processes and restarts.
+pub fn request_id(client: Option<&http::HeaderValue>) -> String {
+    if let Some(v) = client {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=".contains(c))
+        {
+            if let Ok(s) = v.to_str() {
+                return s.to_string();
+            }
+        }
+    }
+    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("mg-{}-{n:012x}", &*PROCESS_TAG)
+}

@@ -1,0 +1,725 @@
+//! The `ProxyHttp` implementation: a thin conductor that calls auth, routing, upstream and
+//! rewrite at the right Pingora phase. Phase order: `request_filter` (local endpoints,
+//! auth, body, routing) -> per attempt: `upstream_peer` -> `upstream_request_filter` ->
+//! `request_body_filter` -> `upstream_response_filter` -> `response_filter` ->
+//! `response_body_filter` -> `logging`.
+
+mod body;
+mod ctx;
+mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+pub use ctx::{request_id, RequestCtx};
+use ctx::{Attempt, RouteState};
+
+use crate::auth;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::metrics;
+use crate::protocol::{self, Endpoint, Op, Protocol};
+use crate::rewrite::{self, ModelRenamer};
+use crate::runtime::Runtime;
+
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+}
+
+impl Gateway {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Gateway { runtime }
+    }
+}
+
+/// A Pingora error that makes the proxy give up; the response is written from
+/// `ctx.error` in `fail_to_proxy`.
+fn abort(ctx: &mut RequestCtx, err: GatewayError) -> Box<Error> {
+    let status = err.status();
+    ctx.error = Some(err);
+    Error::explain(ErrorType::HTTPStatus(status), "gateway error")
+}
+
+/// Provider response headers that describe the gateway's provider account, not the client's.
+const PROVIDER_ACCOUNT_HEADERS: [&str; 4] = [
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+];
+
+/// Client headers that must never reach a provider (credentials) or that the gateway sets.
+const STRIPPED_REQUEST_HEADERS: [&str; 8] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "cookie",
+    "transfer-encoding",
+    "expect",
+    "accept-encoding",
+];
+
+impl Gateway {
+    async fn prepare_model_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        op: Op,
+        gemini_model: Option<String>,
+        path: String,
+        query: Option<String>,
+    ) -> Result<bool> {
+        let is_multipart = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/"));
+        if is_multipart {
+            let e = GatewayError::new(
+                ErrorCode::InvalidRequest,
+                "multipart bodies (file uploads) are not supported by modelgate yet; send a JSON body",
+            );
+            return local::respond_error(session, ctx, e).await;
+        }
+        let expects_continue = session
+            .req_header()
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue
+            && body::declared_length(session).unwrap_or(0) <= ctx.config.server.max_body_bytes
+        {
+            // curl waits a second for this before sending bodies over 1 KiB.
+            session.write_continue_response().await?;
+        }
+        let max = ctx.config.server.max_body_bytes;
+        let body = match body::read_request_body(session, max).await {
+            Ok(b) => b,
+            Err(body::BodyError::TooLarge) => {
+                let e = GatewayError::new(
+                    ErrorCode::RequestTooLarge,
+                    format!("the request body is larger than this gateway's limit of {max} bytes (server.max_body_bytes); retrying the same payload will not work"),
+                );
+                session.set_keepalive(None);
+                return local::respond_error(session, ctx, e).await;
+            }
+            Err(body::BodyError::UnknownLengthTooLarge) => {
+                let e = GatewayError::new(
+                    ErrorCode::LengthRequired,
+                    "request bodies over 64 KiB need a Content-Length header (chunked uploads that large are not supported)",
+                );
+                return local::respond_error(session, ctx, e).await;
+            }
+            Err(body::BodyError::Read(e)) => return Err(e),
+        };
+        let proto_name = match op.protocol() {
+            Protocol::OpenAi => "the OpenAI API",
+            Protocol::Anthropic => "the Anthropic Messages API",
+            Protocol::Gemini => "the Gemini API",
+        };
+        if body.is_empty() {
+            let e = GatewayError::new(
+                ErrorCode::InvalidRequest,
+                format!("the request has no body; {proto_name} expects a JSON object"),
+            );
+            return local::respond_error(session, ctx, e).await;
+        }
+        let peek = match rewrite::peek_request(&body) {
+            Ok(p) => p,
+            Err(msg) => {
+                return local::respond_error(
+                    session,
+                    ctx,
+                    GatewayError::new(ErrorCode::InvalidRequest, msg),
+                )
+                .await
+            }
+        };
+        let requested = match (gemini_model, peek.model) {
+            (Some(m), _) => m,
+            (None, Some(m)) if !m.is_empty() => m,
+            _ => {
+                let e = GatewayError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the request is missing 'model'; {proto_name} needs the model name in the JSON body"),
+                )
+                .with_param("model");
+                return local::respond_error(session, ctx, e).await;
+            }
+        };
+        let Some(resolved) = ctx.config.models.resolve(&requested) else {
+            let e = GatewayError::new(
+                ErrorCode::ModelNotFound,
+                format!("the model {requested:?} does not exist on this gateway; GET /v1/models lists the models your key may use"),
+            )
+            .with_param("model");
+            return local::respond_error(session, ctx, e).await;
+        };
+        let key = ctx.key.clone();
+        if let Some(key) = key {
+            if !key.allows_model(&[&requested, &resolved.route.name]) {
+                let e = GatewayError::new(
+                    ErrorCode::ModelNotAllowed,
+                    format!("the API key {:?} may not use the model {requested:?}; GET /v1/models lists the models it may use", key.name),
+                )
+                .with_param("model");
+                return local::respond_error(session, ctx, e).await;
+            }
+        }
+        ctx.route = Some(RouteState {
+            op,
+            resolved,
+            body,
+            model_span: peek.model_span,
+            stream: peek.stream || op == Op::StreamGenerateContent,
+            path,
+            query,
+            tried: Vec::with_capacity(2),
+        });
+        Ok(false)
+    }
+}
+
+/// The client's query string without its `key=` (a client credential).
+fn upstream_query(query: Option<&str>) -> Option<String> {
+    let q = query?;
+    if !form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "key") {
+        return Some(q.to_string());
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k != "key") {
+        out.append_pair(&k, &v);
+    }
+    let s = out.finish();
+    (!s.is_empty()).then_some(s)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.runtime.config(), self.runtime.track_request())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = request_id(req.headers.get("x-request-id"));
+        let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
+        let endpoint = protocol::classify(&req.method, &path);
+        ctx.protocol = match &endpoint {
+            Endpoint::Proxy { op, .. } => op.protocol(),
+            Endpoint::GeminiListModels => Protocol::Gemini,
+            _ => protocol::guess_protocol(&path, &req.headers),
+        };
+        let peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client_ip = auth::client_ip(peer_ip, &req.headers, &ctx.config.server.trusted_proxies);
+
+        match &endpoint {
+            Endpoint::Health => return local::health(session, ctx, &self.runtime).await,
+            Endpoint::NotFound => {
+                let e = GatewayError::new(ErrorCode::NotFound, protocol::not_found_hint(&path));
+                return local::respond_error(session, ctx, e).await;
+            }
+            Endpoint::WrongMethod { allowed } => {
+                let method = session.req_header().method.as_str().to_string();
+                let e = GatewayError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!("{path} accepts {allowed}, not {method}"),
+                );
+                return local::respond_error(session, ctx, e).await;
+            }
+            Endpoint::ManagementReload | Endpoint::ManagementOther => {
+                ctx.protocol = Protocol::OpenAi;
+                let config = ctx.config.clone();
+                if let Err(e) = local::authorize_management(&config, ctx, session) {
+                    return local::respond_error(session, ctx, e).await;
+                }
+                if endpoint == Endpoint::ManagementOther {
+                    let e = GatewayError::new(ErrorCode::NotFound, format!("no management endpoint at {path}; POST /v0/management/reload reloads the config"));
+                    return local::respond_error(session, ctx, e).await;
+                }
+                let rt = self.runtime.clone();
+                let result = tokio::task::spawn_blocking(move || rt.reload())
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                return match result {
+                    Ok(()) => {
+                        local::respond_json(
+                            session,
+                            ctx,
+                            200,
+                            &serde_json::json!({"status": "reloaded"}),
+                        )
+                        .await
+                    }
+                    Err(msg) => {
+                        let e = GatewayError::new(
+                            ErrorCode::InvalidRequest,
+                            format!(
+                                "the config was not reloaded; the running config stays:\n{msg}"
+                            ),
+                        );
+                        local::respond_error(session, ctx, e).await
+                    }
+                };
+            }
+            _ => {}
+        }
+
+        let key = {
+            let req = session.req_header();
+            auth::authenticate(
+                &ctx.config.keys,
+                &req.headers,
+                query.as_deref(),
+                ctx.client_ip,
+            )
+        };
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return local::respond_error(session, ctx, e).await,
+        };
+        ctx._inflight = Some(metrics::InflightSlot::acquire(&key.name));
+        ctx.key = Some(key.clone());
+
+        match endpoint {
+            Endpoint::ListModels => {
+                let shape = if session
+                    .req_header()
+                    .headers
+                    .contains_key("anthropic-version")
+                {
+                    Protocol::Anthropic
+                } else {
+                    Protocol::OpenAi
+                };
+                let config = ctx.config.clone();
+                local::list_models(session, ctx, &config, &key, shape).await
+            }
+            Endpoint::GeminiListModels => {
+                let config = ctx.config.clone();
+                local::list_models(session, ctx, &config, &key, Protocol::Gemini).await
+            }
+            Endpoint::Proxy { op, gemini_model } => {
+                let query = upstream_query(query.as_deref());
+                self.prepare_model_request(session, ctx, op, gemini_model, path, query)
+                    .await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        ctx.attempts += 1;
+        let Some(route) = ctx.route.as_mut() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route for a proxied request",
+            ));
+        };
+        let model = route.resolved.route.clone();
+        let index = if std::mem::take(&mut ctx.retry_same_target) {
+            ctx.attempt.as_ref().map(|a| a.target_index)
+        } else if route.tried.is_empty() {
+            model.pick_first()
+        } else {
+            None // failover to other targets arrives with retries
+        };
+        let Some(index) = index else {
+            let e = GatewayError::new(
+                ErrorCode::UpstreamUnavailable,
+                format!("no target of model {:?} can take the request", model.name),
+            );
+            return Err(abort(ctx, e));
+        };
+        if !route.tried.contains(&index) {
+            route.tried.push(index);
+        }
+        let target = &model.targets[index];
+        let provider = target.provider.clone();
+        if provider.kind.protocol() != route.op.protocol() {
+            let e = GatewayError::new(
+                ErrorCode::NotImplemented,
+                format!(
+                    "the model {:?} is served by a {} provider; translating {} requests to it is not supported yet",
+                    route.resolved.requested,
+                    provider.kind.as_str(),
+                    route.op.protocol().as_str()
+                ),
+            );
+            return Err(abort(ctx, e));
+        }
+        let target_model = model
+            .upstream_model(index, &route.resolved.requested)
+            .to_string();
+        let body = match &route.model_span {
+            Some(span) if target_model != route.resolved.requested => {
+                rewrite::splice_json_string(&route.body, span.clone(), &target_model)
+            }
+            _ => route.body.clone(),
+        };
+        let client_path = match route.op.gemini_action() {
+            Some(action) => {
+                let version = if route.path.starts_with("/v1beta/") {
+                    "v1beta"
+                } else {
+                    "v1"
+                };
+                format!("/{version}/models/{target_model}:{action}")
+            }
+            None => route.path.clone(),
+        };
+        let mut path = provider.upstream_path(&client_path);
+        if let Some(q) = &route.query {
+            path.push('?');
+            path.push_str(q);
+        }
+        let uri = match path.parse::<http::Uri>() {
+            Ok(u) => u,
+            Err(_) => {
+                let e = GatewayError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the model name {target_model:?} cannot be used in a URL path"),
+                );
+                return Err(abort(ctx, e));
+            }
+        };
+        let addr = match provider.resolve().await {
+            Ok(a) => a,
+            Err(msg) => {
+                metrics::UPSTREAM_ATTEMPTS
+                    .with_label_values(&[&provider.name, "connect_error"])
+                    .inc();
+                let e = GatewayError::new(
+                    ErrorCode::UpstreamError,
+                    format!("provider {:?}: {msg}", provider.name),
+                );
+                return Err(abort(ctx, e));
+            }
+        };
+        let peer = provider.peer(addr);
+        ctx.attempt = Some(Attempt {
+            provider,
+            target_index: index,
+            target_model,
+            uri,
+            body,
+            body_sent: false,
+        });
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(attempt) = ctx.attempt.as_mut() else {
+            return Err(Error::explain(ErrorType::InternalError, "no attempt"));
+        };
+        attempt.body_sent = false;
+        let provider = &attempt.provider;
+        upstream_request.set_uri(attempt.uri.clone());
+        for h in STRIPPED_REQUEST_HEADERS {
+            upstream_request.remove_header(h);
+        }
+        upstream_request.insert_header(http::header::HOST, provider.host_header.as_str())?;
+        if let Some(cred) = provider.next_credential() {
+            upstream_request.insert_header(provider.auth_header(), cred.clone())?;
+        }
+        if provider.kind == crate::upstream::ProviderKind::Anthropic
+            && !session
+                .req_header()
+                .headers
+                .contains_key("anthropic-version")
+        {
+            upstream_request.insert_header("anthropic-version", "2023-06-01")?;
+        }
+        for (k, v) in &provider.headers {
+            upstream_request.insert_header(k.clone(), v.clone())?;
+        }
+        upstream_request
+            .insert_header(http::header::CONTENT_LENGTH, attempt.body.len().to_string())?;
+        // Identity, so usage and model names can be read from the response.
+        upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The client's body was read in request_filter; each attempt sends its own copy once.
+        match ctx.attempt.as_mut() {
+            Some(a) if !a.body_sent => {
+                *body = Some(a.body.clone());
+                a.body_sent = true;
+            }
+            _ => *body = None,
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.ttfb = Some(ctx.started.elapsed());
+        let outcome = match upstream_response.status.as_u16() {
+            s if s >= 500 => "status_5xx",
+            s if s >= 400 => "status_4xx",
+            _ => "ok",
+        };
+        metrics::UPSTREAM_ATTEMPTS
+            .with_label_values(&[ctx.provider_label(), outcome])
+            .inc();
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.response_started = true;
+        for h in PROVIDER_ACCOUNT_HEADERS {
+            resp.remove_header(h);
+        }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(a) = &ctx.attempt {
+            resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
+        }
+        resp.insert_header("x-modelgate-attempts", ctx.attempts.to_string())?;
+        // The client sees the public name it asked for, not the provider's model name.
+        let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
+            return Ok(());
+        };
+        let renames = attempt.target_model != route.resolved.requested
+            && resp.status.is_success()
+            && !resp.headers.contains_key(http::header::CONTENT_ENCODING);
+        if renames {
+            let ctype = resp
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let public = route.resolved.requested.clone();
+            ctx.renamer = if ctype.starts_with("text/event-stream") {
+                Some(ModelRenamer::sse(public))
+            } else if ctype.contains("json") && route.op != Op::StreamGenerateContent {
+                Some(ModelRenamer::json(public))
+            } else {
+                None
+            };
+            if ctx.renamer.is_some() {
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(r) = ctx.renamer.as_mut() {
+            *body = r.feed(body.take(), end_of_stream);
+        }
+        Ok(None)
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        // A client that hangs up mid-stream is routine, not an error of the gateway.
+        error.esource() == &ErrorSource::Downstream
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        let outcome = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => "timeout",
+            _ => "connect_error",
+        };
+        metrics::UPSTREAM_ATTEMPTS
+            .with_label_values(&[ctx.provider_label(), outcome])
+            .inc();
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        // Pingora marks errors on reused pooled connections "retry if reused": the
+        // provider had closed an idle connection, so nothing was processed and one more
+        // try on a fresh connection to the same target is safe — if the client has seen
+        // nothing yet.
+        e.retry.decide_reuse(client_reused);
+        if e.retry() && !ctx.response_started && ctx.attempts < ctx.config.retry.max_attempts.max(2)
+        {
+            ctx.retry_same_target = true;
+        } else {
+            e.set_retry(false);
+        }
+        if !e.retry() && e.esource() == &ErrorSource::Upstream && ctx.ttfb.is_none() {
+            let outcome = match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                _ => "error",
+            };
+            metrics::UPSTREAM_ATTEMPTS
+                .with_label_values(&[ctx.provider_label(), outcome])
+                .inc();
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = match ctx.error.take() {
+            Some(err) => Some(err),
+            None => proxy_error(e, ctx),
+        };
+        let code = match err {
+            Some(err) if session.response_written().is_none() => {
+                let status = err.status();
+                match local::respond_error(session, ctx, err).await {
+                    Ok(_) => status,
+                    Err(_) => 0,
+                }
+            }
+            Some(err) => {
+                ctx.error = Some(err);
+                0
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.status);
+        let elapsed = ctx.started.elapsed();
+        let model = ctx.model_label();
+        let provider = ctx.provider_label();
+        let status_label = status.to_string();
+        metrics::REQUESTS
+            .with_label_values(&[model, provider, ctx.key_label(), status_label.as_str()])
+            .inc();
+        if ctx.route.is_some() {
+            metrics::REQUEST_DURATION
+                .with_label_values(&[model, provider])
+                .observe(elapsed.as_secs_f64());
+            if let Some(t) = ctx.ttfb {
+                metrics::TTFB
+                    .with_label_values(&[model, provider])
+                    .observe(t.as_secs_f64());
+            }
+        }
+        if log::log_enabled!(target: "modelgate::access", log::Level::Info) {
+            let req = session.req_header();
+            log::info!(
+                target: "modelgate::access",
+                "request_id={} client={} method={} path={} key={} model={} provider={} target_model={} attempts={} status={} error={} duration_ms={:.1} ttfb_ms={} bytes_in={} bytes_out={}",
+                ctx.request_id,
+                ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                req.method,
+                req.uri.path(),
+                ctx.key_label(),
+                model,
+                provider,
+                ctx.attempt.as_ref().map(|a| a.target_model.as_str()).unwrap_or(""),
+                ctx.attempts,
+                status,
+                ctx.error.as_ref().map(|e| e.code.as_str()).unwrap_or(""),
+                elapsed.as_secs_f64() * 1000.0,
+                ctx.ttfb.map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0)).unwrap_or_default(),
+                session.body_bytes_read(),
+                session.body_bytes_sent(),
+            );
+        }
+    }
+}
+
+/// The client-facing error for a failure Pingora reported while proxying; `None` when
+/// the client itself went away (nothing to answer).
+fn proxy_error(e: &Error, ctx: &RequestCtx) -> Option<GatewayError> {
+    let provider = ctx.provider_label().to_string();
+    let err = match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => GatewayError::new(
+            ErrorCode::UpstreamRequestTimeout,
+            format!("provider {provider:?} did not accept a connection in time"),
+        ),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::new(
+            ErrorCode::UpstreamRequestTimeout,
+            format!("provider {provider:?} did not answer in time (timeouts.first_byte)"),
+        ),
+        _ if e.esource() == &ErrorSource::Downstream => return None,
+        ErrorType::ConnectRefused => GatewayError::new(
+            ErrorCode::UpstreamError,
+            format!("provider {provider:?} refused the connection"),
+        ),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            GatewayError::new(
+                ErrorCode::UpstreamError,
+                format!("TLS with provider {provider:?} failed"),
+            )
+        }
+        ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::SocketError => GatewayError::new(
+            ErrorCode::UpstreamError,
+            format!("could not connect to provider {provider:?}"),
+        ),
+        _ => GatewayError::new(
+            ErrorCode::UpstreamError,
+            format!("provider {provider:?} failed before answering (connection reset or invalid response)"),
+        ),
+    };
+    Some(err)
+}

@@ -1,0 +1,192 @@
+//! The live configuration and process lifecycle: an `ArcSwap<Config>` that requests
+//! snapshot once, SIGHUP reloads, and SIGTERM draining (`/health` 503 for `drain_delay`,
+//! then stop accepting and exit as soon as in-flight requests are done, within
+//! `grace_period`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+
+use crate::config::{self, Config};
+use crate::metrics;
+
+pub struct Runtime {
+    config: ArcSwap<Config>,
+    /// The file SIGHUP re-reads; `None` in demo mode.
+    path: Option<PathBuf>,
+    draining: AtomicBool,
+    active_requests: AtomicUsize,
+    /// Serialises reloads (SIGHUP and the management API may race).
+    reload_lock: Mutex<()>,
+}
+
+impl Runtime {
+    pub fn new(config: Config, path: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Runtime {
+            config: ArcSwap::from_pointee(config),
+            path,
+            draining: AtomicBool::new(false),
+            active_requests: AtomicUsize::new(0),
+            reload_lock: Mutex::new(()),
+        })
+    }
+
+    /// The current config; a request takes this once and keeps it to the end.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file. A valid config replaces the running one for new
+    /// requests; an invalid one changes nothing. Either way the outcome is counted.
+    pub fn reload(&self) -> Result<(), String> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(path) = &self.path else {
+            metrics::record_reload(false);
+            return Err("no config file to reload (demo mode)".to_string());
+        };
+        match config::load_file(path) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    log::warn!("{w}");
+                }
+                let old = self.config.load();
+                if old.server != loaded.config.server {
+                    log::warn!(
+                        "config reload: server.* settings (listen, threads, ...) take effect only after a restart; the rest is live"
+                    );
+                }
+                self.config.store(Arc::new(loaded.config));
+                metrics::record_reload(true);
+                log::info!("config reloaded from {}", path.display());
+                Ok(())
+            }
+            Err(e) => {
+                metrics::record_reload(false);
+                let msg = e.to_string();
+                log::error!("config reload failed, keeping the running config:\n{msg}");
+                Err(msg)
+            }
+        }
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    pub fn track_request(self: &Arc<Self>) -> ActiveRequest {
+        self.active_requests.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+
+    pub fn active_requests(&self) -> usize {
+        self.active_requests.load(Ordering::Relaxed)
+    }
+}
+
+pub struct ActiveRequest(Arc<Runtime>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// SIGHUP -> reload.
+pub struct ConfigReloader {
+    pub runtime: Arc<Runtime>,
+}
+
+#[async_trait]
+impl BackgroundService for ConfigReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot install the SIGHUP handler, reload by signal is off: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    log::info!("SIGHUP: reloading the config");
+                    let rt = self.runtime.clone();
+                    // File I/O and validation off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || rt.reload()).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Pingora's signal handling with a drain phase in front of SIGTERM and an early exit
+/// once idle (Pingora alone would sleep the whole grace period).
+pub struct DrainingShutdown {
+    pub runtime: Arc<Runtime>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainingShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error!("cannot install signal handlers");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => {
+                log::info!("SIGQUIT: graceful upgrade, handing listeners over");
+                ShutdownSignal::GracefulUpgrade
+            }
+            _ = int.recv() => {
+                log::info!("SIGINT: fast shutdown");
+                ShutdownSignal::FastShutdown
+            }
+            _ = term.recv() => {
+                let server = self.runtime.config().server.clone();
+                self.runtime.draining.store(true, Ordering::Relaxed);
+                log::info!(
+                    "SIGTERM: draining; /health answers 503 for {:?}, then the listeners close",
+                    server.drain_delay
+                );
+                tokio::time::sleep(server.drain_delay).await;
+                exit_when_idle(self.runtime.clone(), server.grace_period);
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
+}
+
+/// Once the listeners are closed, exits the process as soon as no request is in flight,
+/// or leaves it to Pingora's grace period timer.
+fn exit_when_idle(runtime: Arc<Runtime>, grace: Duration) {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        // Let Pingora stop accepting before counting.
+        std::thread::sleep(Duration::from_millis(100));
+        while start.elapsed() < grace {
+            if runtime.active_requests() == 0 {
+                log::info!("all requests finished; exiting");
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        log::warn!(
+            "grace period over with {} request(s) still in flight",
+            runtime.active_requests()
+        );
+    });
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real gateway binary against mock providers over loopback sockets.
+
+mod support;
+
+#[path = "gateway/auth.rs"]
+mod auth;
+#[path = "gateway/ops.rs"]
+mod ops;
+#[path = "gateway/proxying.rs"]
+mod proxying;
+#[path = "gateway/routing.rs"]
+mod routing;

@@ -1,0 +1,365 @@
+//! Operations: SIGHUP reload, -t, metrics, the management reload endpoint, and SIGTERM
+//! draining.
+
+use crate::support::*;
+use futures_util::StreamExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn config(mock: &MockProvider, keys: &str) -> String {
+    format!(
+        "providers:\n  p: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: p }}] }}\n{keys}",
+        mock.url()
+    )
+}
+
+async fn status_with(gw: &Gateway, key: &str) -> u16 {
+    gw.post("/v1/chat/completions", key, chat("m"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let m = gw.metrics().await;
+        if metric_value(&m, "modelgate_config_reloads_total", &[("result", result)]) == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {result} reload counted; log:\n{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
+    let mock = MockProvider::start("p").await;
+    let gw = Gateway::start(
+        "",
+        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+    )
+    .await;
+    assert_eq!(status_with(&gw, "sk-key-a-000001").await, 200);
+    assert_eq!(status_with(&gw, "sk-key-b-000001").await, 401);
+
+    gw.rewrite_config(&config(
+        &mock,
+        "keys: [{ name: b, key: sk-key-b-000001 }]\n",
+    ));
+    gw.signal("HUP");
+    wait_for_reloads(&gw, "success", 1.0).await;
+    assert_eq!(
+        status_with(&gw, "sk-key-b-000001").await,
+        200,
+        "added key works"
+    );
+    assert_eq!(
+        status_with(&gw, "sk-key-a-000001").await,
+        401,
+        "removed key is refused"
+    );
+
+    gw.rewrite_config("models:\n  m: { targets: [{ provider: nowhere }] }\n");
+    gw.signal("HUP");
+    wait_for_reloads(&gw, "failure", 1.0).await;
+    assert_eq!(
+        status_with(&gw, "sk-key-b-000001").await,
+        200,
+        "the old config stays"
+    );
+    assert!(
+        gw.logs()
+            .contains("models.m.targets[0].provider: unknown provider \"nowhere\""),
+        "{}",
+        gw.logs()
+    );
+    let m = gw.metrics().await;
+    assert!(
+        metric_value(
+            &m,
+            "modelgate_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            > 1.7e9
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_requests_finish_on_the_old_config() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| {
+        Reply::Sse(
+            chat_stream_events("m", &["a", "b", "c"]),
+            Duration::from_millis(300),
+        )
+    });
+    let gw = Gateway::start(
+        "",
+        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+    )
+    .await;
+    let mut body = chat("m");
+    body["stream"] = true.into();
+    let resp = gw
+        .post("/v1/chat/completions", "sk-key-a-000001", body)
+        .send()
+        .await
+        .unwrap();
+    gw.rewrite_config(&config(
+        &mock,
+        "keys: [{ name: b, key: sk-key-b-000001 }]\n",
+    ));
+    gw.signal("HUP");
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    wait_for_reloads(&gw, "success", 1.0).await;
+}
+
+#[test]
+fn dash_t_validates_and_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "providers:\n  openai: { kind: openai, base_url: https://api.openai.com, credentials: [\"${TEST_CRED:-x}\"] }\nmodels:\n  gpt-4o: { targets: [{ provider: openai }] }\nkeys: [{ name: a, key: k1 }]\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    // MODELGATE_CONFIG works like -c
+    let out = Command::new(bin())
+        .arg("-t")
+        .env("MODELGATE_CONFIG", &good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "providers:\n  openai: { kind: openai, base_url: https://api.openai.com }\nmodels:\n  gpt-4o:\n    targets:\n      - { provider: openai }\n      - { provider: opnai }\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("models.gpt-4o.targets[1].provider: unknown provider \"opnai\""),
+        "{err}"
+    );
+
+    let syntax = dir.path().join("syntax.yaml");
+    std::fs::write(&syntax, "models:\n  a: [\n").unwrap();
+    let out = Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&syntax)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{}:3:", syntax.display())),
+        "{err}"
+    );
+
+    let missing_var = dir.path().join("var.yaml");
+    std::fs::write(
+        &missing_var,
+        "management: { secret_key: \"${MODELGATE_TEST_UNSET_VAR}\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&missing_var)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MODELGATE_TEST_UNSET_VAR"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_stay_off_the_public_port() {
+    let mock = MockProvider::start("p").await;
+    let gw = Gateway::start(
+        "",
+        &config(&mock, "keys: [{ name: team-a, key: sk-key-a-000001 }]\n"),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(status_with(&gw, "sk-key-a-000001").await, 200);
+    }
+    assert_eq!(status_with(&gw, "wrong-key-000001").await, 401);
+    let m = gw.metrics().await;
+    let labels = [
+        ("model", "m"),
+        ("provider", "p"),
+        ("key", "team-a"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        metric_value(&m, "modelgate_requests_total", &labels),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "modelgate_requests_total", &[("status", "401")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_upstream_attempts_total",
+            &[("provider", "p"), ("outcome", "ok")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_request_duration_seconds_count",
+            &[("model", "m")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_time_to_first_byte_seconds_count",
+            &[("model", "m")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(&m, "modelgate_inflight_requests", &[("key", "team-a")]),
+        Some(0.0)
+    );
+    assert!(m.contains("modelgate_build_info{version=\""));
+    assert!(!m.contains("sk-key-a"), "a secret in metrics");
+    let r = client()
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "metrics must not be served on the public listener"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_reload_needs_the_secret() {
+    let mock = MockProvider::start("p").await;
+    let base = config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n");
+    let gw = Gateway::start("", &base).await;
+    let url = format!("{}/v0/management/reload", gw.url);
+    assert_eq!(
+        client()
+            .post(&url)
+            .bearer_auth("anything")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let with_secret = format!("{base}management: {{ secret_key: \"${{ADMIN_SECRET}}\" }}\n");
+    let gw =
+        Gateway::start_with_env("", &with_secret, &[("ADMIN_SECRET", "admin-secret-123")]).await;
+    let url = format!("{}/v0/management/reload", gw.url);
+    assert_eq!(
+        client()
+            .post(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(client().post(&url).send().await.unwrap().status(), 401);
+    let r = client()
+        .post(&url)
+        .bearer_auth("admin-secret-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_config_reloads_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert!(!gw.logs().contains("admin-secret-123"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_exits_after_the_stream_completes() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| {
+        Reply::Sse(
+            chat_stream_events("m", &["a", "b", "c", "d"]),
+            Duration::from_millis(250),
+        )
+    });
+    let mut gw = Gateway::start(
+        "  drain_delay: 400ms",
+        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+    )
+    .await;
+    let mut body = chat("m");
+    body["stream"] = true.into();
+    let resp = gw
+        .post("/v1/chat/completions", "sk-key-a-000001", body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let h = client()
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 503, "health turns 503 at once");
+    let mut rest = String::from_utf8_lossy(&first).to_string();
+    while let Some(c) = stream.next().await {
+        rest.push_str(&String::from_utf8_lossy(&c.unwrap()));
+    }
+    assert!(
+        rest.ends_with("data: [DONE]\n\n"),
+        "the in-flight stream completes: {rest}"
+    );
+    let code = gw.wait_exit(Duration::from_secs(4)).await;
+    assert_eq!(code, Some(0), "log:\n{}", gw.logs());
+}

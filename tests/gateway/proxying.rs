@@ -1,0 +1,386 @@
+//! The request path: streaming without buffering, body limits, bad requests, timeouts,
+//! refused connections, large bodies, request ids, and same-protocol passthrough for the
+//! Anthropic and Gemini endpoints.
+
+use crate::support::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "sk-proxy-test-0001";
+
+async fn gateway_for(mock: &MockProvider, server_extra: &str, provider_extra: &str) -> Gateway {
+    let cfg = format!(
+        r#"providers:
+  p: {{ kind: openai, base_url: "{url}", credentials: ["cred-p"] {provider_extra} }}
+  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
+  gem: {{ kind: gemini, base_url: "{url}", credentials: ["cred-gem"] }}
+  down: {{ kind: openai, base_url: "http://127.0.0.1:{closed}" }}
+models:
+  gpt-4o: {{ targets: [{{ provider: p }}] }}
+  claude-sonnet-4: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
+  "gemini-*": {{ targets: [{{ provider: gem }}] }}
+  gem-alias: {{ targets: [{{ provider: gem, model: gemini-2.5-flash }}] }}
+  dead: {{ targets: [{{ provider: down }}] }}
+keys: [{{ name: k, key: {KEY} }}]
+"#,
+        url = mock.url(),
+        closed = free_port(),
+    );
+    Gateway::start(server_extra, &cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_arrive_chunk_by_chunk() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| {
+        Reply::Sse(
+            chat_stream_events("gpt-4o", &["one", "two", "three"]),
+            Duration::from_millis(300),
+        )
+    });
+    let gw = gateway_for(&mock, "", "").await;
+    let mut body = chat("gpt-4o");
+    body["stream"] = true.into();
+    let start = Instant::now();
+    let r = gw
+        .post("/v1/chat/completions", KEY, body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut arrivals = vec![];
+    let mut text = String::new();
+    let mut stream = r.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        arrivals.push((start.elapsed(), text.matches("data: ").count()));
+    }
+    assert_eq!(text.matches("data: ").count(), 5, "{text}");
+    let first = arrivals.iter().find(|(_, n)| *n >= 1).unwrap().0;
+    let last = arrivals.last().unwrap().0;
+    assert!(
+        first < Duration::from_millis(250),
+        "first event after {first:?}: buffered"
+    );
+    assert!(
+        last >= Duration::from_millis(1200),
+        "stream ended after {last:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413_declared_or_chunked() {
+    let mock = MockProvider::start("p").await;
+    let gw = gateway_for(&mock, "  max_body_bytes: 4096", "").await;
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let (s, code, _) = error_code(
+        gw.post("/v1/chat/completions", KEY, big.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (413, "request_too_large"));
+    // chunked: no Content-Length, counted while reading
+    let bytes = serde_json::to_vec(&big).unwrap();
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, _) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (413, "request_too_large"));
+    assert!(mock.requests().is_empty());
+    // a small chunked body is fine
+    let small = serde_json::to_vec(&chat("gpt-4o")).unwrap();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            vec![Ok::<_, std::io::Error>(small)],
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_reach_the_provider_intact() {
+    let mock = MockProvider::start("p").await;
+    let gw = gateway_for(&mock, "", "").await;
+    let content: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]});
+    let r = gw
+        .post("/v1/chat/completions", KEY, body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = mock.last();
+    assert_eq!(got.body, serde_json::to_vec(&body).unwrap());
+    assert_eq!(
+        got.header("content-length").unwrap(),
+        got.body.len().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_unknown_paths_are_explained() {
+    let mock = MockProvider::start("p").await;
+    let gw = gateway_for(&mock, "", "").await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let c = client();
+    let r = c
+        .post(&url)
+        .bearer_auth(KEY)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (400, "invalid_request"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON object"));
+    let r = c
+        .post(&url)
+        .bearer_auth(KEY)
+        .body("{\"messages\": [], ")
+        .send()
+        .await
+        .unwrap();
+    assert!(error_code(r).await.2["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+    let r = gw
+        .post("/v1/chat/completions", KEY, json!({"messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (400, "invalid_request"));
+    assert_eq!(v["error"]["param"], "model");
+    let r = c
+        .post(format!("{}/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (404, "not_found"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/chat/completions"));
+    let r = c.get(&url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    // Anthropic-looking 404s come in Anthropic's shape
+    let r = c
+        .post(format!("{}/v2/messages", gw.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| Reply::Hang);
+    let gw = gateway_for(&mock, "", ", timeouts: { first_byte: 600ms }").await;
+    let start = Instant::now();
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (504, "upstream_request_timeout"), "{v}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("dead"))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("refused"));
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_upstream_attempts_total",
+            &[("provider", "p"), ("outcome", "timeout")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_upstream_attempts_total",
+            &[("provider", "down"), ("outcome", "connect_error")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    // Gateway still healthy afterwards.
+    mock.reply_default();
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_kept_generated_and_forwarded() {
+    let mock = MockProvider::start("p").await;
+    let gw = gateway_for(&mock, "", "").await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
+        .header("x-request-id", "my-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "my-req-42");
+    assert_eq!(mock.last().header("x-request-id"), Some("my-req-42"));
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.starts_with("mg-"));
+    assert_eq!(mock.last().header("x-request-id"), Some(id.as_str()));
+    let r2 = gw
+        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r2.headers()["x-request-id"].to_str().unwrap(), id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_side_endpoints_and_provider_errors_pass_through() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|r| match r.uri.as_str() {
+        "/v1/embeddings" => Reply::Json(200, json!({"object": "list", "model": "gpt-4o", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}]})),
+        _ => Reply::Json(400, json!({"error": {"message": "Invalid 'messages': empty", "type": "invalid_request_error", "param": "messages", "code": null}})),
+    });
+    let gw = gateway_for(&mock, "", "").await;
+    for path in [
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/moderations",
+        "/v1/images/generations",
+    ] {
+        let r = gw
+            .post(path, KEY, json!({"model": "gpt-4o", "input": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(mock.last().uri, path);
+        if path == "/v1/embeddings" {
+            assert_eq!(r.status(), 200);
+        } else {
+            let (s, _, v) = error_code(r).await;
+            assert_eq!(s, 400);
+            assert_eq!(
+                v["error"]["message"], "Invalid 'messages': empty",
+                "the provider's error is kept"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|r| {
+        if r.uri.starts_with("/v1/messages") {
+            Reply::Json(200, json!({"id": "msg_1", "type": "message", "role": "assistant", "model": r.json()["model"],
+                "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 3, "output_tokens": 1}}))
+        } else {
+            Reply::Json(200, json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4}, "modelVersion": "gemini-2.5-flash"}))
+        }
+    });
+    let gw = gateway_for(&mock, "", "").await;
+    let r = client()
+        .post(format!("{}/v1/messages?beta=true", gw.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-beta", "tools-2024-05-16")
+        .json(&json!({"model": "claude-sonnet-4", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["model"], "claude-sonnet-4");
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1/messages?beta=true");
+    assert_eq!(got.header("x-api-key"), Some("cred-ant"));
+    assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(got.header("anthropic-beta"), Some("tools-2024-05-16"));
+    assert_eq!(got.json()["model"], "claude-sonnet-4-20250514");
+
+    let r = client()
+        .post(format!(
+            "{}/v1beta/models/gem-alias:generateContent?key={KEY}",
+            gw.url
+        ))
+        .json(&json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["modelVersion"], "gem-alias");
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(got.header("x-goog-api-key"), Some("cred-gem"));
+    assert!(got.header("authorization").is_none());
+
+    // Gemini model errors use Gemini's shape; cross-protocol is not there yet.
+    let r = client()
+        .post(format!("{}/v1beta/models/nope:generateContent", gw.url))
+        .header("x-goog-api-key", KEY)
+        .json(&json!({"contents": []}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "NOT_FOUND");
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("claude-sonnet-4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+}

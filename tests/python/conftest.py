@@ -1,0 +1,43 @@
+"""Starts `modelgate --demo` on free loopback ports for the SDK tests."""
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+DEMO_KEY = "sk-modelgate-demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    binary = os.environ.get("MODELGATE_BIN", "target/debug/modelgate")
+    port, metrics = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [binary, "--demo", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("modelgate --demo did not start: " + proc.stderr.read().decode())
+    yield {"base": base, "metrics": f"http://127.0.0.1:{metrics}/metrics"}
+    proc.terminate()
+    proc.wait(timeout=10)

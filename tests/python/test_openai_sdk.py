@@ -1,0 +1,68 @@
+"""The official OpenAI SDK against modelgate (demo mode: built-in mock provider)."""
+
+import openai
+import pytest
+
+from conftest import DEMO_KEY
+
+
+def client(gateway, key=DEMO_KEY):
+    return openai.OpenAI(base_url=gateway["base"] + "/v1", api_key=key, max_retries=0)
+
+
+def test_chat_completion(gateway):
+    r = client(gateway).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "ping"}]
+    )
+    assert r.model == "gpt-4o-mini"
+    assert "You said: ping" in r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.total_tokens > 0
+
+
+def test_streaming_chat_completion(gateway):
+    stream = client(gateway).chat.completions.create(
+        model="demo",
+        messages=[{"role": "user", "content": "stream please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Hello from the modelgate demo provider!")
+    assert all(c.model == "demo" for c in chunks)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert len(chunks) > 5
+
+
+def test_raw_response_carries_gateway_headers(gateway):
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["x-modelgate-provider"] == "demo"
+    assert raw.headers["x-request-id"].startswith("mg-")
+
+
+def test_bad_key_raises_authentication_error(gateway):
+    with pytest.raises(openai.AuthenticationError) as e:
+        client(gateway, key="sk-not-a-real-key-1234").chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert e.value.status_code == 401
+    assert e.value.code == "invalid_api_key"
+
+
+def test_unknown_model_raises_not_found(gateway):
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gateway).chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert e.value.code == "model_not_found"
+
+
+def test_models_list_and_embeddings(gateway):
+    c = client(gateway)
+    ids = [m.id for m in c.models.list()]
+    assert ids == ["gpt-4o-mini", "demo"]
+    emb = c.embeddings.create(model="gpt-4o-mini", input="hello")
+    assert len(emb.data[0].embedding) == 3
