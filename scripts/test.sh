@@ -15,4 +15,4 @@ if [ ! -f "$venv/.installed" ] || [ tests/python/requirements.txt -nt "$venv/.in
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
   touch "$venv/.installed"
 fi
-MODELGATE_BIN="$PWD/target/debug/modelgate" "$venv/bin/python" -m pytest -q tests/python
+MODELGATE_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/modelgate" "$venv/bin/python" -m pytest -q tests/python

@@ -66,10 +66,42 @@ fn last_user_text(req: &Value) -> String {
 }
 
 fn answer_for(req: &Value) -> String {
+    if let Some(result) = last_tool_result(req) {
+        return format!("The tool returned: {result}");
+    }
     format!(
         "Hello from the modelgate demo provider! You said: {}",
         last_user_text(req)
     )
+}
+
+/// The content of the conversation's last message when it is a tool result.
+fn last_tool_result(req: &Value) -> Option<String> {
+    let last = req["messages"].as_array()?.last()?;
+    (last["role"] == "tool").then(|| match &last["content"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// When tools are offered and no tool has answered yet, the demo calls the first tool,
+/// filling each required string argument with "demo" — enough to try a tool round trip.
+fn tool_call_for(req: &Value) -> Option<(String, String)> {
+    let tool = req["tools"].as_array()?.first()?;
+    if last_tool_result(req).is_some() || req["tool_choice"] == "none" {
+        return None;
+    }
+    let f = &tool["function"];
+    let mut args = serde_json::Map::new();
+    for name in f["parameters"]["required"].as_array().into_iter().flatten() {
+        if let Some(n) = name.as_str() {
+            args.insert(n.to_string(), "demo".into());
+        }
+    }
+    Some((
+        f["name"].as_str()?.to_string(),
+        Value::Object(args).to_string(),
+    ))
 }
 
 fn word_count(s: &str) -> u64 {
@@ -112,15 +144,32 @@ async fn stream_chat(session: &mut ServerSession, req: &Value) -> bool {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    for (i, w) in answer.split(' ').enumerate() {
-        let piece = if i == 0 {
-            w.to_string()
-        } else {
-            format!(" {w}")
-        };
-        events.push(chunk(json!({"content": piece}), Value::Null));
+    if let Some((name, args)) = tool_call_for(req) {
+        let mid = (0..=args.len() / 2)
+            .rev()
+            .find(|i| args.is_char_boundary(*i))
+            .unwrap_or(0);
+        let (a, b) = args.split_at(mid);
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": a}}]}),
+            Value::Null,
+        ));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            Value::Null,
+        ));
+        events.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        for (i, w) in answer.split(' ').enumerate() {
+            let piece = if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            };
+            events.push(chunk(json!({"content": piece}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
     }
-    events.push(chunk(json!({}), json!("stop")));
     if req["stream_options"]["include_usage"] == true {
         let prompt = word_count(&last_user_text(req));
         let completion = word_count(&answer);
@@ -173,10 +222,18 @@ async fn handle(session: &mut ServerSession) -> bool {
         "/v1/chat/completions" => {
             let answer = answer_for(&req);
             let (p, c) = (word_count(&last_user_text(&req)), word_count(&answer));
+            let (message, finish) = match tool_call_for(&req) {
+                Some((name, args)) => (
+                    json!({"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": args}}]}),
+                    "tool_calls",
+                ),
+                None => (json!({"role": "assistant", "content": answer}), "stop"),
+            };
             (
                 200,
                 json!({"id": "chatcmpl-demo", "object": "chat.completion", "created": 1700000000u64, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "logprobs": null, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
                 "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}),
             )
         }

@@ -72,47 +72,81 @@ impl ErrorCode {
             Internal => "internal_error",
         }
     }
+}
 
-    /// OpenAI's `error.type`.
-    fn openai_type(self) -> &'static str {
-        match self.status() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            429 => "rate_limit_error",
-            s if s >= 500 => "server_error",
-            _ => "invalid_request_error",
-        }
+/// OpenAI's `error.type` for a status.
+fn openai_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        s if s >= 500 => "server_error",
+        _ => "invalid_request_error",
     }
+}
 
-    /// Anthropic's `error.type`.
-    fn anthropic_type(self) -> &'static str {
-        match self.status() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            503 => "overloaded_error",
-            504 => "timeout_error",
-            s if s >= 500 => "api_error",
-            _ => "invalid_request_error",
-        }
+/// Anthropic's `error.type` for a status.
+fn anthropic_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 => "overloaded_error",
+        504 => "timeout_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
     }
+}
 
-    /// Gemini's (google.rpc) `error.status`.
-    fn gemini_status(self) -> &'static str {
-        match self.status() {
-            401 => "UNAUTHENTICATED",
-            403 => "PERMISSION_DENIED",
-            404 => "NOT_FOUND",
-            429 => "RESOURCE_EXHAUSTED",
-            501 => "UNIMPLEMENTED",
-            503 => "UNAVAILABLE",
-            504 => "DEADLINE_EXCEEDED",
-            s if s >= 500 => "INTERNAL",
-            _ => "INVALID_ARGUMENT",
-        }
+/// Gemini's (google.rpc) `error.status` for a status.
+fn gemini_status(status: u16) -> &'static str {
+    match status {
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if s >= 500 => "INTERNAL",
+        _ => "INVALID_ARGUMENT",
     }
+}
+
+/// An error body in `protocol`'s shape (so each SDK raises its own exception class).
+pub fn error_body(
+    protocol: Protocol,
+    status: u16,
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Bytes {
+    let v = match protocol {
+        Protocol::OpenAi => json!({"error": {
+            "message": message,
+            "type": openai_type(status),
+            "code": code,
+            "param": param,
+        }}),
+        Protocol::Anthropic => json!({"type": "error", "error": {
+            "type": anthropic_type(status),
+            "message": message,
+            "code": code,
+        }}),
+        Protocol::Gemini => json!({"error": {
+            "code": status,
+            "message": message,
+            "status": gemini_status(status),
+            "details": [{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": code.to_ascii_uppercase(),
+                "domain": "modelgate",
+            }],
+        }}),
+    };
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
 #[derive(Debug, Clone)]
@@ -146,30 +180,13 @@ impl GatewayError {
 
     /// The error body in `protocol`'s shape.
     pub fn body(&self, protocol: Protocol) -> Bytes {
-        let v = match protocol {
-            Protocol::OpenAi => json!({"error": {
-                "message": self.message,
-                "type": self.code.openai_type(),
-                "code": self.code.as_str(),
-                "param": self.param,
-            }}),
-            Protocol::Anthropic => json!({"type": "error", "error": {
-                "type": self.code.anthropic_type(),
-                "message": self.message,
-                "code": self.code.as_str(),
-            }}),
-            Protocol::Gemini => json!({"error": {
-                "code": self.status(),
-                "message": self.message,
-                "status": self.code.gemini_status(),
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.code.as_str().to_ascii_uppercase(),
-                    "domain": "modelgate",
-                }],
-            }}),
-        };
-        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        error_body(
+            protocol,
+            self.status(),
+            self.code.as_str(),
+            &self.message,
+            self.param,
+        )
     }
 }
 

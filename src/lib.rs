@@ -17,4 +17,5 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod sse;
+pub mod translate;
 pub mod upstream;

@@ -7,6 +7,10 @@ use clap::Parser;
 
 use modelgate::{config, demo, server};
 
+// glibc malloc was ~10% of the proxy's CPU under load (BENCHMARKS.md); mimalloc halves that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "modelgate", version, about = "An LLM API gateway on Pingora")]
 struct Cli {

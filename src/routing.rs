@@ -29,6 +29,8 @@ pub struct ModelRoute {
     pub targets: Vec<Target>,
     pub fallbacks: Vec<String>,
     pub is_pattern: bool,
+    /// Default and cap for output tokens on translated requests.
+    pub max_tokens: Option<u64>,
     /// One full smooth-weighted-round-robin cycle of target indexes, precomputed so the
     /// hot path is one atomic increment.
     schedule: Vec<u16>,
@@ -50,6 +52,7 @@ impl ModelRoute {
             targets,
             fallbacks,
             is_pattern,
+            max_tokens: None,
             schedule,
             cursor: AtomicUsize::new(0),
         }

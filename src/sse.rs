@@ -40,6 +40,27 @@ impl SseFramer {
     }
 }
 
+/// The data of one event: its `data:` lines joined by newlines (`None` if it has none).
+pub fn event_data(event: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let mut lines = event
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .map(|d| d.strip_prefix(b" ").unwrap_or(d));
+    let first = lines.next()?;
+    match lines.next() {
+        None => Some(String::from_utf8_lossy(first)),
+        Some(second) => {
+            let mut s = String::from_utf8_lossy(first).into_owned();
+            for l in std::iter::once(second).chain(lines) {
+                s.push('\n');
+                s.push_str(&String::from_utf8_lossy(l));
+            }
+            Some(std::borrow::Cow::Owned(s))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +94,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn event_data_joins_data_lines() {
+        assert_eq!(
+            event_data(b"event: x\ndata: {\"a\":1}\n\n").as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(
+            event_data(b"data:a\r\ndata: b\r\n\r\n").as_deref(),
+            Some("a\nb")
+        );
+        assert_eq!(event_data(b": comment\n\n"), None);
     }
 
     #[test]

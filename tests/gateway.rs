@@ -10,3 +10,5 @@ mod ops;
 mod proxying;
 #[path = "gateway/routing.rs"]
 mod routing;
+#[path = "gateway/translation.rs"]
+mod translation;

@@ -41,6 +41,7 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub upgrade_sock: String,
     pub pid_file: String,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,8 @@ pub struct RawServer {
     /// Pingora's upgrade socket, for `-u` zero-downtime upgrades.
     pub upgrade_sock: Option<String>,
     pub pid_file: Option<String>,
+    /// PEM bundle of CAs trusted for HTTPS providers instead of the system roots.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +91,9 @@ pub struct RawModel {
     pub targets: Vec<RawTarget>,
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// Output-token default for providers that require one (Anthropic) and the cap applied
+    /// to what clients ask for when a request is translated.
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -138,6 +138,13 @@ fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
         pid_file: raw
             .pid_file
             .unwrap_or_else(|| "/tmp/modelgate.pid".to_string()),
+        ca_file: raw.ca_file.filter(|f| {
+            let ok = std::path::Path::new(f).is_file();
+            if !ok {
+                cx.err("server.ca_file", format!("{f:?} is not a readable file"));
+            }
+            ok
+        }),
     }
 }
 
@@ -352,13 +359,18 @@ fn models(
                 );
             }
         }
-        routes.push(Arc::new(ModelRoute::new(
+        if m.max_tokens == Some(0) {
+            cx.err(format!("{base}.max_tokens"), "must be at least 1");
+        }
+        let mut route = ModelRoute::new(
             name.clone(),
             m.aliases.clone(),
             targets,
             m.fallbacks.clone(),
             pattern,
-        )));
+        );
+        route.max_tokens = m.max_tokens;
+        routes.push(Arc::new(route));
     }
     if let Some(cycle) = fallback_cycle(&raw) {
         cx.err(

@@ -17,6 +17,8 @@ use crate::protocol::{Op, Protocol};
 use crate::rewrite::ModelRenamer;
 use crate::routing::Resolved;
 use crate::runtime::ActiveRequest;
+use crate::translate::model::{ChatRequest, Usage};
+use crate::translate::{Dropped, ResponseTranslator};
 use crate::upstream::Provider;
 
 pub struct RequestCtx {
@@ -42,6 +44,9 @@ pub struct RequestCtx {
     /// The gateway error answered with (or to answer with from `fail_to_proxy`).
     pub error: Option<GatewayError>,
     pub renamer: Option<ModelRenamer>,
+    pub translator: Option<ResponseTranslator>,
+    /// Token usage of the response, when known.
+    pub usage: Option<Usage>,
     /// Status sent to the client (set for locally written responses).
     pub status: u16,
     pub _inflight: Option<InflightSlot>,
@@ -61,6 +66,8 @@ pub struct RouteState {
     pub query: Option<String>,
     /// Target indexes already tried.
     pub tried: Vec<usize>,
+    /// The request decoded into the internal model, once a target needed translation.
+    pub decoded: Option<ChatRequest>,
 }
 
 /// One upstream attempt.
@@ -71,6 +78,8 @@ pub struct Attempt {
     pub uri: http::Uri,
     pub body: Bytes,
     pub body_sent: bool,
+    /// Set when the request was translated for the provider's protocol: what was dropped.
+    pub translated: Option<Dropped>,
 }
 
 impl RequestCtx {
@@ -90,6 +99,8 @@ impl RequestCtx {
             ttfb: None,
             error: None,
             renamer: None,
+            translator: None,
+            usage: None,
             status: 0,
             _inflight: None,
             _active: active,

@@ -27,6 +27,7 @@ use crate::metrics;
 use crate::protocol::{self, Endpoint, Op, Protocol};
 use crate::rewrite::{self, ModelRenamer};
 use crate::runtime::Runtime;
+use crate::translate::{self, ResponseTranslator};
 
 pub struct Gateway {
     runtime: Arc<Runtime>,
@@ -183,6 +184,7 @@ impl Gateway {
             path,
             query,
             tried: Vec::with_capacity(2),
+            decoded: None,
         });
         Ok(false)
     }
@@ -354,40 +356,72 @@ impl ProxyHttp for Gateway {
         }
         let target = &model.targets[index];
         let provider = target.provider.clone();
-        if provider.kind.protocol() != route.op.protocol() {
-            let e = GatewayError::new(
-                ErrorCode::NotImplemented,
-                format!(
-                    "the model {:?} is served by a {} provider; translating {} requests to it is not supported yet",
-                    route.resolved.requested,
-                    provider.kind.as_str(),
-                    route.op.protocol().as_str()
-                ),
-            );
-            return Err(abort(ctx, e));
-        }
         let target_model = model
             .upstream_model(index, &route.resolved.requested)
             .to_string();
-        let body = match &route.model_span {
-            Some(span) if target_model != route.resolved.requested => {
-                rewrite::splice_json_string(&route.body, span.clone(), &target_model)
+        let client_protocol = route.op.protocol();
+        let provider_protocol = provider.kind.protocol();
+        let (body, client_path, translated) = if provider_protocol == client_protocol {
+            // Passthrough: only the model name changes, spliced into the client's bytes.
+            let body = match &route.model_span {
+                Some(span) if target_model != route.resolved.requested => {
+                    rewrite::splice_json_string(&route.body, span.clone(), &target_model)
+                }
+                _ => route.body.clone(),
+            };
+            let client_path = match route.op.gemini_action() {
+                Some(action) => {
+                    let version = if route.path.starts_with("/v1beta/") {
+                        "v1beta"
+                    } else {
+                        "v1"
+                    };
+                    format!("/{version}/models/{target_model}:{action}")
+                }
+                None => route.path.clone(),
+            };
+            (body, client_path, None)
+        } else {
+            let translatable = matches!(route.op, Op::ChatCompletions | Op::Messages)
+                && provider_protocol != Protocol::Gemini;
+            if !translatable {
+                let e = GatewayError::new(
+                    ErrorCode::NotImplemented,
+                    format!(
+                        "the model {:?} is served by a {} provider; translating {} {} requests to it is not supported yet",
+                        route.resolved.requested,
+                        provider.kind.as_str(),
+                        client_protocol.as_str(),
+                        route.path,
+                    ),
+                );
+                return Err(abort(ctx, e));
             }
-            _ => route.body.clone(),
-        };
-        let client_path = match route.op.gemini_action() {
-            Some(action) => {
-                let version = if route.path.starts_with("/v1beta/") {
-                    "v1beta"
-                } else {
-                    "v1"
-                };
-                format!("/{version}/models/{target_model}:{action}")
+            if route.decoded.is_none() {
+                match translate::decode_request(client_protocol, &route.body) {
+                    Ok(req) => route.decoded = Some(req),
+                    Err(e) => return Err(abort(ctx, e.into_gateway_error())),
+                }
             }
-            None => route.path.clone(),
+            let Some(req) = route.decoded.as_mut() else {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "decoded request missing",
+                ));
+            };
+            if let (Some(cap), Some(asked)) = (model.max_tokens, req.max_tokens) {
+                req.max_tokens = Some(asked.min(cap));
+            }
+            let default_max = model
+                .max_tokens
+                .unwrap_or(translate::anthropic::DEFAULT_MAX_TOKENS);
+            match translate::encode_request(req, provider_protocol, &target_model, default_max) {
+                Ok(p) => (p.body, p.path, Some(p.dropped)),
+                Err(e) => return Err(abort(ctx, e.into_gateway_error())),
+            }
         };
         let mut path = provider.upstream_path(&client_path);
-        if let Some(q) = &route.query {
+        if let Some(q) = route.query.as_ref().filter(|_| translated.is_none()) {
             path.push('?');
             path.push_str(q);
         }
@@ -422,6 +456,7 @@ impl ProxyHttp for Gateway {
             uri,
             body,
             body_sent: false,
+            translated,
         });
         Ok(Box::new(peer))
     }
@@ -515,10 +550,38 @@ impl ProxyHttp for Gateway {
             resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
         }
         resp.insert_header("x-modelgate-attempts", ctx.attempts.to_string())?;
-        // The client sees the public name it asked for, not the provider's model name.
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };
+        if let Some(dropped) = &attempt.translated {
+            if let Some(v) = dropped.header_value() {
+                resp.insert_header("x-modelgate-dropped", v)?;
+            }
+            let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
+            let public = route.resolved.requested.as_str();
+            let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
+            let translator = if !resp.status.is_success() {
+                ResponseTranslator::error(provider, client, resp.status.as_u16())
+            } else if route.stream {
+                ResponseTranslator::stream(provider, client, public, include_usage)
+                    .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
+            } else {
+                ResponseTranslator::json(provider, client, public)
+            };
+            let streaming = translator.is_stream();
+            ctx.translator = Some(translator);
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            resp.remove_header(&http::header::CONTENT_ENCODING);
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            if streaming {
+                resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
+                resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+            } else {
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            }
+            return Ok(());
+        }
+        // The client sees the public name it asked for, not the provider's model name.
         let renames = attempt.target_model != route.resolved.requested
             && resp.status.is_success()
             && !resp.headers.contains_key(http::header::CONTENT_ENCODING);
@@ -551,7 +614,12 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let Some(r) = ctx.renamer.as_mut() {
+        if let Some(t) = ctx.translator.as_mut() {
+            *body = t.feed(body.take(), end_of_stream);
+            if end_of_stream {
+                ctx.usage = t.usage();
+            }
+        } else if let Some(r) = ctx.renamer.as_mut() {
             *body = r.feed(body.take(), end_of_stream);
         }
         Ok(None)
@@ -653,6 +721,15 @@ impl ProxyHttp for Gateway {
         metrics::REQUESTS
             .with_label_values(&[model, provider, ctx.key_label(), status_label.as_str()])
             .inc();
+        if let Some(u) = &ctx.usage {
+            let key = ctx.key_label();
+            metrics::TOKENS
+                .with_label_values(&[model, provider, key, "prompt"])
+                .inc_by(u.prompt_tokens);
+            metrics::TOKENS
+                .with_label_values(&[model, provider, key, "completion"])
+                .inc_by(u.completion_tokens);
+        }
         if ctx.route.is_some() {
             metrics::REQUEST_DURATION
                 .with_label_values(&[model, provider])

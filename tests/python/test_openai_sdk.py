@@ -66,3 +66,17 @@ def test_models_list_and_embeddings(gateway):
     assert ids == ["gpt-4o-mini", "demo"]
     emb = c.embeddings.create(model="gpt-4o-mini", input="hello")
     assert len(emb.data[0].embedding) == 3
+
+
+def test_tool_round_trip(gateway):
+    c = client(gateway)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = c.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and call.function.arguments == '{"city":"demo"}'
+    messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
+    second = c.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+    assert second.choices[0].message.content == "The tool returned: 18C"

@@ -92,13 +92,7 @@ impl MockProvider {
             .await
             .expect("bind mock");
         let addr = listener.local_addr().expect("mock addr");
-        let state = Arc::new(MockState {
-            name: name.to_string(),
-            requests: Mutex::new(vec![]),
-            behavior: Mutex::new(Arc::new(Box::new(|_: &Recorded| {
-                Reply::Json(0, Value::Null)
-            }))),
-        });
+        let state = new_state(name);
         let mock = MockProvider {
             addr,
             state: state.clone(),
@@ -119,6 +113,52 @@ impl MockProvider {
             }
         });
         mock
+    }
+
+    /// The same mock behind TLS with a fresh self-signed certificate for `localhost`;
+    /// returns the mock and the PEM file of that certificate (to trust via SSL_CERT_FILE).
+    pub async fn start_tls(name: &str, dir: &std::path::Path) -> (MockProvider, PathBuf) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let pem_path = dir.join("mock-ca.pem");
+        std::fs::write(&pem_path, cert.cert.pem()).expect("write pem");
+        let certs = vec![cert.cert.der().clone()];
+        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+            cert.key_pair.serialize_der().into(),
+        );
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let tls = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("tls config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock");
+        let addr = listener.local_addr().expect("mock addr");
+        let state = new_state(name);
+        let mock = MockProvider {
+            addr,
+            state: state.clone(),
+        };
+        mock.reply_default();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (state, acceptor) = (state.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (mock, pem_path)
     }
 
     pub fn url(&self) -> String {
@@ -145,6 +185,16 @@ impl MockProvider {
     pub fn last(&self) -> Recorded {
         self.requests().pop().expect("the mock received no request")
     }
+}
+
+fn new_state(name: &str) -> Arc<MockState> {
+    Arc::new(MockState {
+        name: name.to_string(),
+        requests: Mutex::new(vec![]),
+        behavior: Mutex::new(Arc::new(Box::new(|_: &Recorded| {
+            Reply::Json(0, Value::Null)
+        }))),
+    })
 }
 
 async fn handle(

@@ -1,0 +1,741 @@
+//! Anthropic Messages <-> the internal model. Field names follow
+//! docs.anthropic.com/en/api/messages and /en/docs/build-with-claude/streaming.
+
+use serde_json::{json, Map, Value};
+
+use super::model::*;
+use super::{Dropped, TranslateError};
+
+/// Used when a client protocol without a required `max_tokens` reaches an Anthropic target
+/// and the model sets no `max_output_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+// ---------------------------------------------------------------- requests
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(), TranslateError> {
+    match b["type"].as_str() {
+        Some("text") => out.push(Part::Text(
+            b["text"].as_str().unwrap_or_default().to_string(),
+        )),
+        Some("image") => {
+            let s = &b["source"];
+            out.push(Part::Image(match s["type"].as_str() {
+                Some("url") => Image::Url(s["url"].as_str().unwrap_or_default().to_string()),
+                _ => Image::Base64 {
+                    media_type: s["media_type"].as_str().unwrap_or("image/png").to_string(),
+                    data: s["data"].as_str().unwrap_or_default().to_string(),
+                },
+            }))
+        }
+        Some("tool_use") => out.push(Part::ToolCall {
+            id: b["id"].as_str().unwrap_or_default().to_string(),
+            name: b["name"].as_str().unwrap_or_default().to_string(),
+            arguments: b
+                .get("input")
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "{}".into()),
+        }),
+        Some("tool_result") => {
+            // `content` may be absent, a string, or an array of text/image blocks.
+            let mut content = vec![];
+            match &b["content"] {
+                Value::String(s) => content.push(Part::Text(s.clone())),
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        decode_block(item, &format!("{at}.content[{i}]"), &mut content)?;
+                    }
+                }
+                _ => {}
+            }
+            out.push(Part::ToolResult {
+                id: b["tool_use_id"].as_str().unwrap_or_default().to_string(),
+                name: None,
+                content,
+                is_error: b["is_error"].as_bool().unwrap_or(false),
+            });
+        }
+        Some("thinking") => out.push(Part::Thinking {
+            text: b["thinking"].as_str().unwrap_or_default().to_string(),
+            signature: b["signature"].as_str().map(String::from),
+        }),
+        Some("redacted_thinking") => {}
+        other => {
+            return Err(TranslateError::param(
+                format!(
+                    "{at} has type {:?}, which cannot be translated for this model's provider",
+                    other.unwrap_or("?")
+                ),
+                "messages",
+            ))
+        }
+    }
+    Ok(())
+}
+
+pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))?;
+    let mut req = ChatRequest::default();
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            TranslateError::param("'messages' must be an array of messages", "messages")
+        })?;
+    for (i, m) in messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = match m["role"].as_str() {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            // Some clients put a system turn inside messages; it belongs in `system`.
+            Some("system") => {
+                req.system.push(text_of(&m["content"]));
+                continue;
+            }
+            other => {
+                return Err(TranslateError::param(
+                    format!(
+                        "{at}.role {:?} must be user or assistant",
+                        other.unwrap_or("")
+                    ),
+                    "messages",
+                ))
+            }
+        };
+        let mut parts = vec![];
+        match &m["content"] {
+            Value::String(s) => parts.push(Part::Text(s.clone())),
+            Value::Array(blocks) => {
+                for (j, b) in blocks.iter().enumerate() {
+                    decode_block(b, &format!("{at}.content[{j}]"), &mut parts)?;
+                }
+            }
+            _ => {
+                return Err(TranslateError::param(
+                    format!("{at}.content must be a string or an array"),
+                    "messages",
+                ))
+            }
+        }
+        match req.messages.last_mut() {
+            Some(last) if last.role == role => last.parts.extend(parts),
+            _ => req.messages.push(Message { role, parts }),
+        }
+    }
+    for (k, val) in obj {
+        match k.as_str() {
+            "model" | "messages" => {}
+            "system" => {
+                let s = text_of(val);
+                if !s.is_empty() {
+                    req.system.insert(0, s);
+                }
+            }
+            "max_tokens" => req.max_tokens = val.as_u64(),
+            "temperature" => req.temperature = val.as_f64(),
+            "top_p" => req.top_p = val.as_f64(),
+            "top_k" => req.top_k = val.as_u64(),
+            "stop_sequences" => {
+                req.stop = val
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            }
+            "stream" => req.stream = val.as_bool().unwrap_or(false),
+            "tools" => {
+                for (j, t) in val.as_array().into_iter().flatten().enumerate() {
+                    // Server tools (web_search_..., code_execution_...) carry a type and no schema.
+                    match (t["name"].as_str(), t.get("input_schema")) {
+                        (Some(name), Some(schema)) => req.tools.push(ToolDef {
+                            name: name.to_string(),
+                            description: t["description"].as_str().map(String::from),
+                            parameters: schema.clone(),
+                        }),
+                        _ => req.unmapped.push(format!("tools[{j}]")),
+                    }
+                }
+            }
+            "tool_choice" => {
+                req.tool_choice = match val["type"].as_str() {
+                    Some("any") => Some(ToolChoice::Required),
+                    Some("none") => Some(ToolChoice::None),
+                    Some("tool") => val["name"]
+                        .as_str()
+                        .map(|n| ToolChoice::Tool(n.to_string())),
+                    _ => Some(ToolChoice::Auto),
+                };
+                if val["disable_parallel_tool_use"] == true {
+                    req.parallel_tool_calls = Some(false);
+                }
+            }
+            "thinking" => {
+                if val["type"] == "enabled" || val["type"] == "adaptive" {
+                    req.reasoning = Some(Reasoning {
+                        effort: None,
+                        budget_tokens: val["budget_tokens"].as_u64(),
+                        include_thoughts: true,
+                    });
+                }
+            }
+            "metadata" => req.user = val["user_id"].as_str().map(String::from),
+            _ if val.is_null() => {}
+            other => req.unmapped.push(other.to_string()),
+        }
+    }
+    Ok(req)
+}
+
+fn encode_parts(parts: &[Part], dropped: &mut Dropped) -> Vec<Value> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) if t.is_empty() => None,
+            Part::Text(t) => Some(json!({"type": "text", "text": t})),
+            Part::Image(Image::Base64 { media_type, data }) => {
+                Some(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}))
+            }
+            Part::Image(Image::Url(u)) => Some(json!({"type": "image", "source": {"type": "url", "url": u}})),
+            Part::ToolCall { id, name, arguments } => {
+                let input = serde_json::from_str::<Value>(arguments)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}));
+                Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
+            }
+            Part::ToolResult { id, content, is_error, .. } => {
+                let mut b = json!({"type": "tool_result", "tool_use_id": id});
+                let inner = encode_parts(content, dropped);
+                if !inner.is_empty() {
+                    b["content"] = Value::Array(inner);
+                }
+                if *is_error {
+                    b["is_error"] = true.into();
+                }
+                Some(b)
+            }
+            // Anthropic accepts earlier thinking only with the signature it issued.
+            Part::Thinking { text, signature: Some(sig) } => {
+                Some(json!({"type": "thinking", "thinking": text, "signature": sig}))
+            }
+            Part::Thinking { .. } => {
+                dropped.add("thinking");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The provider request body for an Anthropic provider. `default_max_tokens` fills the
+/// field Anthropic requires when the client sent none.
+pub fn encode_request(
+    req: &ChatRequest,
+    model: &str,
+    default_max_tokens: u64,
+    dropped: &mut Dropped,
+) -> Result<Value, TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::param(
+            "n > 1 is not supported by this model's provider (Anthropic)",
+            "n",
+        ));
+    }
+    let mut messages: Vec<Value> = vec![];
+    for m in &req.messages {
+        let content = encode_parts(&m.parts, dropped);
+        if content.is_empty() {
+            continue;
+        }
+        let role = if m.role == Role::User {
+            "user"
+        } else {
+            "assistant"
+        };
+        messages.push(json!({"role": role, "content": content}));
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), model.into());
+    let mut system = req.system.clone();
+    match &req.response_format {
+        Some(ResponseFormat::JsonObject) => {
+            system.push("Respond with a single JSON object and nothing else.".into());
+            dropped.add("response_format(emulated)");
+        }
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            system.push(format!("Respond with a single JSON object that matches this JSON Schema, and nothing else:\n{schema}"));
+            dropped.add("response_format(emulated)");
+        }
+        _ => {}
+    }
+    if !system.is_empty() {
+        out.insert("system".into(), system.join("\n\n").into());
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    let mut max_tokens = req.max_tokens.unwrap_or(default_max_tokens);
+    if let Some(r) = &req.reasoning {
+        let budget = r.budget().max(1024);
+        // budget_tokens must stay below max_tokens.
+        if max_tokens <= budget {
+            max_tokens = budget + default_max_tokens.min(4096);
+        }
+        out.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+        // Extended thinking does not allow temperature or top_k changes.
+        if req.temperature.is_some() {
+            dropped.add("temperature");
+        }
+        if req.top_k.is_some() {
+            dropped.add("top_k");
+        }
+    } else {
+        if let Some(t) = req.temperature {
+            out.insert("temperature".into(), t.min(1.0).into());
+        }
+        if let Some(k) = req.top_k {
+            out.insert("top_k".into(), k.into());
+        }
+    }
+    out.insert("max_tokens".into(), max_tokens.into());
+    if let Some(p) = req.top_p {
+        out.insert("top_p".into(), p.into());
+    }
+    if !req.stop.is_empty() {
+        out.insert("stop_sequences".into(), json!(req.stop));
+    }
+    if req.stream {
+        out.insert("stream".into(), true.into());
+    }
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut v = json!({"name": t.name, "input_schema": t.parameters});
+                if let Some(d) = &t.description {
+                    v["description"] = d.clone().into();
+                }
+                v
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    let mut choice = match &req.tool_choice {
+        Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
+        Some(ToolChoice::None) => Some(json!({"type": "none"})),
+        Some(ToolChoice::Required) => Some(json!({"type": "any"})),
+        Some(ToolChoice::Tool(n)) => Some(json!({"type": "tool", "name": n})),
+        None => None,
+    };
+    if req.parallel_tool_calls == Some(false) && !req.tools.is_empty() {
+        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if c["type"] != "none" {
+            c["disable_parallel_tool_use"] = true.into();
+        }
+    }
+    if let Some(c) = choice.filter(|_| !req.tools.is_empty()) {
+        out.insert("tool_choice".into(), c);
+    }
+    if let Some(u) = &req.user {
+        out.insert("metadata".into(), json!({"user_id": u}));
+    }
+    for (f, present) in [
+        ("seed", req.seed.is_some()),
+        ("presence_penalty", req.presence_penalty.is_some()),
+        ("frequency_penalty", req.frequency_penalty.is_some()),
+    ] {
+        if present {
+            dropped.add(f);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+// ---------------------------------------------------------------- responses
+
+pub fn finish_from(s: &str) -> FinishReason {
+    match s {
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "stop_sequence" => FinishReason::StopSequence,
+        "refusal" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+fn finish_str(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop => "end_turn",
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::StopSequence => "stop_sequence",
+        FinishReason::ContentFilter => "refusal",
+    }
+}
+
+/// Anthropic counts cache reads and writes apart from `input_tokens`; the prompt total is
+/// their sum.
+pub fn usage_from(u: &Value) -> Option<Usage> {
+    let input = u["input_tokens"].as_u64()?;
+    let read = u["cache_read_input_tokens"].as_u64();
+    let created = u["cache_creation_input_tokens"].as_u64().unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: input + read.unwrap_or(0) + created,
+        completion_tokens: u["output_tokens"].as_u64().unwrap_or(0),
+        cached_tokens: read,
+        reasoning_tokens: None,
+    })
+}
+
+fn usage_json(u: &Usage) -> Value {
+    let cached = u.cached_tokens.unwrap_or(0);
+    json!({
+        "input_tokens": u.prompt_tokens.saturating_sub(cached),
+        "output_tokens": u.completion_tokens,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    })
+}
+
+pub fn decode_response(v: &Value) -> Result<ChatResponse, TranslateError> {
+    let blocks = v["content"]
+        .as_array()
+        .ok_or_else(|| TranslateError::new("the provider's response has no content"))?;
+    let mut parts = vec![];
+    for b in blocks {
+        // Unknown block types (server tool results, ...) have no place in other protocols.
+        let _ = decode_block(b, "content", &mut parts);
+    }
+    Ok(ChatResponse {
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        parts,
+        finish: v["stop_reason"].as_str().map(finish_from),
+        usage: usage_from(&v["usage"]),
+    })
+}
+
+fn message_id(id: &str) -> String {
+    if id.starts_with("msg_") {
+        id.to_string()
+    } else {
+        format!("msg_{}", if id.is_empty() { "modelgate" } else { id })
+    }
+}
+
+pub fn encode_response(r: &ChatResponse, public_model: &str) -> Value {
+    let mut dropped = Dropped::default();
+    json!({
+        "id": message_id(&r.id),
+        "type": "message",
+        "role": "assistant",
+        "model": public_model,
+        "content": encode_parts(&r.parts.iter().map(|p| match p {
+            // A thinking block without a signature is still worth showing to the client.
+            Part::Thinking { text, signature: None } => Part::Thinking { text: text.clone(), signature: Some(String::new()) },
+            other => other.clone(),
+        }).collect::<Vec<_>>(), &mut dropped),
+        "stop_reason": finish_str(r.finish.unwrap_or(FinishReason::Stop)),
+        "stop_sequence": null,
+        "usage": usage_json(&r.usage.unwrap_or_default()),
+    })
+}
+
+// ---------------------------------------------------------------- streams
+
+/// Anthropic SSE events (`event:` + `data:`) -> events.
+#[derive(Default)]
+pub struct StreamDecoder {
+    /// content block index -> tool call index
+    tool_blocks: Vec<(u64, usize)>,
+    tools: usize,
+    usage: Usage,
+    has_usage: bool,
+}
+
+impl StreamDecoder {
+    pub fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
+        let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("message_start") => {
+                let m = &v["message"];
+                out.push(StreamEvent::Start {
+                    id: m["id"].as_str().unwrap_or_default().to_string(),
+                });
+                if let Some(u) = usage_from(&m["usage"]) {
+                    self.usage = u;
+                    self.has_usage = true;
+                }
+            }
+            Some("content_block_start") => {
+                let b = &v["content_block"];
+                if b["type"] == "tool_use" {
+                    let index = self.tools;
+                    self.tools += 1;
+                    self.tool_blocks
+                        .push((v["index"].as_u64().unwrap_or(0), index));
+                    out.push(StreamEvent::ToolCallStart {
+                        index,
+                        id: b["id"].as_str().unwrap_or_default().to_string(),
+                        name: b["name"].as_str().unwrap_or_default().to_string(),
+                    });
+                } else if let Some(t) = b["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(StreamEvent::TextDelta(t.to_string()));
+                }
+            }
+            Some("content_block_delta") => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => out.push(StreamEvent::TextDelta(
+                        d["text"].as_str().unwrap_or_default().to_string(),
+                    )),
+                    Some("thinking_delta") => out.push(StreamEvent::ThinkingDelta(
+                        d["thinking"].as_str().unwrap_or_default().to_string(),
+                    )),
+                    Some("signature_delta") => out.push(StreamEvent::ThinkingSignature(
+                        d["signature"].as_str().unwrap_or_default().to_string(),
+                    )),
+                    Some("input_json_delta") => {
+                        let block = v["index"].as_u64().unwrap_or(0);
+                        if let Some((_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
+                        {
+                            let fragment = d["partial_json"].as_str().unwrap_or_default();
+                            if !fragment.is_empty() {
+                                out.push(StreamEvent::ToolCallArgs {
+                                    index: *index,
+                                    fragment: fragment.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("message_delta") => {
+                if let Some(s) = v["delta"]["stop_reason"].as_str() {
+                    out.push(StreamEvent::Finish(finish_from(s)));
+                }
+                // message_delta's usage is cumulative.
+                let u = &v["usage"];
+                if let Some(o) = u["output_tokens"].as_u64() {
+                    self.usage.completion_tokens = o;
+                    self.has_usage = true;
+                }
+                if let Some(i) = usage_from(u) {
+                    self.usage.prompt_tokens = i.prompt_tokens;
+                    self.usage.cached_tokens = i.cached_tokens.or(self.usage.cached_tokens);
+                }
+                if self.has_usage {
+                    out.push(StreamEvent::Usage(self.usage));
+                }
+            }
+            Some("message_stop") => out.push(StreamEvent::Done),
+            Some("error") => out.push(StreamEvent::Error {
+                message: v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("provider error")
+                    .to_string(),
+            }),
+            _ => {}
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Block {
+    None,
+    Text,
+    Thinking,
+    Tool(usize),
+}
+
+/// Events -> the Anthropic event sequence: message_start, content blocks (start, deltas,
+/// stop), message_delta, message_stop — always in that order, whatever the provider sent.
+pub struct StreamEncoder {
+    model: String,
+    id: String,
+    started: bool,
+    block: Block,
+    next_block: u64,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+    signature: Option<String>,
+    done: bool,
+}
+
+fn event(out: &mut Vec<u8>, name: &str, data: Value) {
+    out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+}
+
+impl StreamEncoder {
+    pub fn new(public_model: &str) -> Self {
+        StreamEncoder {
+            model: public_model.to_string(),
+            id: "msg_modelgate".to_string(),
+            started: false,
+            block: Block::None,
+            next_block: 0,
+            finish: None,
+            usage: None,
+            signature: None,
+            done: false,
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        event(
+            out,
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": self.usage.map(|u| u.prompt_tokens).unwrap_or(0), "output_tokens": 0}}}),
+        );
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if self.block == Block::None {
+            return;
+        }
+        if self.block == Block::Thinking {
+            let sig = self.signature.take().unwrap_or_default();
+            event(
+                out,
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": self.next_block - 1,
+                "delta": {"type": "signature_delta", "signature": sig}}),
+            );
+        }
+        event(
+            out,
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": self.next_block - 1}),
+        );
+        self.block = Block::None;
+    }
+
+    fn open_block(&mut self, kind: Block, start: Value, out: &mut Vec<u8>) {
+        self.close_block(out);
+        event(
+            out,
+            "content_block_start",
+            json!({"type": "content_block_start", "index": self.next_block, "content_block": start}),
+        );
+        self.next_block += 1;
+        self.block = kind;
+    }
+
+    fn delta(&self, delta: Value, out: &mut Vec<u8>) {
+        event(
+            out,
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": self.next_block - 1, "delta": delta}),
+        );
+    }
+
+    pub fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        match ev {
+            StreamEvent::Start { id } => {
+                if !id.is_empty() {
+                    self.id = message_id(id);
+                }
+                self.ensure_started(out);
+            }
+            StreamEvent::TextDelta(t) => {
+                self.ensure_started(out);
+                if self.block != Block::Text {
+                    self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
+                }
+                self.delta(json!({"type": "text_delta", "text": t}), out);
+            }
+            StreamEvent::ThinkingDelta(t) => {
+                self.ensure_started(out);
+                if self.block != Block::Thinking {
+                    self.open_block(
+                        Block::Thinking,
+                        json!({"type": "thinking", "thinking": ""}),
+                        out,
+                    );
+                }
+                self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
+            }
+            StreamEvent::ThinkingSignature(s) => self.signature = Some(s.clone()),
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.ensure_started(out);
+                self.open_block(
+                    Block::Tool(*index),
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    out,
+                );
+            }
+            StreamEvent::ToolCallArgs { index, fragment } => {
+                if self.block == Block::Tool(*index) {
+                    self.delta(
+                        json!({"type": "input_json_delta", "partial_json": fragment}),
+                        out,
+                    );
+                }
+            }
+            StreamEvent::Finish(f) => self.finish = Some(*f),
+            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Error { message } => {
+                self.ensure_started(out);
+                event(
+                    out,
+                    "error",
+                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                );
+                self.done = true;
+            }
+            StreamEvent::Done => self.finish(out),
+        }
+    }
+
+    /// Closes the message: open block, message_delta with stop reason and usage, message_stop.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.ensure_started(out);
+        self.close_block(out);
+        let u = self.usage.unwrap_or_default();
+        let cached = u.cached_tokens.unwrap_or(0);
+        event(
+            out,
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": finish_str(self.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
+            "usage": {"input_tokens": u.prompt_tokens.saturating_sub(cached), "output_tokens": u.completion_tokens,
+                      "cache_read_input_tokens": cached}}),
+        );
+        event(out, "message_stop", json!({"type": "message_stop"}));
+        self.done = true;
+    }
+}

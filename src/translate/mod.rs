@@ -1,0 +1,423 @@
+//! Translation between wire protocols through one internal model (`model.rs`): per
+//! protocol a request decoder and encoder, a response decoder and encoder, and a stream
+//! decoder and encoder. Same-protocol requests never come here (they pass through with
+//! only the model name spliced).
+
+pub mod anthropic;
+pub mod model;
+pub mod openai;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+use crate::errors::{self, ErrorCode, GatewayError};
+use crate::protocol::Protocol;
+use crate::sse::{self, SseFramer};
+use model::*;
+
+/// A request that cannot be translated; answered as 400 `invalid_request`.
+#[derive(Debug, Clone)]
+pub struct TranslateError {
+    pub message: String,
+    pub param: Option<&'static str>,
+}
+
+impl TranslateError {
+    pub fn new(message: impl Into<String>) -> Self {
+        TranslateError {
+            message: message.into(),
+            param: None,
+        }
+    }
+    pub fn param(message: impl Into<String>, param: &'static str) -> Self {
+        TranslateError {
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+    pub fn into_gateway_error(self) -> GatewayError {
+        let mut e = GatewayError::new(ErrorCode::InvalidRequest, self.message);
+        e.param = self.param;
+        e
+    }
+}
+
+/// Client fields the target protocol has no place for; sent back in `x-modelgate-dropped`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Dropped(pub Vec<String>);
+
+impl Dropped {
+    pub fn add(&mut self, field: &str) {
+        if !self.0.iter().any(|f| f == field) {
+            self.0.push(field.to_string());
+        }
+    }
+    pub fn header_value(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join(","))
+    }
+}
+
+/// Text parts joined; other parts ignored.
+pub fn as_text_parts(parts: &[Part]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        if let Part::Text(t) = p {
+            if !out.is_empty() && !t.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(t);
+        }
+    }
+    out
+}
+
+/// `data:image/png;base64,AAAA` -> (`image/png`, `AAAA`).
+pub fn parse_data_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type.to_string(), data.to_string()))
+}
+
+/// Whether requests of this client protocol translate at all (chat-shaped operations).
+pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, TranslateError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::new(format!("the request body is not valid JSON: {e}")))?;
+    match client {
+        Protocol::OpenAi => openai::decode_request(&v),
+        Protocol::Anthropic => anthropic::decode_request(&v),
+        Protocol::Gemini => Err(TranslateError::new(
+            "translating Gemini requests to other providers is not supported yet",
+        )),
+    }
+}
+
+/// A provider request: body and path (before the base URL's prefix).
+pub struct ProviderRequest {
+    pub body: Bytes,
+    pub path: String,
+    pub dropped: Dropped,
+}
+
+pub fn encode_request(
+    req: &ChatRequest,
+    provider: Protocol,
+    model: &str,
+    default_max_tokens: u64,
+) -> Result<ProviderRequest, TranslateError> {
+    let mut dropped = Dropped::default();
+    for f in &req.unmapped {
+        dropped.add(f);
+    }
+    let (v, path) = match provider {
+        Protocol::OpenAi => (
+            openai::encode_request(req, model, &mut dropped),
+            "/v1/chat/completions".to_string(),
+        ),
+        Protocol::Anthropic => (
+            anthropic::encode_request(req, model, default_max_tokens, &mut dropped)?,
+            "/v1/messages".to_string(),
+        ),
+        Protocol::Gemini => {
+            return Err(TranslateError::new(
+                "translating to Gemini providers is not supported yet",
+            ))
+        }
+    };
+    Ok(ProviderRequest {
+        body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+        path,
+        dropped,
+    })
+}
+
+enum StreamDecoder {
+    OpenAi(openai::StreamDecoder),
+    Anthropic(anthropic::StreamDecoder),
+}
+
+enum StreamEncoder {
+    OpenAi(openai::StreamEncoder),
+    Anthropic(anthropic::StreamEncoder),
+}
+
+impl StreamEncoder {
+    fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        match self {
+            StreamEncoder::OpenAi(e) => e.encode(ev, out),
+            StreamEncoder::Anthropic(e) => e.encode(ev, out),
+        }
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        match self {
+            StreamEncoder::OpenAi(e) => e.finish(out),
+            StreamEncoder::Anthropic(e) => e.finish(out),
+        }
+    }
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            StreamEncoder::OpenAi(e) => e.usage(),
+            StreamEncoder::Anthropic(e) => e.usage(),
+        }
+    }
+}
+
+/// Translates one provider response body into the client's protocol as it streams by.
+pub struct ResponseTranslator(Inner);
+
+enum Inner {
+    /// A whole JSON response, translated once complete.
+    Json {
+        buf: BytesMut,
+        provider: Protocol,
+        client: Protocol,
+        public_model: String,
+        usage: Option<Usage>,
+    },
+    /// SSE, translated event by event.
+    Stream {
+        framer: SseFramer,
+        decoder: StreamDecoder,
+        encoder: StreamEncoder,
+        events: Vec<StreamEvent>,
+        saw_done: bool,
+    },
+    /// A provider error body, re-shaped into the client's error format once complete.
+    Error {
+        buf: BytesMut,
+        provider: Protocol,
+        client: Protocol,
+        status: u16,
+    },
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl ResponseTranslator {
+    pub fn json(provider: Protocol, client: Protocol, public_model: &str) -> Self {
+        ResponseTranslator(Inner::Json {
+            buf: BytesMut::new(),
+            provider,
+            client,
+            public_model: public_model.to_string(),
+            usage: None,
+        })
+    }
+
+    pub fn stream(
+        provider: Protocol,
+        client: Protocol,
+        public_model: &str,
+        include_usage: bool,
+    ) -> Option<Self> {
+        let decoder = match provider {
+            Protocol::OpenAi => StreamDecoder::OpenAi(openai::StreamDecoder::default()),
+            Protocol::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::default()),
+            Protocol::Gemini => return None,
+        };
+        let encoder = match client {
+            Protocol::OpenAi => StreamEncoder::OpenAi(openai::StreamEncoder::new(
+                public_model,
+                unix_now(),
+                include_usage,
+            )),
+            Protocol::Anthropic => {
+                StreamEncoder::Anthropic(anthropic::StreamEncoder::new(public_model))
+            }
+            Protocol::Gemini => return None,
+        };
+        Some(ResponseTranslator(Inner::Stream {
+            framer: SseFramer::default(),
+            decoder,
+            encoder,
+            events: Vec::new(),
+            saw_done: false,
+        }))
+    }
+
+    pub fn error(provider: Protocol, client: Protocol, status: u16) -> Self {
+        ResponseTranslator(Inner::Error {
+            buf: BytesMut::new(),
+            provider,
+            client,
+            status,
+        })
+    }
+
+    pub fn is_stream(&self) -> bool {
+        matches!(self.0, Inner::Stream { .. })
+    }
+
+    /// The usage seen so far (complete once the body has ended).
+    pub fn usage(&self) -> Option<Usage> {
+        match &self.0 {
+            Inner::Json { usage, .. } => *usage,
+            Inner::Stream { encoder, .. } => encoder.usage(),
+            Inner::Error { .. } => None,
+        }
+    }
+
+    /// Feeds one provider chunk; returns the client bytes ready now.
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
+        match &mut self.0 {
+            Inner::Json {
+                buf,
+                provider,
+                client,
+                public_model,
+                usage,
+            } => {
+                if let Some(c) = chunk {
+                    buf.extend_from_slice(&c);
+                }
+                if !end {
+                    return None;
+                }
+                let body = std::mem::take(buf);
+                let out = match translate_json(&body, *provider, *client, public_model) {
+                    Ok((bytes, u)) => {
+                        *usage = u;
+                        bytes
+                    }
+                    Err(msg) => errors::error_body(
+                        *client,
+                        502,
+                        ErrorCode::UpstreamError.as_str(),
+                        &format!("the provider's response could not be translated: {msg}"),
+                        None,
+                    ),
+                };
+                Some(out)
+            }
+            Inner::Stream {
+                framer,
+                decoder,
+                encoder,
+                events,
+                saw_done,
+            } => {
+                if let Some(c) = chunk {
+                    framer.push(&c);
+                }
+                let mut out = Vec::new();
+                while let Some(ev) = framer.next_event() {
+                    if let Some(data) = sse::event_data(&ev) {
+                        match decoder {
+                            StreamDecoder::OpenAi(d) => d.feed(&data, events),
+                            StreamDecoder::Anthropic(d) => d.feed(&data, events),
+                        }
+                    }
+                    for e in events.drain(..) {
+                        *saw_done |= e == StreamEvent::Done;
+                        encoder.encode(&e, &mut out);
+                    }
+                }
+                if end {
+                    if !*saw_done {
+                        // The provider stopped without its end marker: say so in the
+                        // client's protocol rather than pretend the answer is complete.
+                        encoder.encode(
+                            &StreamEvent::Error {
+                                message:
+                                    "the provider's stream ended before the response was complete"
+                                        .into(),
+                            },
+                            &mut out,
+                        );
+                    }
+                    encoder.finish(&mut out);
+                }
+                (!out.is_empty()).then(|| Bytes::from(out))
+            }
+            Inner::Error {
+                buf,
+                provider,
+                client,
+                status,
+            } => {
+                if let Some(c) = chunk {
+                    buf.extend_from_slice(&c);
+                }
+                if !end {
+                    return None;
+                }
+                Some(translate_error(
+                    &std::mem::take(buf),
+                    *provider,
+                    *client,
+                    *status,
+                ))
+            }
+        }
+    }
+}
+
+fn translate_json(
+    body: &[u8],
+    provider: Protocol,
+    client: Protocol,
+    public_model: &str,
+) -> Result<(Bytes, Option<Usage>), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let resp = match provider {
+        Protocol::OpenAi => openai::decode_response(&v),
+        Protocol::Anthropic => anthropic::decode_response(&v),
+        Protocol::Gemini => return Err("Gemini responses are not translated yet".into()),
+    }
+    .map_err(|e| e.message)?;
+    let out = match client {
+        Protocol::OpenAi => openai::encode_response(&resp, public_model, unix_now()),
+        Protocol::Anthropic => anthropic::encode_response(&resp, public_model),
+        Protocol::Gemini => return Err("Gemini responses are not translated yet".into()),
+    };
+    Ok((
+        Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
+        resp.usage,
+    ))
+}
+
+/// The provider's error message, whatever its shape.
+fn provider_error_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["error"]["message"]
+        .as_str()
+        .or_else(|| v["message"].as_str())
+        .or_else(|| v["error"].as_str())
+        .map(String::from)
+}
+
+/// A provider error response re-shaped into the client's error format, message kept.
+pub fn translate_error(body: &[u8], _provider: Protocol, client: Protocol, status: u16) -> Bytes {
+    let message = provider_error_message(body).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            format!("the provider answered {status}")
+        } else {
+            text.chars().take(500).collect()
+        }
+    });
+    let code = match status {
+        400 | 422 => "invalid_request",
+        401 | 403 => "upstream_auth_error",
+        404 => "model_not_found",
+        413 => "request_too_large",
+        429 => "rate_limit_exceeded",
+        _ => "upstream_error",
+    };
+    errors::error_body(
+        client,
+        status,
+        code,
+        &format!("provider error: {message}"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests;

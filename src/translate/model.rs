@@ -1,0 +1,194 @@
+//! The one internal representation every wire protocol decodes into and encodes from, so
+//! N protocols need 2N converters instead of N*N. It keeps what has a meaning in at least
+//! two protocols; what a target cannot express is dropped and reported.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    /// System / developer instructions, in order.
+    pub system: Vec<String>,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolDef>,
+    pub tool_choice: Option<ToolChoice>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
+    pub stop: Vec<String>,
+    pub n: Option<u64>,
+    pub stream: bool,
+    /// The client asked for usage in the stream (OpenAI `stream_options.include_usage`).
+    pub stream_usage: bool,
+    pub response_format: Option<ResponseFormat>,
+    pub reasoning: Option<Reasoning>,
+    pub user: Option<String>,
+    pub parallel_tool_calls: Option<bool>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    /// Client fields with no equivalent in the internal model (reported when dropped).
+    pub unmapped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Image(Image),
+    /// A call the assistant made. `arguments` is a JSON text (OpenAI's form).
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    /// The result of a tool call, sent back by the user side.
+    ToolResult {
+        id: String,
+        /// The tool's name when known (Gemini needs it; OpenAI/Anthropic do not send it).
+        name: Option<String>,
+        content: Vec<Part>,
+        is_error: bool,
+    },
+    Thinking {
+        text: String,
+        /// Anthropic's signature / Gemini's thoughtSignature, kept for round trips.
+        signature: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Image {
+    Base64 { media_type: String, data: String },
+    Url(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// At least one tool must be called.
+    Required,
+    Tool(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        schema: Value,
+        strict: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reasoning {
+    /// OpenAI effort: minimal/low/medium/high.
+    pub effort: Option<String>,
+    /// Anthropic/Gemini token budget.
+    pub budget_tokens: Option<u64>,
+    /// Whether thinking text should be returned (Gemini includeThoughts).
+    pub include_thoughts: bool,
+}
+
+impl Reasoning {
+    /// A token budget for protocols that need one, from the effort when no budget was given.
+    pub fn budget(&self) -> u64 {
+        self.budget_tokens.unwrap_or(match self.effort.as_deref() {
+            Some("minimal") => 1024,
+            Some("low") => 2048,
+            Some("high") => 24576,
+            _ => 8192,
+        })
+    }
+
+    /// An effort level for OpenAI, from the budget when no effort was given.
+    pub fn effort(&self) -> String {
+        if let Some(e) = &self.effort {
+            return e.clone();
+        }
+        match self.budget_tokens {
+            Some(b) if b <= 1024 => "minimal",
+            Some(b) if b <= 4096 => "low",
+            Some(b) if b >= 16384 => "high",
+            _ => "medium",
+        }
+        .to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    StopSequence,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    pub id: String,
+    pub parts: Vec<Part>,
+    pub finish: Option<FinishReason>,
+    pub usage: Option<Usage>,
+}
+
+/// One event of a streamed response, protocol-neutral. Decoders emit them as soon as the
+/// provider's event is complete; encoders turn them into the client's events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Start {
+        id: String,
+    },
+    TextDelta(String),
+    ThinkingDelta(String),
+    ThinkingSignature(String),
+    /// A new tool call; `index` counts calls within the response from 0.
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    ToolCallArgs {
+        index: usize,
+        fragment: String,
+    },
+    Finish(FinishReason),
+    Usage(Usage),
+    /// The provider reported an error mid-stream.
+    Error {
+        message: String,
+    },
+    /// The provider's stream ended properly.
+    Done,
+}

@@ -1,0 +1,124 @@
+use super::*;
+use serde_json::json;
+
+fn to(provider: Protocol, client: Protocol, body: Value) -> (Value, Dropped) {
+    let req = decode_request(client, body.to_string().as_bytes()).unwrap();
+    let p = encode_request(&req, provider, "target", 4096).unwrap();
+    (serde_json::from_slice(&p.body).unwrap(), p.dropped)
+}
+
+#[test]
+fn anthropic_targets_always_get_max_tokens_and_sane_sampling() {
+    let (v, _) = to(
+        Protocol::Anthropic,
+        Protocol::OpenAi,
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.7, "n": 1}),
+    );
+    assert_eq!(v["max_tokens"], 4096);
+    assert_eq!(
+        v["temperature"], 1.0,
+        "OpenAI's 0..2 range is clamped to Anthropic's 0..1"
+    );
+    let req = decode_request(
+        Protocol::OpenAi,
+        br#"{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .unwrap();
+    let e = encode_request(&req, Protocol::Anthropic, "t", 4096)
+        .err()
+        .unwrap();
+    assert_eq!(e.param, Some("n"));
+}
+
+#[test]
+fn reasoning_maps_between_effort_and_budget() {
+    let (v, dropped) = to(
+        Protocol::Anthropic,
+        Protocol::OpenAi,
+        json!({"model": "m", "reasoning_effort": "high", "temperature": 0.3, "max_completion_tokens": 1000,
+               "messages": [{"role": "user", "content": "think"}]}),
+    );
+    assert_eq!(
+        v["thinking"],
+        json!({"type": "enabled", "budget_tokens": 24576})
+    );
+    assert!(
+        v["max_tokens"].as_u64().unwrap() > 24576,
+        "budget must stay below max_tokens"
+    );
+    assert!(v.get("temperature").is_none());
+    assert_eq!(dropped.0, vec!["temperature"]);
+    let (v, _) = to(
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        json!({"model": "m", "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2000},
+               "messages": [{"role": "user", "content": "think"}]}),
+    );
+    assert_eq!(v["reasoning_effort"], "low");
+    assert_eq!(v["max_completion_tokens"], 5000);
+}
+
+#[test]
+fn sparse_tool_results_and_system_turns_survive() {
+    // A tool_result with no content at all, and one with array content.
+    let (v, _) = to(
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "system", "content": "sys in messages"},
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "a", "input": {}},
+                                               {"type": "tool_use", "id": "t2", "name": "b", "input": {"x": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"},
+                                          {"type": "tool_result", "tool_use_id": "t2", "is_error": true,
+                                           "content": [{"type": "text", "text": "boom"}]}]}]}),
+    );
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs[0],
+        json!({"role": "system", "content": "sys in messages"})
+    );
+    assert_eq!(
+        msgs[2]["tool_calls"][1]["function"]["arguments"],
+        "{\"x\":1}"
+    );
+    assert_eq!(
+        msgs[3],
+        json!({"role": "tool", "tool_call_id": "t1", "content": ""})
+    );
+    assert_eq!(
+        msgs[4],
+        json!({"role": "tool", "tool_call_id": "t2", "content": "Error: boom"})
+    );
+}
+
+#[test]
+fn openai_streams_always_ask_for_usage() {
+    let (v, _) = to(
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(v["stream_options"], json!({"include_usage": true}));
+}
+
+#[test]
+fn url_images_and_unknown_parts() {
+    let (v, _) = to(
+        Protocol::Anthropic,
+        Protocol::OpenAi,
+        json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+    );
+    assert_eq!(
+        v["messages"][0]["content"][0],
+        json!({"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}})
+    );
+    let e = decode_request(
+        Protocol::OpenAi,
+        br#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#,
+    )
+    .err()
+    .unwrap();
+    assert!(e.message.contains("input_audio"), "{}", e.message);
+}
