@@ -625,6 +625,17 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        // Pingora's default prints the URI with its query, where a client key may be.
+        let req = session.req_header();
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            req.uri.path(),
+            ctx.request_id
+        )
+    }
+
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         // A client that hangs up mid-stream is routine, not an error of the gateway.
         error.esource() == &ErrorSource::Downstream

@@ -17,11 +17,14 @@ fn config(mock: &MockProvider) -> String {
     format!(
         r#"providers:
   p: {{ kind: openai, base_url: "{}", credentials: ["provider-secret-cred"] }}
+  down: {{ kind: openai, base_url: "http://127.0.0.1:{}" }}
 models:
   gpt-4o: {{ targets: [{{ provider: p }}] }}
   claude-x: {{ targets: [{{ provider: p }}] }}
+  dead: {{ targets: [{{ provider: down }}] }}
 {KEYS}"#,
-        mock.url()
+        mock.url(),
+        free_port()
     )
 }
 
@@ -60,6 +63,19 @@ async fn every_key_form_is_accepted_and_never_forwarded() {
         }
     }
     assert_eq!(mock.last().uri, "/v1/chat/completions?keep=1");
+    // A failing upstream makes Pingora log the request: the ?key= must not be in it.
+    let r = client()
+        .post(format!("{url}?key=sk-all-0123456789"))
+        .json(&chat("dead"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(
+        gw.logs().contains("POST /v1/chat/completions request_id="),
+        "the refused connection was not logged with modelgate's summary:\n{}",
+        gw.logs()
+    );
     let logs = gw.logs();
     assert!(
         !logs.contains("sk-all-0123456789") && !logs.contains("provider-secret-cred"),
@@ -209,7 +225,7 @@ async fn model_lists_follow_the_key_scope() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ids(v), vec!["gpt-4o", "claude-x"]);
+    assert_eq!(ids(v), vec!["gpt-4o", "claude-x", "dead"]);
     // Gemini's shape, with the Gemini key header
     let v: Value = client()
         .get(format!("{}/v1beta/models", gw.url))
