@@ -15,13 +15,7 @@ use subtle::ConstantTimeEq;
 use wildmatch::WildMatch;
 
 use crate::errors::{ErrorCode, GatewayError};
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyLimits {
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub concurrency: Option<u64>,
-}
+use crate::limits::KeyLimits;
 
 #[derive(Debug)]
 pub struct ClientKey {

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 pub const DEMO_CLIENT_KEY: &str = "sk-modelgate-demo";
 pub const DEMO_PROVIDER_CREDENTIAL: &str = "demo-provider-credential";
+/// A demo key with small limits, to see 429s and the x-ratelimit-* headers.
+pub const DEMO_LIMITED_KEY: &str = "sk-modelgate-demo-limited";
 
 /// The demo config: one mock provider, a model with an alias, a wildcard and one key.
 pub fn config_yaml(listen: &str, metrics_listen: &str, mock_addr: &str) -> String {
@@ -40,6 +42,9 @@ models:
 keys:
   - name: demo
     key: "{DEMO_CLIENT_KEY}"
+  - name: demo-limited
+    key: "{DEMO_LIMITED_KEY}"
+    limits: {{ rpm: 2, tpm: 20000, concurrency: 4 }}
 "#
     )
 }

@@ -18,6 +18,8 @@ pub struct RequestPeek {
     /// Byte range of the `model` value (quotes included) in the body.
     pub model_span: Option<Range<usize>>,
     pub stream: bool,
+    /// Output tokens the client asked for, in whichever field its protocol uses.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -25,6 +27,21 @@ struct Peek<'a> {
     #[serde(borrow)]
     model: Option<&'a RawValue>,
     stream: Option<bool>,
+    // Raw, so a wrongly typed value is left for the provider to report.
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, rename = "generationConfig")]
+    generation_config: Option<GenerationConfig<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GenerationConfig<'a> {
+    #[serde(borrow, rename = "maxOutputTokens")]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 /// Parses a request body as a JSON object, reading only `model` and `stream`.
@@ -44,10 +61,20 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
             (Some(m), Some(span_of(body, text)))
         }
     };
+    let max_output_tokens = [
+        p.max_completion_tokens,
+        p.max_tokens,
+        p.max_output_tokens,
+        p.generation_config.and_then(|g| g.max_output_tokens),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|raw| raw.get().parse::<u64>().ok());
     Ok(RequestPeek {
         model,
         model_span,
         stream: p.stream.unwrap_or(false),
+        max_output_tokens,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct ModelRoute {
     pub is_pattern: bool,
     /// Default and cap for output tokens on translated requests.
     pub max_tokens: Option<u64>,
+    /// Limits for this model across all keys.
+    pub limits: Option<crate::limits::LimitSet>,
     /// One full smooth-weighted-round-robin cycle of target indexes, precomputed so the
     /// hot path is one atomic increment.
     schedule: Vec<u16>,
@@ -53,6 +55,7 @@ impl ModelRoute {
             fallbacks,
             is_pattern,
             max_tokens: None,
+            limits: None,
             schedule,
             cursor: AtomicUsize::new(0),
         }

@@ -94,6 +94,8 @@ pub struct RawModel {
     /// Output-token default for providers that require one (Anthropic) and the cap applied
     /// to what clients ask for when a request is translated.
     pub max_tokens: Option<u64>,
+    /// Limits for this model across all keys (a provider quota everyone shares).
+    pub limits: Option<RawLimitSet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,17 @@ pub struct RawKey {
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u64>,
+    /// Limits for groups of models (a name or a glob) within the key.
+    #[serde(default)]
+    pub models: IndexMap<String, RawLimitSet>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimitSet {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub concurrency: Option<u64>,

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::raw::*;
 use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, ServerSettings};
-use crate::auth::{parse_ip_net, ClientKey, KeyLimits, KeyTable};
+use crate::auth::{parse_ip_net, ClientKey, KeyTable};
+use crate::limits::{KeyLimits, LimitSet};
 use crate::routing::{is_pattern, ModelRoute, ModelTable, Target};
 use crate::upstream::{BaseUrl, HealthCheck, Provider, ProviderKind, ProviderSpec, Timeouts};
 
@@ -370,6 +371,10 @@ fn models(
             pattern,
         );
         route.max_tokens = m.max_tokens;
+        route.limits = m
+            .limits
+            .as_ref()
+            .map(|l| limit_set(cx, &format!("{base}.limits"), l));
         routes.push(Arc::new(route));
     }
     if let Some(cycle) = fallback_cycle(&raw) {
@@ -523,28 +528,32 @@ fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
                 n
             })
             .collect();
-        for (field, v) in [
-            ("rpm", k.limits.rpm),
-            ("tpm", k.limits.tpm),
-            ("concurrency", k.limits.concurrency),
-        ] {
-            if v == Some(0) {
-                cx.err(
-                    format!("{base}.limits.{field}"),
-                    "must be at least 1 (remove it for no limit; use disabled: true to block the key)",
-                );
-            }
-        }
+        let key_limits = KeyLimits {
+            base: limit_set(
+                cx,
+                &format!("{base}.limits"),
+                &RawLimitSet {
+                    rpm: k.limits.rpm,
+                    tpm: k.limits.tpm,
+                    concurrency: k.limits.concurrency,
+                },
+            ),
+            models: k
+                .limits
+                .models
+                .iter()
+                .map(|(group, set)| {
+                    let set = limit_set(cx, &format!("{base}.limits.models.{group}"), set);
+                    (group.clone(), wildmatch::WildMatch::new(group), set)
+                })
+                .collect(),
+        };
         if let Some(d) = digest {
             out.push(Arc::new(ClientKey {
                 name,
                 digest: d,
                 scope,
-                limits: KeyLimits {
-                    rpm: k.limits.rpm,
-                    tpm: k.limits.tpm,
-                    concurrency: k.limits.concurrency,
-                },
+                limits: key_limits,
                 expires_at,
                 allowed_ips,
                 disabled: k.disabled,
@@ -552,6 +561,26 @@ fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
         }
     }
     KeyTable::new(out)
+}
+
+fn limit_set(cx: &mut Ctx, path: &str, raw: &RawLimitSet) -> LimitSet {
+    for (field, v) in [
+        ("rpm", raw.rpm),
+        ("tpm", raw.tpm),
+        ("concurrency", raw.concurrency),
+    ] {
+        if v == Some(0) {
+            cx.err(
+                format!("{path}.{field}"),
+                "must be at least 1 (remove it for no limit; use disabled: true to block a key)",
+            );
+        }
+    }
+    LimitSet {
+        rpm: raw.rpm,
+        tpm: raw.tpm,
+        concurrency: raw.concurrency,
+    }
 }
 
 fn retry(cx: &mut Ctx, raw: RawRetry) -> RetryPolicy {

@@ -12,6 +12,7 @@ use once_cell::sync::Lazy;
 use crate::auth::ClientKey;
 use crate::config::Config;
 use crate::errors::GatewayError;
+use crate::limits::Admission;
 use crate::metrics::InflightSlot;
 use crate::protocol::{Op, Protocol};
 use crate::rewrite::ModelRenamer;
@@ -20,6 +21,7 @@ use crate::runtime::ActiveRequest;
 use crate::translate::model::{ChatRequest, Usage};
 use crate::translate::{Dropped, ResponseTranslator};
 use crate::upstream::Provider;
+use crate::usage::UsageTap;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -45,6 +47,12 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     pub renamer: Option<ModelRenamer>,
     pub translator: Option<ResponseTranslator>,
+    /// Watches passthrough responses for their usage.
+    pub usage_tap: Option<UsageTap>,
+    /// The request's place in its key's and model's limits (slots released on drop).
+    pub admission: Option<Admission>,
+    /// `x-ratelimit-*` headers for keys with limits, on every response.
+    pub rate_headers: Vec<(&'static str, String)>,
     /// Token usage of the response, when known.
     pub usage: Option<Usage>,
     /// Status sent to the client (set for locally written responses).
@@ -100,6 +108,9 @@ impl RequestCtx {
             error: None,
             renamer: None,
             translator: None,
+            usage_tap: None,
+            admission: None,
+            rate_headers: Vec::new(),
             usage: None,
             status: 0,
             _inflight: None,

@@ -25,11 +25,11 @@ pub async fn respond(
     extra: &[(&'static str, String)],
 ) -> Result<bool> {
     super::body::discard_unread_body(session).await;
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len() + ctx.rate_headers.len()))?;
     h.insert_header("content-type", content_type)?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    for (k, v) in extra {
+    for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
     let head = session.req_header().method == http::Method::HEAD;

@@ -23,11 +23,13 @@ use ctx::{Attempt, RouteState};
 
 use crate::auth;
 use crate::errors::{ErrorCode, GatewayError};
+use crate::limits;
 use crate::metrics;
 use crate::protocol::{self, Endpoint, Op, Protocol};
 use crate::rewrite::{self, ModelRenamer};
 use crate::runtime::Runtime;
 use crate::translate::{self, ResponseTranslator};
+use crate::usage::UsageTap;
 
 pub struct Gateway {
     runtime: Arc<Runtime>,
@@ -53,6 +55,16 @@ const PROVIDER_ACCOUNT_HEADERS: [&str; 4] = [
     "openai-organization",
     "openai-project",
     "anthropic-organization-id",
+];
+
+/// Provider rate-limit headers, replaced by the key's own for keys with limits.
+const RATE_LIMIT_HEADERS: [&str; 6] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
 ];
 
 /// Client headers that must never reach a provider (credentials) or that the gateway sets.
@@ -173,6 +185,45 @@ impl Gateway {
                 )
                 .with_param("model");
                 return local::respond_error(session, ctx, e).await;
+            }
+            // Limits come last: a request refused for any other reason uses no quota.
+            let public = if resolved.route.is_pattern {
+                requested.as_str()
+            } else {
+                resolved.route.name.as_str()
+            };
+            let estimate =
+                limits::estimate_prompt_tokens(body.len()) + peek.max_output_tokens.unwrap_or(0);
+            match limits::admit(
+                &key.name,
+                &key.limits,
+                public,
+                resolved.route.limits.as_ref(),
+                estimate,
+            ) {
+                Ok(admission) => {
+                    if let Some(status) = &admission.status {
+                        ctx.rate_headers = status.headers();
+                    }
+                    ctx.admission = Some(admission);
+                }
+                Err(rejection) => {
+                    ctx.rate_headers = rejection.status.headers();
+                    let code = if rejection.limit == "tpm" {
+                        ErrorCode::TokenRateLimitExceeded
+                    } else {
+                        ErrorCode::RateLimitExceeded
+                    };
+                    let mut e = GatewayError::new(
+                        code,
+                        format!(
+                            "{}; retry after {}s",
+                            rejection.message, rejection.retry_after
+                        ),
+                    );
+                    e.retry_after = Some(rejection.retry_after);
+                    return local::respond_error(session, ctx, e).await;
+                }
             }
         }
         ctx.route = Some(RouteState {
@@ -550,6 +601,15 @@ impl ProxyHttp for Gateway {
             resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
         }
         resp.insert_header("x-modelgate-attempts", ctx.attempts.to_string())?;
+        if !ctx.rate_headers.is_empty() {
+            // The key's limits replace the provider's (those describe the gateway's account).
+            for h in RATE_LIMIT_HEADERS {
+                resp.remove_header(h);
+            }
+            for (k, v) in &ctx.rate_headers {
+                resp.insert_header(*k, v.as_str())?;
+            }
+        }
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };
@@ -580,6 +640,17 @@ impl ProxyHttp for Gateway {
                 resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
             }
             return Ok(());
+        }
+        if resp.status.is_success() && route.op != Op::Embeddings {
+            let sse = resp
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            ctx.usage_tap = Some(if sse {
+                UsageTap::sse()
+            } else {
+                UsageTap::json()
+            });
         }
         // The client sees the public name it asked for, not the provider's model name.
         let renames = attempt.target_model != route.resolved.requested
@@ -619,8 +690,18 @@ impl ProxyHttp for Gateway {
             if end_of_stream {
                 ctx.usage = t.usage();
             }
-        } else if let Some(r) = ctx.renamer.as_mut() {
-            *body = r.feed(body.take(), end_of_stream);
+        } else {
+            if let Some(tap) = ctx.usage_tap.as_mut() {
+                if let Some(b) = body.as_ref() {
+                    tap.feed(b);
+                }
+                if end_of_stream {
+                    ctx.usage = ctx.usage_tap.take().and_then(UsageTap::finish);
+                }
+            }
+            if let Some(r) = ctx.renamer.as_mut() {
+                *body = r.feed(body.take(), end_of_stream);
+            }
         }
         Ok(None)
     }
@@ -726,6 +807,20 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let elapsed = ctx.started.elapsed();
+        if ctx.usage.is_none() {
+            // A stream cut short: whatever usage it reported so far.
+            ctx.usage = ctx.usage_tap.take().and_then(UsageTap::finish);
+        }
+        if let Some(a) = ctx.admission.as_mut() {
+            // Real usage replaces the estimate; a failed request used nothing; a success
+            // without usage keeps its estimate.
+            let actual = match (&ctx.usage, status) {
+                (Some(u), _) => Some(u.prompt_tokens + u.completion_tokens),
+                (None, s) if !(200..300).contains(&s) => Some(0),
+                (None, _) => None,
+            };
+            a.reconcile(actual);
+        }
         let model = ctx.model_label();
         let provider = ctx.provider_label();
         let status_label = status.to_string();

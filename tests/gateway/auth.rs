@@ -71,6 +71,13 @@ async fn every_key_form_is_accepted_and_never_forwarded() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
+    // Pingora logs the failure just after the response is written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !gw.logs().contains("POST /v1/chat/completions request_id=")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(
         gw.logs().contains("POST /v1/chat/completions request_id="),
         "the refused connection was not logged with modelgate's summary:\n{}",

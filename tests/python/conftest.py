@@ -41,3 +41,5 @@ def gateway():
     yield {"base": base, "metrics": f"http://127.0.0.1:{metrics}/metrics"}
     proc.terminate()
     proc.wait(timeout=10)
+
+DEMO_LIMITED_KEY = "sk-modelgate-demo-limited"  # rpm: 2 in the demo config

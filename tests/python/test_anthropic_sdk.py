@@ -73,3 +73,13 @@ def test_errors_raise_the_sdk_classes(gateway):
             model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
         )
     assert e.value.body["error"]["type"] == "not_found_error"
+
+
+def test_rate_limit_raises_rate_limit_error(gateway):
+    from conftest import DEMO_LIMITED_KEY
+
+    c = client(gateway, key=DEMO_LIMITED_KEY)
+    with pytest.raises(anthropic.RateLimitError) as e:
+        for _ in range(5):
+            c.messages.create(model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["error"]["type"] == "rate_limit_error"

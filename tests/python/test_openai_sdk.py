@@ -80,3 +80,17 @@ def test_tool_round_trip(gateway):
     messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
     second = c.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
     assert second.choices[0].message.content == "The tool returned: 18C"
+
+
+def test_rate_limit_raises_rate_limit_error(gateway):
+    from conftest import DEMO_LIMITED_KEY
+
+    c = client(gateway, key=DEMO_LIMITED_KEY)
+    with pytest.raises(openai.RateLimitError) as e:
+        for _ in range(5):
+            raw = c.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+            )
+            assert raw.headers["x-ratelimit-limit-requests"] == "2"
+    assert e.value.code == "rate_limit_exceeded"
+    assert int(e.value.response.headers["retry-after"]) >= 1

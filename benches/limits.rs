@@ -1,0 +1,63 @@
+//! Cost of limit admission per request: `cargo bench --bench limits`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use modelgate::limits::{admit, KeyLimits, LimitSet};
+
+fn bench(name: &str, iters: u32, mut f: impl FnMut(u32)) {
+    for i in 0..iters / 10 {
+        f(i);
+    }
+    let start = Instant::now();
+    for i in 0..iters {
+        f(i);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(iters);
+    println!("{name:<48} {ns:>8.0} ns/request");
+}
+
+fn main() {
+    let none = KeyLimits::default();
+    let all = KeyLimits {
+        base: LimitSet {
+            rpm: Some(u64::MAX / 4),
+            tpm: Some(u64::MAX / 4),
+            concurrency: Some(1 << 40),
+        },
+        models: vec![],
+    };
+    let grouped = KeyLimits {
+        base: all.base,
+        models: vec![(
+            "gpt-*".into(),
+            wildmatch::WildMatch::new("gpt-*"),
+            LimitSet {
+                rpm: Some(u64::MAX / 4),
+                ..Default::default()
+            },
+        )],
+    };
+    let global = LimitSet {
+        rpm: Some(u64::MAX / 4),
+        ..Default::default()
+    };
+    let n = 2_000_000;
+    bench("key without limits", n, |_| {
+        black_box(admit("bench", &none, "gpt-4o", None, 100).ok());
+    });
+    bench("rpm + tpm + concurrency, reconciled", n, |_| {
+        let mut a = admit("bench", &all, "gpt-4o", None, 100).ok();
+        if let Some(a) = a.as_mut() {
+            a.reconcile(Some(120));
+        }
+        black_box(a);
+    });
+    bench("key + model group + global model limits", n, |_| {
+        black_box(admit("bench", &grouped, "gpt-4o", Some(&global), 100).ok());
+    });
+    bench("1000 distinct keys, all limits", n, |i| {
+        let key = format!("key-{}", i % 1000);
+        black_box(admit(&key, &all, "gpt-4o", None, 100).ok());
+    });
+}
