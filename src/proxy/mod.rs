@@ -835,6 +835,11 @@ impl ProxyHttp for Gateway {
             metrics::TOKENS
                 .with_label_values(&[model, provider, key, "completion"])
                 .inc_by(u.completion_tokens);
+            if let Some(c) = u.cached_tokens {
+                metrics::TOKENS
+                    .with_label_values(&[model, provider, key, "cached"])
+                    .inc_by(c);
+            }
         }
         if ctx.route.is_some() {
             metrics::REQUEST_DURATION

@@ -103,6 +103,16 @@ async fn openai_client_on_an_anthropic_provider() {
         Some(145.0),
         "{m}"
     );
+    // the non-stream response reported 20 cache-read tokens
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_tokens_total",
+            &[("type", "cached"), ("provider", "ant")]
+        ),
+        Some(20.0),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
