@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod errors;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;

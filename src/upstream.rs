@@ -130,6 +130,8 @@ const DNS_TTL: Duration = Duration::from_secs(30);
 
 pub struct Provider {
     pub name: String,
+    /// The base URL as text: with the name, identifies the provider across reloads.
+    pub endpoint: String,
     pub kind: ProviderKind,
     pub url: BaseUrl,
     /// `Host` header value: host, plus the port when it is not the scheme's default.
@@ -172,6 +174,13 @@ impl Provider {
             })
             .collect();
         Provider {
+            endpoint: format!(
+                "{}://{}:{}{}",
+                if url.tls { "https" } else { "http" },
+                url.host,
+                url.port,
+                url.path_prefix
+            ),
             name: spec.name,
             kind: spec.kind,
             literal_ip: url.host.parse().ok(),
@@ -222,10 +231,19 @@ impl Provider {
     /// The next credential, as the auth header's value, in round-robin order (`None` for
     /// providers that need none).
     pub fn next_credential(&self) -> Option<&HeaderValue> {
+        self.credential(self.credential_cursor())
+    }
+
+    /// Where round-robin over the credentials stands (advances it).
+    pub fn credential_cursor(&self) -> usize {
+        self.next_credential.fetch_add(1, Ordering::Relaxed) % self.credentials.len().max(1)
+    }
+
+    /// Credential `i` (mod the count), as the auth header's value.
+    pub fn credential(&self, i: usize) -> Option<&HeaderValue> {
         if self.credentials.is_empty() {
             return None;
         }
-        let i = self.next_credential.fetch_add(1, Ordering::Relaxed);
         self.credentials.get(i % self.credentials.len())
     }
 

@@ -4,6 +4,8 @@ mod support;
 
 #[path = "gateway/auth.rs"]
 mod auth;
+#[path = "gateway/failover.rs"]
+mod failover;
 #[path = "gateway/limits.rs"]
 mod limits;
 #[path = "gateway/ops.rs"]

@@ -49,6 +49,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub on_status: Vec<u16>,
     pub cooldown: Duration,
+    pub budget: f64,
+    pub budget_min: u32,
 }
 
 #[derive(Debug, Clone, Default)]

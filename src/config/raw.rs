@@ -149,6 +149,10 @@ pub struct RawRetry {
     pub on_status: Option<Vec<u16>>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub cooldown: Option<Duration>,
+    /// Retries may add at most this fraction on top of first attempts (sliding 10 s).
+    pub budget: Option<f64>,
+    /// Retries always allowed per 10 s window, so a quiet gateway can still fail over.
+    pub budget_min: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -599,10 +599,19 @@ fn retry(cx: &mut Ctx, raw: RawRetry) -> RetryPolicy {
             );
         }
     }
+    let budget = raw.budget.unwrap_or(0.2);
+    if !(0.0..=10.0).contains(&budget) {
+        cx.err(
+            "retry.budget",
+            "must be between 0 and 10 (a fraction of first attempts, e.g. 0.2)",
+        );
+    }
     RetryPolicy {
         max_attempts,
         on_status,
         cooldown: raw.cooldown.unwrap_or(Duration::from_secs(30)),
+        budget,
+        budget_min: raw.budget_min.unwrap_or(10),
     }
 }
 

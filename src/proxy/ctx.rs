@@ -40,6 +40,12 @@ pub struct RequestCtx {
     /// Set when a pooled connection turned out dead before the provider answered: the
     /// next attempt goes to the same target on a fresh connection.
     pub retry_same_target: bool,
+    /// A dead pooled connection was already retried once in this request.
+    pub stale_retried: bool,
+    /// `upstream_response_filter` turned a provider status into a retry.
+    pub status_retry: bool,
+    /// Why the last attempt failed: the answer when no candidate is left.
+    pub last_failure: Option<GatewayError>,
     /// A response header has gone to the client: nothing may be retried any more.
     pub response_started: bool,
     pub ttfb: Option<Duration>,
@@ -72,8 +78,12 @@ pub struct RouteState {
     /// The client's path (without query) and query with any `key=` removed.
     pub path: String,
     pub query: Option<String>,
-    /// Target indexes already tried.
-    pub tried: Vec<usize>,
+    /// Targets in the order they are tried (built at the first attempt).
+    pub candidates: Vec<super::attempt::Candidate>,
+    /// The next candidate to consider.
+    pub next: usize,
+    /// A candidate was skipped because its protocol cannot serve this request.
+    pub unservable: bool,
     /// The request decoded into the internal model, once a target needed translation.
     pub decoded: Option<ChatRequest>,
 }
@@ -81,7 +91,10 @@ pub struct RouteState {
 /// One upstream attempt.
 pub struct Attempt {
     pub provider: Arc<Provider>,
-    pub target_index: usize,
+    /// Position in `RouteState::candidates`.
+    pub candidate: usize,
+    pub credential: usize,
+    pub target: crate::health::TargetId,
     pub target_model: String,
     pub uri: http::Uri,
     pub body: Bytes,
@@ -103,6 +116,9 @@ impl RequestCtx {
             attempt: None,
             attempts: 0,
             retry_same_target: false,
+            stale_retried: false,
+            status_retry: false,
+            last_failure: None,
             response_started: false,
             ttfb: None,
             error: None,

@@ -4,6 +4,7 @@
 //! `request_body_filter` -> `upstream_response_filter` -> `response_filter` ->
 //! `response_body_filter` -> `logging`.
 
+mod attempt;
 mod body;
 mod ctx;
 mod local;
@@ -23,12 +24,13 @@ use ctx::{Attempt, RouteState};
 
 use crate::auth;
 use crate::errors::{ErrorCode, GatewayError};
+use crate::health;
 use crate::limits;
 use crate::metrics;
 use crate::protocol::{self, Endpoint, Op, Protocol};
 use crate::rewrite::{self, ModelRenamer};
 use crate::runtime::Runtime;
-use crate::translate::{self, ResponseTranslator};
+use crate::translate::ResponseTranslator;
 use crate::usage::UsageTap;
 
 pub struct Gateway {
@@ -234,7 +236,9 @@ impl Gateway {
             stream: peek.stream || op == Op::StreamGenerateContent,
             path,
             query,
-            tried: Vec::with_capacity(2),
+            candidates: Vec::new(),
+            next: 0,
+            unservable: false,
             decoded: None,
         });
         Ok(false)
@@ -380,96 +384,77 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        ctx.attempts += 1;
+        let config = ctx.config.clone();
+        let same_target = std::mem::take(&mut ctx.retry_same_target);
+        let previous = ctx.attempt.take();
         let Some(route) = ctx.route.as_mut() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no route for a proxied request",
             ));
         };
-        let model = route.resolved.route.clone();
-        let index = if std::mem::take(&mut ctx.retry_same_target) {
-            ctx.attempt.as_ref().map(|a| a.target_index)
-        } else if route.tried.is_empty() {
-            model.pick_first()
-        } else {
-            None // failover to other targets arrives with retries
-        };
-        let Some(index) = index else {
-            let e = GatewayError::new(
-                ErrorCode::UpstreamUnavailable,
-                format!("no target of model {:?} can take the request", model.name),
-            );
-            return Err(abort(ctx, e));
-        };
-        if !route.tried.contains(&index) {
-            route.tried.push(index);
+        if route.candidates.is_empty() {
+            route.candidates = attempt::candidates(&config, &route.resolved);
         }
-        let target = &model.targets[index];
-        let provider = target.provider.clone();
-        let target_model = model
-            .upstream_model(index, &route.resolved.requested)
-            .to_string();
-        let client_protocol = route.op.protocol();
-        let provider_protocol = provider.kind.protocol();
-        let (body, client_path, translated) = if provider_protocol == client_protocol {
-            // Passthrough: only the model name changes, spliced into the client's bytes.
-            let body = match &route.model_span {
-                Some(span) if target_model != route.resolved.requested => {
-                    rewrite::splice_json_string(&route.body, span.clone(), &target_model)
-                }
-                _ => route.body.clone(),
-            };
-            let client_path = match route.op.gemini_action() {
-                Some(action) => {
-                    let version = if route.path.starts_with("/v1beta/") {
-                        "v1beta"
+        let mut soonest = None;
+        let (pos, credential, target) = match (&previous, same_target) {
+            // A dead pooled connection: the same target again, on a fresh connection.
+            (Some(p), true) => (p.candidate, p.credential, p.target),
+            _ => match attempt::next_candidate(route, &mut soonest) {
+                Some(pick) => pick,
+                None => {
+                    let e = if ctx.attempts > 0 {
+                        ctx.last_failure.take().unwrap_or_else(|| {
+                            GatewayError::new(ErrorCode::UpstreamError, "every target failed")
+                        })
+                    } else if route.unservable && soonest.is_none() {
+                        GatewayError::new(
+                            ErrorCode::NotImplemented,
+                            format!(
+                                "the model {:?} is served by a provider that {} {} requests cannot be translated for yet",
+                                route.resolved.requested,
+                                route.op.protocol().as_str(),
+                                route.path
+                            ),
+                        )
                     } else {
-                        "v1"
+                        let wait =
+                            soonest.map(|s| s.saturating_duration_since(std::time::Instant::now()));
+                        let mut e = GatewayError::new(
+                            ErrorCode::UpstreamUnavailable,
+                            format!(
+                                "every target of model {:?} is cooling down after failures; retry after the time in retry-after",
+                                route.resolved.requested
+                            ),
+                        );
+                        e.retry_after = wait.map(|w| w.as_secs_f64().ceil().max(1.0) as u64);
+                        e
                     };
-                    format!("/{version}/models/{target_model}:{action}")
+                    return Err(abort(ctx, e));
                 }
-                None => route.path.clone(),
+            },
+        };
+        if !same_target {
+            ctx.attempts += 1;
+            if ctx.attempts == 1 {
+                health::record_first_attempt();
+            }
+        }
+        let candidate = route.candidates[pos].clone();
+        let provider = candidate.provider().clone();
+        if let Some(p) = previous.as_ref().filter(|_| !same_target) {
+            let model = if route.resolved.route.is_pattern {
+                &route.resolved.requested
+            } else {
+                &route.resolved.route.name
             };
-            (body, client_path, None)
-        } else {
-            let translatable = matches!(route.op, Op::ChatCompletions | Op::Messages)
-                && provider_protocol != Protocol::Gemini;
-            if !translatable {
-                let e = GatewayError::new(
-                    ErrorCode::NotImplemented,
-                    format!(
-                        "the model {:?} is served by a {} provider; translating {} {} requests to it is not supported yet",
-                        route.resolved.requested,
-                        provider.kind.as_str(),
-                        client_protocol.as_str(),
-                        route.path,
-                    ),
-                );
-                return Err(abort(ctx, e));
-            }
-            if route.decoded.is_none() {
-                match translate::decode_request(client_protocol, &route.body) {
-                    Ok(req) => route.decoded = Some(req),
-                    Err(e) => return Err(abort(ctx, e.into_gateway_error())),
-                }
-            }
-            let Some(req) = route.decoded.as_mut() else {
-                return Err(Error::explain(
-                    ErrorType::InternalError,
-                    "decoded request missing",
-                ));
-            };
-            if let (Some(cap), Some(asked)) = (model.max_tokens, req.max_tokens) {
-                req.max_tokens = Some(asked.min(cap));
-            }
-            let default_max = model
-                .max_tokens
-                .unwrap_or(translate::anthropic::DEFAULT_MAX_TOKENS);
-            match translate::encode_request(req, provider_protocol, &target_model, default_max) {
-                Ok(p) => (p.body, p.path, Some(p.dropped)),
-                Err(e) => return Err(abort(ctx, e.into_gateway_error())),
-            }
+            metrics::FAILOVERS
+                .with_label_values(&[model, &p.provider.name, &provider.name])
+                .inc();
+        }
+        let (body, client_path, translated) = match attempt::provider_request(route, &candidate) {
+            Ok(r) => r,
+            Err(e) => return Err(abort(ctx, e)),
         };
         let mut path = provider.upstream_path(&client_path);
         if let Some(q) = route.query.as_ref().filter(|_| translated.is_none()) {
@@ -481,35 +466,43 @@ impl ProxyHttp for Gateway {
             Err(_) => {
                 let e = GatewayError::new(
                     ErrorCode::InvalidRequest,
-                    format!("the model name {target_model:?} cannot be used in a URL path"),
+                    format!(
+                        "the model name {:?} cannot be used in a URL path",
+                        candidate.upstream_model
+                    ),
                 );
                 return Err(abort(ctx, e));
             }
         };
+        ctx.attempt = Some(Attempt {
+            provider: provider.clone(),
+            candidate: pos,
+            credential,
+            target,
+            target_model: candidate.upstream_model.clone(),
+            uri,
+            body,
+            body_sent: false,
+            translated,
+        });
         let addr = match provider.resolve().await {
             Ok(a) => a,
             Err(msg) => {
                 metrics::UPSTREAM_ATTEMPTS
                     .with_label_values(&[&provider.name, "connect_error"])
                     .inc();
-                let e = GatewayError::new(
+                health::cool_down(target, config.retry.cooldown);
+                ctx.last_failure = Some(GatewayError::new(
                     ErrorCode::UpstreamError,
                     format!("provider {:?}: {msg}", provider.name),
-                );
-                return Err(abort(ctx, e));
+                ));
+                let mut e =
+                    Error::explain(ErrorType::ConnectError, "provider address lookup failed");
+                e.set_retry(may_retry(ctx));
+                return Err(e);
             }
         };
-        let peer = provider.peer(addr);
-        ctx.attempt = Some(Attempt {
-            provider,
-            target_index: index,
-            target_model,
-            uri,
-            body,
-            body_sent: false,
-            translated,
-        });
-        Ok(Box::new(peer))
+        Ok(Box::new(provider.peer(addr)))
     }
 
     async fn upstream_request_filter(
@@ -528,7 +521,7 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(h);
         }
         upstream_request.insert_header(http::header::HOST, provider.host_header.as_str())?;
-        if let Some(cred) = provider.next_credential() {
+        if let Some(cred) = provider.credential(attempt.credential) {
             upstream_request.insert_header(provider.auth_header(), cred.clone())?;
         }
         if provider.kind == crate::upstream::ProviderKind::Anthropic
@@ -574,8 +567,8 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.ttfb = Some(ctx.started.elapsed());
-        let outcome = match upstream_response.status.as_u16() {
+        let status = upstream_response.status.as_u16();
+        let outcome = match status {
             s if s >= 500 => "status_5xx",
             s if s >= 400 => "status_4xx",
             _ => "ok",
@@ -583,6 +576,46 @@ impl ProxyHttp for Gateway {
         metrics::UPSTREAM_ATTEMPTS
             .with_label_values(&[ctx.provider_label(), outcome])
             .inc();
+        let Some(target) = ctx.attempt.as_ref().map(|a| a.target) else {
+            return Ok(());
+        };
+        if upstream_response.status.is_success() {
+            health::restore(target);
+        }
+        // 429, 408 and 5xx in on_status fail over; other 4xx are the client's to see.
+        let policy = &ctx.config.retry;
+        let failover_status =
+            (status == 429 || status == 408 || status >= 500) && policy.on_status.contains(&status);
+        if failover_status {
+            let wait = health::retry_after(&upstream_response.headers).unwrap_or(policy.cooldown);
+            health::cool_down(target, wait);
+            if may_retry(ctx) {
+                ctx.last_failure = Some(GatewayError::new(
+                    ErrorCode::UpstreamError,
+                    format!("provider {:?} answered {status}", ctx.provider_label()),
+                ));
+                ctx.status_retry = true;
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "failing over to the next target",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
+            if status >= 500 && ctx.attempts > 1 {
+                // Every attempt failed: say so, naming the last provider status.
+                let e = GatewayError::new(
+                    ErrorCode::UpstreamError,
+                    format!(
+                        "all {} attempts failed; the last, provider {:?}, answered {status}",
+                        ctx.attempts,
+                        ctx.provider_label()
+                    ),
+                );
+                return Err(abort(ctx, e));
+            }
+        }
+        ctx.ttfb = Some(ctx.started.elapsed());
         Ok(())
     }
 
@@ -736,7 +769,7 @@ impl ProxyHttp for Gateway {
         metrics::UPSTREAM_ATTEMPTS
             .with_label_values(&[ctx.provider_label(), outcome])
             .inc();
-        e
+        failed_attempt(ctx, e)
     }
 
     fn error_while_proxy(
@@ -748,27 +781,32 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
-        // Pingora marks errors on reused pooled connections "retry if reused": the
-        // provider had closed an idle connection, so nothing was processed and one more
-        // try on a fresh connection to the same target is safe — if the client has seen
-        // nothing yet.
+        if std::mem::take(&mut ctx.status_retry) {
+            // Our own retry from upstream_response_filter: already decided.
+            return e;
+        }
+        // Pingora marks errors on reused pooled connections "retry if reused": the provider
+        // had closed an idle connection, nothing was processed, so one more try on a fresh
+        // connection to the same target is safe while the client has seen nothing.
+        let stale_pooled = matches!(e.retry, pingora::RetryType::ReusedOnly) && client_reused;
         e.retry.decide_reuse(client_reused);
-        if e.retry() && !ctx.response_started && ctx.attempts < ctx.config.retry.max_attempts.max(2)
-        {
-            ctx.retry_same_target = true;
-        } else {
+        if ctx.response_started || e.esource() != &ErrorSource::Upstream {
             e.set_retry(false);
+            return e;
         }
-        if !e.retry() && e.esource() == &ErrorSource::Upstream && ctx.ttfb.is_none() {
-            let outcome = match e.etype() {
-                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-                _ => "error",
-            };
-            metrics::UPSTREAM_ATTEMPTS
-                .with_label_values(&[ctx.provider_label(), outcome])
-                .inc();
+        if stale_pooled && e.retry() && !ctx.stale_retried {
+            ctx.stale_retried = true;
+            ctx.retry_same_target = true;
+            return e;
         }
-        e
+        let outcome = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+            _ => "error",
+        };
+        metrics::UPSTREAM_ATTEMPTS
+            .with_label_values(&[ctx.provider_label(), outcome])
+            .inc();
+        failed_attempt(ctx, e)
     }
 
     async fn fail_to_proxy(
@@ -779,7 +817,8 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let err = match ctx.error.take() {
             Some(err) => Some(err),
-            None => proxy_error(e, ctx),
+            // The precise reason recorded for the last attempt, unless the client left.
+            None => proxy_error(e, ctx).map(|generic| ctx.last_failure.take().unwrap_or(generic)),
         };
         let code = match err {
             Some(err) if session.response_written().is_none() => {
@@ -790,6 +829,17 @@ impl ProxyHttp for Gateway {
                 }
             }
             Some(err) => {
+                // The provider failed mid-stream: end the client's stream with an error event
+                // in its own protocol rather than a silent cut.
+                if ctx.route.as_ref().is_some_and(|r| r.stream) {
+                    let tail = match ctx.translator.as_mut() {
+                        Some(t) => t.feed(None, true),
+                        None => Some(stream_error_event(ctx.protocol, &err)),
+                    };
+                    if let Some(tail) = tail {
+                        let _ = session.write_response_body(Some(tail), true).await;
+                    }
+                }
                 ctx.error = Some(err);
                 0
             }
@@ -874,6 +924,42 @@ impl ProxyHttp for Gateway {
             );
         }
     }
+}
+
+/// An error event that ends a stream in `protocol`'s own way.
+fn stream_error_event(protocol: Protocol, err: &GatewayError) -> Bytes {
+    let body = err.body(protocol);
+    let mut out = Vec::with_capacity(body.len() + 24);
+    if protocol == Protocol::Anthropic {
+        out.extend_from_slice(b"event: error\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Whether a failed attempt may be followed by another: attempts left, a candidate left,
+/// nothing sent to the client yet, and room in the retry budget (checked last: it
+/// consumes a retry).
+fn may_retry(ctx: &RequestCtx) -> bool {
+    let policy = &ctx.config.retry;
+    !ctx.response_started
+        && ctx.attempts < policy.max_attempts
+        && ctx.route.as_ref().is_some_and(attempt::has_more)
+        && health::take_retry(policy.budget, policy.budget_min)
+}
+
+/// Bookkeeping for an attempt that failed before the provider answered (connect error,
+/// TLS, timeout, reset): cool the target down, remember why, and fail over if allowed.
+fn failed_attempt(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    if let Some(a) = &ctx.attempt {
+        health::cool_down(a.target, ctx.config.retry.cooldown);
+    }
+    ctx.last_failure = proxy_error(&e, ctx);
+    let retry = may_retry(ctx);
+    e.set_retry(retry);
+    e
 }
 
 /// The client-facing error for a failure Pingora reported while proxying; `None` when

@@ -225,7 +225,7 @@ async fn concurrency_slots_free_after_streams_errors_and_disconnects() {
         "",
         &config(
             &mock,
-            "keys: [{ name: c, key: sk-conc-00001, limits: { concurrency: 2 } }]\n",
+            "keys: [{ name: c, key: sk-conc-00001, limits: { concurrency: 2 } }]\n# 500s pass through here (no failover, no cooldown)\nretry: { on_status: [429] }\n",
             "",
         ),
     )

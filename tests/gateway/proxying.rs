@@ -23,6 +23,7 @@ models:
   gem-alias: {{ targets: [{{ provider: gem, model: gemini-2.5-flash }}] }}
   dead: {{ targets: [{{ provider: down }}] }}
 keys: [{{ name: k, key: {KEY} }}]
+retry: {{ cooldown: 300ms }}
 "#,
         url = mock.url(),
         closed = free_port(),
@@ -244,8 +245,17 @@ async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
         Some(1.0),
         "{m}"
     );
-    // Gateway still healthy afterwards.
+    // The timed-out target cools down (retry.cooldown: 300ms here), then serves again.
     mock.reply_default();
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await.1, "upstream_unavailable");
+    tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
         gw.post("/v1/chat/completions", KEY, chat("gpt-4o"))
             .send()

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +40,12 @@ impl Recorded {
 /// How the mock answers.
 pub enum Reply {
     Json(u16, Value),
+    /// JSON with extra response headers (e.g. retry-after).
+    JsonWithHeaders(u16, Value, Vec<(&'static str, String)>),
+    /// Closes the connection without answering.
+    Reset,
+    /// These events, then the connection breaks mid-body.
+    SseCut(Vec<String>, Duration),
     /// Server-sent events, each written `interval` after the previous one.
     Sse(Vec<String>, Duration),
     /// Never answers (until the test ends).
@@ -197,10 +202,16 @@ fn new_state(name: &str) -> Arc<MockState> {
     })
 }
 
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn full(b: impl Into<Bytes>) -> BoxBody<Bytes, BodyError> {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
 async fn handle(
     state: Arc<MockState>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<BoxBody<Bytes, Infallible>>, Infallible> {
+) -> Result<hyper::Response<BoxBody<Bytes, BodyError>>, BodyError> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -216,36 +227,52 @@ async fn handle(
     state.requests.lock().unwrap().push(rec.clone());
     let behavior = state.behavior.lock().unwrap().clone();
     let reply = behavior(&rec);
+    let sse_stream = |events: Vec<String>, interval: Duration, cut: bool| {
+        let stream = futures_util::stream::unfold((events, 0usize), move |(ev, i)| async move {
+            if i > ev.len() || (i == ev.len() && !cut) {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            if i == ev.len() {
+                // Breaks the chunked body: the connection dies mid-response.
+                let err: BodyError = "cut".into();
+                return Some((Err(err), (ev, i + 1)));
+            }
+            let frame = Frame::data(Bytes::from(ev[i].clone()));
+            Some((Ok::<_, BodyError>(frame), (ev, i + 1)))
+        });
+        hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(BoxBody::new(StreamBody::new(stream)))
+    };
     let resp = match reply {
         Reply::Json(status, v) => hyper::Response::builder()
             .status(status)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(v.to_string())).boxed()),
-        Reply::Sse(events, interval) => {
-            let stream =
-                futures_util::stream::unfold((events, 0usize), move |(ev, i)| async move {
-                    if i >= ev.len() {
-                        return None;
-                    }
-                    if i > 0 {
-                        tokio::time::sleep(interval).await;
-                    }
-                    let frame = Frame::data(Bytes::from(ev[i].clone()));
-                    Some((Ok::<_, Infallible>(frame), (ev, i + 1)))
-                });
-            hyper::Response::builder()
-                .status(200)
-                .header("content-type", "text/event-stream")
-                .body(BoxBody::new(StreamBody::new(stream)))
+            .body(full(v.to_string())),
+        Reply::JsonWithHeaders(status, v, headers) => {
+            let mut b = hyper::Response::builder()
+                .status(status)
+                .header("content-type", "application/json");
+            for (k, val) in headers {
+                b = b.header(k, val);
+            }
+            b.body(full(v.to_string()))
         }
+        Reply::Reset => return Err("reset".into()),
+        Reply::Sse(events, interval) => sse_stream(events, interval, false),
+        Reply::SseCut(events, interval) => sse_stream(events, interval, true),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             hyper::Response::builder()
                 .status(500)
-                .body(Full::new(Bytes::new()).boxed())
+                .body(full(Bytes::new()))
         }
     };
-    Ok(resp.unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()).boxed())))
+    Ok(resp.unwrap_or_else(|_| hyper::Response::new(full(Bytes::new()))))
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,165 @@
+//! Passive health: a target (provider × model × credential) that failed is skipped until
+//! its cooldown ends; one that answers again is restored at once. Kept in a process-wide
+//! registry keyed by what the target is, so a reload does not forget a failing provider.
+//! Also the retry budget, which stops retries from multiplying load during an outage.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use once_cell::sync::Lazy;
+use pingora_limits::rate::Rate;
+
+/// Identifies a target across reloads: provider name and address, upstream model,
+/// credential slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TargetId(u64);
+
+impl TargetId {
+    pub fn new(provider: &str, base: &str, model: &str, credential: usize) -> Self {
+        let mut h = DefaultHasher::new();
+        (provider, base, model, credential).hash(&mut h);
+        TargetId(h.finish())
+    }
+}
+
+struct Cooldowns {
+    until: Mutex<HashMap<TargetId, Instant>>,
+    /// Entries in `until`, so the common all-healthy case takes no lock.
+    active: AtomicUsize,
+}
+
+static COOLDOWNS: Lazy<Cooldowns> = Lazy::new(|| Cooldowns {
+    until: Mutex::new(HashMap::new()),
+    active: AtomicUsize::new(0),
+});
+
+/// When `t` may be tried again, if it is cooling down now.
+pub fn cooling_until(t: TargetId) -> Option<Instant> {
+    if COOLDOWNS.active.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let mut map = COOLDOWNS.until.lock().unwrap_or_else(|p| p.into_inner());
+    match map.get(&t) {
+        Some(until) if *until > Instant::now() => Some(*until),
+        Some(_) => {
+            map.remove(&t);
+            COOLDOWNS.active.store(map.len(), Ordering::Relaxed);
+            None
+        }
+        None => None,
+    }
+}
+
+pub fn cool_down(t: TargetId, for_: Duration) {
+    let mut map = COOLDOWNS.until.lock().unwrap_or_else(|p| p.into_inner());
+    let until = Instant::now() + for_;
+    let e = map.entry(t).or_insert(until);
+    *e = (*e).max(until);
+    COOLDOWNS.active.store(map.len(), Ordering::Relaxed);
+}
+
+pub fn restore(t: TargetId) {
+    if COOLDOWNS.active.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut map = COOLDOWNS.until.lock().unwrap_or_else(|p| p.into_inner());
+    map.remove(&t);
+    COOLDOWNS.active.store(map.len(), Ordering::Relaxed);
+}
+
+/// How long a provider asked us to wait: `Retry-After` (seconds or HTTP date),
+/// `retry-after-ms`, or Anthropic's `anthropic-ratelimit-*-reset` (RFC 3339).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64((ms / 1000.0).max(0.0)));
+    }
+    if let Some(v) = get("retry-after") {
+        if let Ok(secs) = v.parse::<f64>() {
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        if let Ok(at) = httpdate::parse_http_date(v) {
+            return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+        }
+    }
+    for n in [
+        "anthropic-ratelimit-requests-reset",
+        "anthropic-ratelimit-tokens-reset",
+    ] {
+        if let Some(v) = get(n) {
+            if let Ok(t) =
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            {
+                let at: SystemTime = t.into();
+                return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+            }
+        }
+    }
+    None
+}
+
+/// Retries allowed on top of first attempts, over a sliding 10-second window.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+static FIRST_ATTEMPTS: Lazy<Rate> = Lazy::new(|| Rate::new(BUDGET_WINDOW));
+static RETRIES: Lazy<Rate> = Lazy::new(|| Rate::new(BUDGET_WINDOW));
+
+fn sliding(rate: &Rate) -> f64 {
+    rate.rate_with(&0u8, |c| {
+        c.prev_samples as f64 * (1.0 - c.current_interval_fraction) + c.curr_samples as f64
+    })
+}
+
+pub fn record_first_attempt() {
+    FIRST_ATTEMPTS.observe(&0u8, 1);
+}
+
+/// Takes one retry from the budget if there is one: `ratio` of the recent first attempts
+/// plus `min` per window, so quiet gateways can still fail over.
+pub fn take_retry(ratio: f64, min: u32) -> bool {
+    let allowed = sliding(&FIRST_ATTEMPTS) * ratio + f64::from(min);
+    if sliding(&RETRIES) + 1.0 > allowed {
+        return false;
+    }
+    RETRIES.observe(&0u8, 1);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cooldown_expires_and_restore_clears() {
+        let t = TargetId::new("unit-p", "http://x", "m", 0);
+        assert!(cooling_until(t).is_none());
+        cool_down(t, Duration::from_millis(50));
+        assert!(cooling_until(t).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cooling_until(t).is_none());
+        cool_down(t, Duration::from_secs(30));
+        restore(t);
+        assert!(cooling_until(t).is_none());
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = http::HeaderMap::new();
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert("retry-after", later.parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,164 @@
+//! One upstream attempt: which candidate target comes next (weighted first pick, the
+//! model's other targets in order, then each fallback model's), skipping targets that
+//! are cooling down, and the provider request for it (the client's bytes with the model
+//! spliced in, or a translation when the provider speaks another protocol).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ctx::RouteState;
+use crate::config::Config;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::health::{self, TargetId};
+use crate::protocol::{Op, Protocol};
+use crate::rewrite;
+use crate::routing::{ModelRoute, Resolved};
+use crate::translate::{self, Dropped};
+use crate::upstream::Provider;
+
+/// A target a request may be sent to.
+#[derive(Clone)]
+pub struct Candidate {
+    pub route: Arc<ModelRoute>,
+    pub index: usize,
+    /// The provider's model name for this target.
+    pub upstream_model: String,
+}
+
+impl Candidate {
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.route.targets[self.index].provider
+    }
+}
+
+/// The request's candidates in the order they are tried.
+pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
+    let model = &resolved.route;
+    let mut out = Vec::with_capacity(model.targets.len());
+    let first = model.pick_first();
+    let order = first
+        .into_iter()
+        .chain((0..model.targets.len()).filter(|i| Some(*i) != first));
+    for i in order {
+        out.push(Candidate {
+            route: model.clone(),
+            index: i,
+            upstream_model: model.upstream_model(i, &resolved.requested).to_string(),
+        });
+    }
+    for name in &model.fallbacks {
+        if let Some(fb) = config.models.get(name) {
+            for i in 0..fb.targets.len() {
+                out.push(Candidate {
+                    route: fb.clone(),
+                    index: i,
+                    upstream_model: fb.upstream_model(i, &fb.name).to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a request of `op` can be sent to a provider speaking `provider`.
+pub fn servable(op: Op, provider: Protocol) -> bool {
+    op.protocol() == provider
+        || (matches!(op, Op::ChatCompletions | Op::Messages) && provider != Protocol::Gemini)
+}
+
+/// The next candidate that can serve the request and is not cooling down, with the
+/// credential to use. Advances past what it skips; `soonest` learns when a skipped
+/// target recovers.
+pub fn next_candidate(
+    route: &mut RouteState,
+    soonest: &mut Option<Instant>,
+) -> Option<(usize, usize, TargetId)> {
+    while route.next < route.candidates.len() {
+        let pos = route.next;
+        route.next += 1;
+        let c = &route.candidates[pos];
+        let provider = c.provider();
+        if !servable(route.op, provider.kind.protocol()) {
+            route.unservable = true;
+            continue;
+        }
+        let n = provider.credential_count().max(1);
+        let start = provider.credential_cursor();
+        for k in 0..n {
+            let cred = (start + k) % n;
+            let id = TargetId::new(&provider.name, &provider.endpoint, &c.upstream_model, cred);
+            match health::cooling_until(id) {
+                None => return Some((pos, cred, id)),
+                Some(until) => *soonest = Some(soonest.map_or(until, |s| s.min(until))),
+            }
+        }
+    }
+    None
+}
+
+/// Whether any candidate after the current one could still be tried.
+pub fn has_more(route: &RouteState) -> bool {
+    route.candidates[route.next.min(route.candidates.len())..]
+        .iter()
+        .any(|c| servable(route.op, c.provider().kind.protocol()))
+}
+
+/// The provider request for a candidate: body, path (before the base URL prefix) and,
+/// when translated, what was dropped.
+pub fn provider_request(
+    route: &mut RouteState,
+    c: &Candidate,
+) -> Result<(Bytes, String, Option<Dropped>), GatewayError> {
+    let provider = c.provider();
+    let (client_protocol, provider_protocol) = (route.op.protocol(), provider.kind.protocol());
+    let target_model = c.upstream_model.as_str();
+    if provider_protocol == client_protocol {
+        // Passthrough: only the model name changes, spliced into the client's bytes.
+        let body = match &route.model_span {
+            Some(span) if target_model != route.resolved.requested => {
+                rewrite::splice_json_string(&route.body, span.clone(), target_model)
+            }
+            _ => route.body.clone(),
+        };
+        let path = match route.op.gemini_action() {
+            Some(action) => {
+                let version = if route.path.starts_with("/v1beta/") {
+                    "v1beta"
+                } else {
+                    "v1"
+                };
+                format!("/{version}/models/{target_model}:{action}")
+            }
+            None => route.path.clone(),
+        };
+        return Ok((body, path, None));
+    }
+    if route.decoded.is_none() {
+        route.decoded = Some(
+            translate::decode_request(client_protocol, &route.body)
+                .map_err(|e| e.into_gateway_error())?,
+        );
+    }
+    let Some(req) = route.decoded.as_ref() else {
+        return Err(GatewayError::new(
+            ErrorCode::Internal,
+            "the decoded request is missing",
+        ));
+    };
+    // The model's max_tokens is the default and the cap on translated requests.
+    let mut req = std::borrow::Cow::Borrowed(req);
+    if let (Some(cap), Some(asked)) = (c.route.max_tokens, req.max_tokens) {
+        if asked > cap {
+            req.to_mut().max_tokens = Some(cap);
+        }
+    }
+    let default_max = c
+        .route
+        .max_tokens
+        .unwrap_or(translate::anthropic::DEFAULT_MAX_TOKENS);
+    let p = translate::encode_request(&req, provider_protocol, target_model, default_max)
+        .map_err(|e| e.into_gateway_error())?;
+    Ok((p.body, p.path, Some(p.dropped)))
+}

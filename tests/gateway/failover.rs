@@ -1,0 +1,396 @@
+//! Failover: every failure mode moves to the next target before any byte reaches the
+//! client; 4xx are not retried; attempts are capped; cooldowns (and Retry-After) skip
+//! failed targets; all-down answers 503; the retry budget bounds load during an outage;
+//! bodies are replayed intact; streams cut mid-way end with an error event.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "sk-failover-test-01";
+
+/// Model `m` on targets a then b (a first: b is a weight-0 standby), plus `x` falling
+/// back to an Anthropic model.
+fn config(a: &str, b: &str, retry: &str) -> String {
+    format!(
+        r#"providers:
+  a: {{ kind: openai, base_url: "{a}", timeouts: {{ first_byte: 500ms }} }}
+  b: {{ kind: openai, base_url: "{b}" }}
+  ant: {{ kind: anthropic, base_url: "{b}" }}
+models:
+  m: {{ targets: [{{ provider: a }}, {{ provider: b, weight: 0 }}] }}
+  x: {{ targets: [{{ provider: a }}], fallbacks: [claude] }}
+  claude: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
+keys: [{{ name: k, key: {KEY} }}]
+retry: {{ {retry} }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_mode_fails_over_to_the_next_target() {
+    let b = MockProvider::start("b").await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    type Mode = (&'static str, Box<dyn Fn() -> Reply + Send + Sync>);
+    let modes: Vec<Mode> = vec![
+        (
+            "500",
+            Box::new(|| Reply::Json(500, json!({"error": {"message": "boom"}}))),
+        ),
+        ("502", Box::new(|| Reply::Json(502, json!({})))),
+        ("503", Box::new(|| Reply::Json(503, json!({})))),
+        (
+            "429",
+            Box::new(|| Reply::JsonWithHeaders(429, json!({}), vec![("retry-after", "20".into())])),
+        ),
+        ("hang past first_byte", Box::new(|| Reply::Hang)),
+        ("reset", Box::new(|| Reply::Reset)),
+    ];
+    for (name, mode) in modes {
+        let a = MockProvider::start("a").await;
+        a.reply(move |_| mode());
+        let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 30s")).await;
+        let before = b.requests().len();
+        let r = gw
+            .post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}: {}", gw.logs());
+        assert_eq!(r.headers()["x-modelgate-provider"], "b", "{name}");
+        assert_eq!(r.headers()["x-modelgate-attempts"], "2", "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"], "hello from b",
+            "{name}"
+        );
+        assert_eq!(a.requests().len(), 1, "{name}");
+        assert_eq!(b.requests().len(), before + 1, "{name}");
+        let m = gw.metrics().await;
+        assert_eq!(
+            metric_value(
+                &m,
+                "modelgate_failovers_total",
+                &[("from_provider", "a"), ("to_provider", "b")]
+            ),
+            Some(1.0),
+            "{name}"
+        );
+    }
+    // a refused connection too
+    let gw = Gateway::start("", &config(&closed, &b.url(), "cooldown: 30s")).await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-modelgate-provider"], "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_is_not_retried_and_attempts_are_capped() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| {
+        Reply::Json(
+            400,
+            json!({"error": {"message": "bad messages", "type": "invalid_request_error"}}),
+        )
+    });
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 30s")).await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        b.requests().is_empty(),
+        "a 400 must not reach the second provider"
+    );
+
+    // max_attempts: 1 means no failover at all; the provider's own 503 comes back
+    a.reply(|_| Reply::Json(503, json!({"error": {"message": "overloaded"}})));
+    let gw = Gateway::start(
+        "",
+        &config(&a.url(), &b.url(), "max_attempts: 1, cooldown: 1ms"),
+    )
+    .await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(b.requests().is_empty());
+
+    // both failing: two attempts, then 502 naming the last provider status
+    b.reply(|_| Reply::Json(502, json!({})));
+    let gw = Gateway::start(
+        "",
+        &config(&a.url(), &b.url(), "max_attempts: 5, cooldown: 1ms"),
+    )
+    .await;
+    let (na, nb) = (a.requests().len(), b.requests().len());
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"b\", answered 502"),
+        "{v}"
+    );
+    assert_eq!(
+        (a.requests().len() - na, b.requests().len() - nb),
+        (1, 1),
+        "each target tried once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldowns_skip_failed_targets_until_they_recover() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| Reply::Json(503, json!({})));
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 400ms")).await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(a.requests().len(), 1);
+    // a is cooling down: straight to b
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-modelgate-attempts"], "1");
+    assert_eq!(a.requests().len(), 1);
+    // after the cooldown a is tried again, answers, and is restored
+    a.reply_default();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-modelgate-provider"], "a");
+
+    // Retry-After sets the cooldown exactly, whatever retry.cooldown says
+    a.reply(|_| Reply::JsonWithHeaders(429, json!({}), vec![("retry-after", "1".into())]));
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 60s")).await;
+    let n = a.requests().len();
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    a.reply_default();
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .headers()["x-modelgate-provider"],
+        "b"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .headers()["x-modelgate-provider"],
+        "a"
+    );
+    assert_eq!(a.requests().len(), n + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_targets_down_answers_503_with_the_soonest_recovery() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| Reply::Json(503, json!({})));
+    b.reply(|_| Reply::Json(500, json!({})));
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 20s")).await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    let (na, nb) = (a.requests().len(), b.requests().len());
+    let start = Instant::now();
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(r.status(), 503);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((19..=20).contains(&retry), "retry-after {retry}");
+    assert_eq!(error_code(r).await.1, "upstream_unavailable");
+    assert_eq!(
+        (a.requests().len(), b.requests().len()),
+        (na, nb),
+        "no blind retry storm"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_replayed_intact_on_the_next_attempt() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| Reply::Json(503, json!({})));
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 1ms")).await;
+    for size in [100usize, 70_000, 300_000] {
+        let content: String = (0..size)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+        let r = gw
+            .post("/v1/chat/completions", KEY, body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "size {size}");
+        let sent = serde_json::to_vec(&body).unwrap();
+        assert_eq!(a.last().body, sent, "first attempt, size {size}");
+        assert_eq!(b.last().body, sent, "second attempt, size {size}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallbacks_cross_provider_kinds() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| Reply::Json(503, json!({})));
+    b.reply(|_| {
+        Reply::Json(200, json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+            "content": [{"type": "text", "text": "from claude"}], "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 3, "output_tokens": 2}}))
+    });
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 1ms")).await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-modelgate-provider"], "ant");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["model"], "x", "the client sees the model it asked for");
+    assert_eq!(v["choices"][0]["message"]["content"], "from claude");
+    assert_eq!(b.last().uri, "/v1/messages");
+    assert_eq!(b.last().json()["model"], "claude-sonnet-4-20250514");
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "modelgate_failovers_total",
+            &[
+                ("model", "x"),
+                ("from_provider", "a"),
+                ("to_provider", "ant")
+            ]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_midway_ends_with_an_error_event_and_the_gateway_stays_up() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    a.reply(|_| {
+        Reply::SseCut(
+            chat_stream_events("m", &["one", "two"])[..2].to_vec(),
+            Duration::from_millis(20),
+        )
+    });
+    let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 1ms")).await;
+    let mut body = chat("m");
+    body["stream"] = true.into();
+    let text = gw
+        .post("/v1/chat/completions", KEY, body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(text.contains("\"content\":\"one\""), "{text}");
+    assert!(
+        text.contains("data: {\"error\""),
+        "the stream must end with an error event: {text}"
+    );
+    assert!(
+        b.requests().is_empty(),
+        "nothing is retried once bytes reached the client"
+    );
+    assert_eq!(
+        client()
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_stops_amplification_in_a_full_outage() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    let c = MockProvider::start("c").await;
+    for m in [&a, &b, &c] {
+        m.reply(|_| Reply::Json(503, json!({})));
+    }
+    let cfg = format!(
+        "providers:\n  a: {{ kind: openai, base_url: \"{}\" }}\n  b: {{ kind: openai, base_url: \"{}\" }}\n  c: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: a }}, {{ provider: b }}, {{ provider: c }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\nretry: {{ max_attempts: 3, cooldown: 1ms, budget: 0.2, budget_min: 2 }}\n",
+        a.url(),
+        b.url(),
+        c.url()
+    );
+    let gw = Gateway::start("", &cfg).await;
+    let n = 40;
+    for _ in 0..n {
+        let s = gw
+            .post("/v1/chat/completions", KEY, chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s == 502 || s == 503, "{s}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let upstream = a.requests().len() + b.requests().len() + c.requests().len();
+    // without a budget: 3 x 40 = 120; with it: 40 first attempts + 20 % + 2
+    assert!(
+        upstream <= n + n / 5 + 2,
+        "upstream saw {upstream} requests for {n} client requests"
+    );
+    assert!(upstream > n, "some retries are still allowed ({upstream})");
+}
