@@ -128,6 +128,129 @@ pub fn take_retry(ratio: f64, min: u32) -> bool {
     true
 }
 
+/// Active health of a provider, from the background checker. Providers without a
+/// `health_check` are always healthy.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeState {
+    pub healthy: bool,
+    pub successes: u32,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+struct Probes {
+    by_provider: Mutex<HashMap<u64, ProbeState>>,
+    unhealthy: AtomicUsize,
+}
+
+static PROBES: Lazy<Probes> = Lazy::new(|| Probes {
+    by_provider: Mutex::new(HashMap::new()),
+    unhealthy: AtomicUsize::new(0),
+});
+
+/// Identifies a provider across reloads (name and endpoint).
+pub fn provider_key(name: &str, endpoint: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (name, endpoint).hash(&mut h);
+    h.finish()
+}
+
+pub fn provider_healthy(key: u64) -> bool {
+    if PROBES.unhealthy.load(Ordering::Relaxed) == 0 {
+        return true;
+    }
+    let map = PROBES.by_provider.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&key).is_none_or(|s| s.healthy)
+}
+
+pub fn probe_state(key: u64) -> Option<ProbeState> {
+    let map = PROBES.by_provider.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&key).cloned()
+}
+
+/// Records one probe; returns the provider's health afterwards. A provider turns
+/// unhealthy after `down` failures in a row and healthy again after `up` successes.
+pub fn record_probe(key: u64, ok: bool, error: Option<String>, up: u32, down: u32) -> bool {
+    let mut map = PROBES.by_provider.lock().unwrap_or_else(|p| p.into_inner());
+    let s = map.entry(key).or_insert_with(|| ProbeState {
+        healthy: true,
+        ..Default::default()
+    });
+    if ok {
+        s.successes += 1;
+        s.failures = 0;
+        if !s.healthy && s.successes >= up {
+            s.healthy = true;
+        }
+    } else {
+        s.failures += 1;
+        s.successes = 0;
+        s.last_error = error;
+        if s.healthy && s.failures >= down {
+            s.healthy = false;
+        }
+    }
+    let healthy = s.healthy;
+    let n = map.values().filter(|s| !s.healthy).count();
+    PROBES.unhealthy.store(n, Ordering::Relaxed);
+    healthy
+}
+
+/// Per-target request statistics for `GET /v1/metrics/providers`.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// The most recent latencies in ms (a ring), for the median.
+    latencies: Vec<u32>,
+    next: usize,
+    pub last_error: Option<String>,
+}
+
+impl TargetStats {
+    pub fn p50_ms(&self) -> Option<u32> {
+        let mut v = self.latencies.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        Some(v[v.len() / 2])
+    }
+}
+
+const LATENCY_SAMPLES: usize = 64;
+static STATS: Lazy<Mutex<HashMap<u64, TargetStats>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// Identifies a (provider, model) target for statistics, whatever credential served it.
+pub fn stats_key(provider: u64, model: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (provider, model).hash(&mut h);
+    h.finish()
+}
+
+pub fn record_outcome(key: u64, latency: Duration, error: Option<String>) {
+    let mut map = STATS.lock().unwrap_or_else(|p| p.into_inner());
+    let s = map.entry(key).or_default();
+    s.requests += 1;
+    if let Some(e) = error {
+        s.errors += 1;
+        s.last_error = Some(e);
+    }
+    let ms = latency.as_millis().min(u128::from(u32::MAX)) as u32;
+    if s.latencies.len() < LATENCY_SAMPLES {
+        s.latencies.push(ms);
+    } else {
+        let i = s.next % LATENCY_SAMPLES;
+        s.latencies[i] = ms;
+    }
+    s.next += 1;
+}
+
+pub fn target_stats(key: u64) -> TargetStats {
+    let map = STATS.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&key).cloned().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +266,18 @@ mod tests {
         cool_down(t, Duration::from_secs(30));
         restore(t);
         assert!(cooling_until(t).is_none());
+    }
+
+    #[test]
+    fn probes_flip_health_at_the_thresholds() {
+        let k = provider_key("unit-probe", "http://x");
+        assert!(provider_healthy(k));
+        assert!(record_probe(k, false, Some("500".into()), 2, 2));
+        assert!(!record_probe(k, false, Some("500".into()), 2, 2));
+        assert!(!provider_healthy(k));
+        assert!(!record_probe(k, true, None, 2, 2));
+        assert!(record_probe(k, true, None, 2, 2));
+        assert!(provider_healthy(k));
     }
 
     #[test]

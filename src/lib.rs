@@ -12,6 +12,7 @@ pub mod errors;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod probe;
 pub mod protocol;
 pub mod proxy;
 pub mod rewrite;

@@ -98,6 +98,12 @@ pub fn run(opts: RunOptions) -> ! {
         server.add_service(mock);
     }
     server.add_service(background_service(
+        "health checker",
+        crate::probe::HealthChecker {
+            runtime: runtime.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "config reloader",
         ConfigReloader {
             runtime: runtime.clone(),

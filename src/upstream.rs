@@ -132,6 +132,8 @@ pub struct Provider {
     pub name: String,
     /// The base URL as text: with the name, identifies the provider across reloads.
     pub endpoint: String,
+    /// `health::provider_key` of name and endpoint.
+    pub health_key: u64,
     pub kind: ProviderKind,
     pub url: BaseUrl,
     /// `Host` header value: host, plus the port when it is not the scheme's default.
@@ -173,14 +175,16 @@ impl Provider {
                 v
             })
             .collect();
+        let endpoint = format!(
+            "{}://{}:{}{}",
+            if url.tls { "https" } else { "http" },
+            url.host,
+            url.port,
+            url.path_prefix
+        );
         Provider {
-            endpoint: format!(
-                "{}://{}:{}{}",
-                if url.tls { "https" } else { "http" },
-                url.host,
-                url.port,
-                url.path_prefix
-            ),
+            health_key: crate::health::provider_key(&spec.name, &endpoint),
+            endpoint,
             name: spec.name,
             kind: spec.kind,
             literal_ip: url.host.parse().ok(),

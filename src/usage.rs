@@ -24,6 +24,41 @@ pub fn from_json(v: &Value) -> Option<Usage> {
     ]
     .into_iter()
     .find(|u| u.is_object())?;
+    from_usage_object(u)
+}
+
+#[derive(serde::Deserialize)]
+struct Inner {
+    usage: Option<Value>,
+}
+
+/// Only the fields that can hold usage are materialised; the rest of the body is skipped
+/// by the parser without allocating.
+#[derive(serde::Deserialize)]
+struct Peek {
+    usage: Option<Value>,
+    #[serde(rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+    message: Option<Inner>,
+    response: Option<Inner>,
+}
+
+/// Usage from one JSON object's bytes (see `from_json`).
+pub fn from_bytes(json: &[u8]) -> Option<Usage> {
+    let p: Peek = serde_json::from_slice(json).ok()?;
+    [
+        p.usage,
+        p.usage_metadata,
+        p.message.and_then(|m| m.usage),
+        p.response.and_then(|r| r.usage),
+    ]
+    .into_iter()
+    .flatten()
+    .find(Value::is_object)
+    .and_then(|u| from_usage_object(&u))
+}
+
+fn from_usage_object(u: &Value) -> Option<Usage> {
     let n = |k: &str| u[k].as_u64();
     if let Some(p) = n("prompt_tokens") {
         return Some(Usage {
@@ -110,14 +145,10 @@ impl UsageTap {
                     if memchr::memmem::find(&ev, b"sage").is_none() {
                         continue;
                     }
-                    if let Some(data) = sse::event_data(&ev) {
-                        if let Some(u) = serde_json::from_str::<Value>(&data)
-                            .ok()
-                            .as_ref()
-                            .and_then(from_json)
-                        {
-                            merge(usage, u);
-                        }
+                    if let Some(u) =
+                        sse::event_data(&ev).and_then(|data| from_bytes(data.as_bytes()))
+                    {
+                        merge(usage, u);
                     }
                 }
             }
@@ -131,16 +162,15 @@ impl UsageTap {
                     return None;
                 }
                 // A Gemini stream without alt=sse is a JSON array of responses.
-                match serde_json::from_slice::<Value>(&buf).ok()? {
-                    Value::Array(items) => {
-                        let mut acc = None;
-                        for u in items.iter().filter_map(from_json) {
-                            merge(&mut acc, u);
-                        }
-                        acc
+                if buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                    let items: Vec<Value> = serde_json::from_slice(&buf).ok()?;
+                    let mut acc = None;
+                    for u in items.iter().filter_map(from_json) {
+                        merge(&mut acc, u);
                     }
-                    v => from_json(&v),
+                    return acc;
                 }
+                from_bytes(&buf)
             }
             UsageTap::Sse { usage, .. } => usage,
         }
@@ -170,6 +200,10 @@ mod tests {
         let responses = serde_json::json!({"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4}}});
         assert_eq!(from_json(&responses).unwrap().completion_tokens, 4);
         assert!(from_json(&serde_json::json!({"choices": []})).is_none());
+        for v in [openai, anthropic, gemini, responses] {
+            assert_eq!(from_bytes(v.to_string().as_bytes()), from_json(&v), "{v}");
+        }
+        assert!(from_bytes(br#"{"usage": null, "choices": []}"#).is_none());
     }
 
     #[test]

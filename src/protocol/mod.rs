@@ -68,6 +68,8 @@ pub enum Endpoint {
     GeminiListModels,
     ManagementReload,
     ManagementOther,
+    /// `GET /v1/metrics/providers`: per-provider, per-target health and statistics.
+    ProviderStatus,
     /// A model request to forward. `gemini_model` is the `{model}` of a Gemini path.
     Proxy {
         op: Op,
@@ -104,6 +106,7 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
         "/health" | "/healthz" => want(get, "GET", Endpoint::Health),
         "/v1/models" => want(get, "GET", Endpoint::ListModels),
         "/v1beta/models" => want(get, "GET", Endpoint::GeminiListModels),
+        "/v1/metrics/providers" => want(get, "GET", Endpoint::ProviderStatus),
         "/v1/chat/completions" => want(post, "POST", proxy(Op::ChatCompletions)),
         "/v1/completions" => want(post, "POST", proxy(Op::Completions)),
         "/v1/embeddings" => want(post, "POST", proxy(Op::Embeddings)),

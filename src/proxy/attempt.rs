@@ -84,6 +84,16 @@ pub fn next_candidate(
             route.unservable = true;
             continue;
         }
+        if !health::provider_healthy(provider.health_key) {
+            // Recovery is known only at the next probe.
+            let next_probe = Instant::now()
+                + provider
+                    .health_check
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(1), |h| h.interval);
+            *soonest = Some(soonest.map_or(next_probe, |s| s.min(next_probe)));
+            continue;
+        }
         let n = provider.credential_count().max(1);
         let start = provider.credential_cursor();
         for k in 0..n {

@@ -117,6 +117,61 @@ pub async fn list_models(
     respond_json(session, ctx, 200, &body).await
 }
 
+/// `GET /v1/metrics/providers`: each provider with its active health and, per target,
+/// cooldown, request and error counts, median latency and last error.
+pub fn provider_status(config: &Config) -> serde_json::Value {
+    use crate::health;
+    let now = std::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    let rfc3339 = |at: std::time::Instant| {
+        time::OffsetDateTime::from(wall + at.saturating_duration_since(now))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let providers: Vec<serde_json::Value> = config
+        .providers
+        .values()
+        .map(|p| {
+            let probe = health::probe_state(p.health_key);
+            let provider_healthy = health::provider_healthy(p.health_key);
+            let mut targets = vec![];
+            let mut seen = std::collections::HashSet::new();
+            for route in config.models.routes() {
+                for t in route.targets.iter().filter(|t| t.provider.name == p.name) {
+                    let model = t.model.clone().unwrap_or_else(|| route.name.clone());
+                    if !seen.insert(model.clone()) {
+                        continue;
+                    }
+                    // Cooling down when every credential is: until the first one recovers.
+                    let n = p.credential_count().max(1);
+                    let until: Option<std::time::Instant> = (0..n)
+                        .map(|c| health::cooling_until(health::TargetId::new(&p.name, &p.endpoint, &model, c)))
+                        .try_fold(None::<std::time::Instant>, |acc, u| u.map(|u| Some(acc.map_or(u, |a| a.min(u)))))
+                        .flatten();
+                    let stats = health::target_stats(health::stats_key(p.health_key, &model));
+                    targets.push(serde_json::json!({
+                        "model": model,
+                        "healthy": provider_healthy && until.is_none(),
+                        "cooling_down_until": until.map(rfc3339),
+                        "requests": stats.requests,
+                        "errors": stats.errors,
+                        "p50_ms": stats.p50_ms(),
+                        "last_error": stats.last_error,
+                    }));
+                }
+            }
+            serde_json::json!({
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "healthy": provider_healthy,
+                "health_check": probe.map(|s| serde_json::json!({"last_error": s.last_error, "consecutive_failures": s.failures})),
+                "targets": targets,
+            })
+        })
+        .collect();
+    serde_json::json!({ "providers": providers })
+}
+
 /// Checks the management secret. `Err` is the response to give.
 pub fn authorize_management(
     config: &Config,

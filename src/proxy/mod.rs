@@ -370,6 +370,10 @@ impl ProxyHttp for Gateway {
                 let config = ctx.config.clone();
                 local::list_models(session, ctx, &config, &key, Protocol::Gemini).await
             }
+            Endpoint::ProviderStatus => {
+                let body = local::provider_status(&ctx.config);
+                local::respond_json(session, ctx, 200, &body).await
+            }
             Endpoint::Proxy { op, gemini_model } => {
                 let query = upstream_query(query.as_deref());
                 self.prepare_model_request(session, ctx, op, gemini_model, path, query)
@@ -589,6 +593,7 @@ impl ProxyHttp for Gateway {
         if failover_status {
             let wait = health::retry_after(&upstream_response.headers).unwrap_or(policy.cooldown);
             health::cool_down(target, wait);
+            record_attempt(ctx, Some(format!("status {status}")));
             if may_retry(ctx) {
                 ctx.last_failure = Some(GatewayError::new(
                     ErrorCode::UpstreamError,
@@ -857,6 +862,11 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let elapsed = ctx.started.elapsed();
+        if ctx.ttfb.is_some() {
+            // The attempt that answered (failed attempts were recorded as they failed).
+            let error = (status >= 500 || status == 429).then(|| format!("status {status}"));
+            record_attempt(ctx, error);
+        }
         if ctx.usage.is_none() {
             // A stream cut short: whatever usage it reported so far.
             ctx.usage = ctx.usage_tap.take().and_then(UsageTap::finish);
@@ -939,6 +949,14 @@ fn stream_error_event(protocol: Protocol, err: &GatewayError) -> Bytes {
     Bytes::from(out)
 }
 
+/// Per-target statistics for `/v1/metrics/providers`.
+fn record_attempt(ctx: &RequestCtx, error: Option<String>) {
+    if let Some(a) = &ctx.attempt {
+        let key = health::stats_key(a.provider.health_key, &a.target_model);
+        health::record_outcome(key, ctx.started.elapsed(), error);
+    }
+}
+
 /// Whether a failed attempt may be followed by another: attempts left, a candidate left,
 /// nothing sent to the client yet, and room in the retry budget (checked last: it
 /// consumes a retry).
@@ -957,6 +975,7 @@ fn failed_attempt(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         health::cool_down(a.target, ctx.config.retry.cooldown);
     }
     ctx.last_failure = proxy_error(&e, ctx);
+    record_attempt(ctx, Some(e.etype().as_str().to_string()));
     let retry = may_retry(ctx);
     e.set_retry(retry);
     e

@@ -394,3 +394,141 @@ async fn the_retry_budget_stops_amplification_in_a_full_outage() {
     );
     assert!(upstream > n, "some retries are still allowed ({upstream})");
 }
+
+async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_value(&gw.metrics().await, name, labels) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} never became {want}:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_a_provider_out_and_back_across_reloads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    let down = Arc::new(AtomicBool::new(true));
+    let flag = down.clone();
+    a.reply(move |r| {
+        if r.uri == "/v1/models" {
+            if flag.load(Ordering::SeqCst) {
+                Reply::Json(500, json!({"error": {"message": "down"}}))
+            } else {
+                Reply::Json(200, json!({"object": "list", "data": []}))
+            }
+        } else {
+            Reply::Json(200, chat_completion("m", "hello from a"))
+        }
+    });
+    let cfg = format!(
+        "providers:\n  a: {{ kind: openai, base_url: \"{}\", credentials: [\"cred-a\"], health_check: {{ path: /v1/models, interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1 }} }}\n  b: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: a }}, {{ provider: b, weight: 0 }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\n",
+        a.url(),
+        b.url()
+    );
+    let gw = Gateway::start("", &cfg).await;
+    wait_metric(
+        &gw,
+        "modelgate_upstream_healthy",
+        &[("provider", "a"), ("target", "m")],
+        0.0,
+    )
+    .await;
+    let probe = a
+        .requests()
+        .into_iter()
+        .find(|r| r.uri == "/v1/models")
+        .unwrap();
+    assert_eq!(
+        probe.header("authorization"),
+        Some("Bearer cred-a"),
+        "probes carry the credential"
+    );
+    let chats_to_a = |a: &MockProvider| {
+        a.requests()
+            .iter()
+            .filter(|r| r.uri == "/v1/chat/completions")
+            .count()
+    };
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-modelgate-provider"], "b");
+    assert_eq!(
+        r.headers()["x-modelgate-attempts"],
+        "1",
+        "an unhealthy target is skipped, not tried"
+    );
+    assert_eq!(chats_to_a(&a), 0);
+    let v: Value = gw
+        .get("/v1/metrics/providers", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pa = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "a")
+        .unwrap();
+    assert_eq!(pa["healthy"], false, "{v}");
+    assert_eq!(pa["targets"][0]["healthy"], false, "{v}");
+    assert!(
+        pa["health_check"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{v}"
+    );
+    let pb = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "b")
+        .unwrap();
+    assert_eq!(pb["targets"][0]["requests"], 1, "{v}");
+    assert!(pb["targets"][0]["p50_ms"].is_number(), "{v}");
+
+    // a reload that keeps provider a keeps its health state
+    gw.rewrite_config(&cfg.replace("interval: 100ms", "interval: 150ms"));
+    gw.signal("HUP");
+    wait_metric(
+        &gw,
+        "modelgate_config_reloads_total",
+        &[("result", "success")],
+        1.0,
+    )
+    .await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-modelgate-provider"], "b");
+
+    down.store(false, Ordering::SeqCst);
+    wait_metric(
+        &gw,
+        "modelgate_upstream_healthy",
+        &[("provider", "a"), ("target", "m")],
+        1.0,
+    )
+    .await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-modelgate-provider"], "a");
+    assert_eq!(chats_to_a(&a), 1);
+}
