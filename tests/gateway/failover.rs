@@ -532,3 +532,30 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
     assert_eq!(r.headers()["x-modelgate-provider"], "a");
     assert_eq!(chats_to_a(&a), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_failure_fails_over_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _untrusted_ca) = MockProvider::start_tls("a", dir.path()).await;
+    let b = MockProvider::start("b").await;
+    let gw = Gateway::start(
+        "",
+        &config(
+            &format!("https://localhost:{}", a.addr.port()),
+            &b.url(),
+            "cooldown: 30s",
+        ),
+    )
+    .await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, chat("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", gw.logs());
+    assert_eq!(r.headers()["x-modelgate-provider"], "b");
+    assert!(
+        a.requests().is_empty(),
+        "no request may cross an untrusted TLS connection"
+    );
+}
