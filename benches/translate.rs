@@ -53,8 +53,8 @@ fn main() {
         let start = Instant::now();
         let mut out = 0usize;
         for _ in 0..rounds {
-            let mut t =
-                ResponseTranslator::stream(provider, client, "public", true).expect("translator");
+            let mut t = ResponseTranslator::stream(provider, client, "public", true, true)
+                .expect("translator");
             for (i, p) in pieces.iter().enumerate() {
                 out += t
                     .feed(Some(p.clone()), i + 1 == pieces.len())

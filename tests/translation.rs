@@ -45,7 +45,7 @@ fn normalize(mut v: Value) -> Value {
 /// A client stream as comparable items: OpenAI `data:` JSON (or `[DONE]`), or Anthropic
 /// (event name, data JSON).
 fn stream_items(client: Protocol, bytes: &[u8]) -> Vec<Value> {
-    let text = std::str::from_utf8(bytes).unwrap();
+    let text = std::str::from_utf8(bytes).unwrap().replace("\r\n", "\n");
     let mut out = vec![];
     for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
         let mut name = None;
@@ -88,8 +88,8 @@ fn expected_stream(name: &str, client: Protocol) -> Vec<Value> {
 }
 
 fn run_stream(client: Protocol, provider: Protocol, public: &str, pieces: &[&[u8]]) -> Vec<u8> {
-    let mut t =
-        ResponseTranslator::stream(provider, client, public, true).expect("stream translator");
+    let mut t = ResponseTranslator::stream(provider, client, public, true, true)
+        .expect("stream translator");
     let mut out = vec![];
     for (i, p) in pieces.iter().enumerate() {
         if let Some(b) = t.feed(Some(Bytes::copy_from_slice(p)), i + 1 == pieces.len()) {
@@ -102,9 +102,17 @@ fn run_stream(client: Protocol, provider: Protocol, public: &str, pieces: &[&[u8
 fn check_fixture(name: &str) {
     let (client, provider) = protocols(name);
     let client_req = json(name, "request.client.json");
-    let expected_req = json(name, "request.provider.json");
-    let public = client_req["model"].as_str().unwrap().to_string();
-    let target = expected_req["model"].as_str().unwrap();
+    let mut expected_req = json(name, "request.provider.json");
+    // Gemini bodies carry no model (it is in the URL): the fixture's is only the target name.
+    let public = client_req["model"]
+        .as_str()
+        .unwrap_or("gem-model")
+        .to_string();
+    let target = expected_req["model"].as_str().unwrap().to_string();
+    if provider == Protocol::Gemini {
+        expected_req.as_object_mut().unwrap().remove("model");
+    }
+    let target = target.as_str();
 
     let decoded = translate::decode_request(client, client_req.to_string().as_bytes()).unwrap();
     let encoded = translate::encode_request(&decoded, provider, target, 4096).unwrap();
@@ -163,6 +171,16 @@ fn anthropic_client_to_openai_provider() {
 }
 
 #[test]
+fn openai_client_to_gemini_provider() {
+    check_fixture("openai_to_gemini");
+}
+
+#[test]
+fn gemini_client_to_openai_provider() {
+    check_fixture("gemini_to_openai");
+}
+
+#[test]
 fn a_stream_cut_short_ends_with_an_error_event_in_the_client_protocol() {
     let stream = read("anthropic_to_openai", "stream.provider.sse");
     let cut = &stream.as_bytes()[..stream.find("finish_reason\":\"tool_calls").unwrap() - 200];
@@ -205,4 +223,30 @@ fn provider_errors_take_the_client_shape_and_keep_the_message() {
         .as_str()
         .unwrap()
         .contains("Rate limit reached"));
+}
+
+#[test]
+fn gemini_streams_without_alt_sse_are_one_json_array() {
+    let stream = read("gemini_to_openai", "stream.provider.sse");
+    let mut t =
+        ResponseTranslator::stream(Protocol::OpenAi, Protocol::Gemini, "g", false, false).unwrap();
+    assert_eq!(t.content_type(), "application/json");
+    let mut out = vec![];
+    for piece in stream.as_bytes().chunks(50) {
+        if let Some(b) = t.feed(Some(Bytes::copy_from_slice(piece)), false) {
+            out.extend_from_slice(&b);
+        }
+    }
+    if let Some(b) = t.feed(None, true) {
+        out.extend_from_slice(&b);
+    }
+    let v: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[3]["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(
+        items[2]["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
+        "ls"
+    );
 }

@@ -65,7 +65,10 @@ pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
 /// Whether a request of `op` can be sent to a provider speaking `provider`.
 pub fn servable(op: Op, provider: Protocol) -> bool {
     op.protocol() == provider
-        || (matches!(op, Op::ChatCompletions | Op::Messages) && provider != Protocol::Gemini)
+        || matches!(
+            op,
+            Op::ChatCompletions | Op::Messages | Op::GenerateContent | Op::StreamGenerateContent
+        )
 }
 
 /// The next candidate that can serve the request and is not cooling down, with the
@@ -146,10 +149,13 @@ pub fn provider_request(
         return Ok((body, path, None));
     }
     if route.decoded.is_none() {
-        route.decoded = Some(
-            translate::decode_request(client_protocol, &route.body)
-                .map_err(|e| e.into_gateway_error())?,
-        );
+        let mut req = translate::decode_request(client_protocol, &route.body)
+            .map_err(|e| e.into_gateway_error())?;
+        if client_protocol == Protocol::Gemini {
+            // Gemini says "stream" in the path, not the body.
+            req.stream = route.stream;
+        }
+        route.decoded = Some(req);
     }
     let Some(req) = route.decoded.as_ref() else {
         return Err(GatewayError::new(

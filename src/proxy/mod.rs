@@ -661,21 +661,24 @@ impl ProxyHttp for Gateway {
             let translator = if !resp.status.is_success() {
                 ResponseTranslator::error(provider, client, resp.status.as_u16())
             } else if route.stream {
-                ResponseTranslator::stream(provider, client, public, include_usage)
+                let client_sse = client != Protocol::Gemini
+                    || route
+                        .query
+                        .as_deref()
+                        .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+                ResponseTranslator::stream(provider, client, public, include_usage, client_sse)
                     .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
             } else {
                 ResponseTranslator::json(provider, client, public)
             };
-            let streaming = translator.is_stream();
+            let (streaming, content_type) = (translator.is_stream(), translator.content_type());
             ctx.translator = Some(translator);
             resp.remove_header(&http::header::CONTENT_LENGTH);
             resp.remove_header(&http::header::CONTENT_ENCODING);
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
             if streaming {
-                resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
                 resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
-            } else {
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
             }
             return Ok(());
         }

@@ -4,6 +4,7 @@
 //! only the model name spliced).
 
 pub mod anthropic;
+pub mod gemini;
 pub mod model;
 pub mod openai;
 
@@ -86,9 +87,8 @@ pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, Tran
     match client {
         Protocol::OpenAi => openai::decode_request(&v),
         Protocol::Anthropic => anthropic::decode_request(&v),
-        Protocol::Gemini => Err(TranslateError::new(
-            "translating Gemini requests to other providers is not supported yet",
-        )),
+        // Gemini says "stream" in the path, not the body: the caller sets it.
+        Protocol::Gemini => gemini::decode_request(&v, false),
     }
 }
 
@@ -119,9 +119,15 @@ pub fn encode_request(
             "/v1/messages".to_string(),
         ),
         Protocol::Gemini => {
-            return Err(TranslateError::new(
-                "translating to Gemini providers is not supported yet",
-            ))
+            let action = if req.stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            (
+                gemini::encode_request(req, &mut dropped)?,
+                format!("/v1beta/models/{model}:{action}"),
+            )
         }
     };
     Ok(ProviderRequest {
@@ -134,11 +140,13 @@ pub fn encode_request(
 enum StreamDecoder {
     OpenAi(openai::StreamDecoder),
     Anthropic(anthropic::StreamDecoder),
+    Gemini(gemini::StreamDecoder),
 }
 
 enum StreamEncoder {
     OpenAi(openai::StreamEncoder),
     Anthropic(anthropic::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
 }
 
 impl StreamEncoder {
@@ -146,18 +154,21 @@ impl StreamEncoder {
         match self {
             StreamEncoder::OpenAi(e) => e.encode(ev, out),
             StreamEncoder::Anthropic(e) => e.encode(ev, out),
+            StreamEncoder::Gemini(e) => e.encode(ev, out),
         }
     }
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAi(e) => e.finish(out),
             StreamEncoder::Anthropic(e) => e.finish(out),
+            StreamEncoder::Gemini(e) => e.finish(out),
         }
     }
     fn usage(&self) -> Option<Usage> {
         match self {
             StreamEncoder::OpenAi(e) => e.usage(),
             StreamEncoder::Anthropic(e) => e.usage(),
+            StreamEncoder::Gemini(e) => e.usage(),
         }
     }
 }
@@ -175,13 +186,7 @@ enum Inner {
         usage: Option<Usage>,
     },
     /// SSE, translated event by event.
-    Stream {
-        framer: SseFramer,
-        decoder: StreamDecoder,
-        encoder: StreamEncoder,
-        events: Vec<StreamEvent>,
-        saw_done: bool,
-    },
+    Stream(Box<StreamState>),
     /// A provider error body, re-shaped into the client's error format once complete.
     Error {
         buf: BytesMut,
@@ -189,6 +194,14 @@ enum Inner {
         client: Protocol,
         status: u16,
     },
+}
+
+struct StreamState {
+    framer: SseFramer,
+    decoder: StreamDecoder,
+    encoder: StreamEncoder,
+    events: Vec<StreamEvent>,
+    saw_done: bool,
 }
 
 fn unix_now() -> u64 {
@@ -209,16 +222,18 @@ impl ResponseTranslator {
         })
     }
 
+    /// `client_sse`: a Gemini client asked for SSE (`alt=sse`) rather than a JSON array.
     pub fn stream(
         provider: Protocol,
         client: Protocol,
         public_model: &str,
         include_usage: bool,
+        client_sse: bool,
     ) -> Option<Self> {
         let decoder = match provider {
             Protocol::OpenAi => StreamDecoder::OpenAi(openai::StreamDecoder::default()),
             Protocol::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::default()),
-            Protocol::Gemini => return None,
+            Protocol::Gemini => StreamDecoder::Gemini(gemini::StreamDecoder::default()),
         };
         let encoder = match client {
             Protocol::OpenAi => StreamEncoder::OpenAi(openai::StreamEncoder::new(
@@ -229,15 +244,17 @@ impl ResponseTranslator {
             Protocol::Anthropic => {
                 StreamEncoder::Anthropic(anthropic::StreamEncoder::new(public_model))
             }
-            Protocol::Gemini => return None,
+            Protocol::Gemini => {
+                StreamEncoder::Gemini(gemini::StreamEncoder::new(public_model, client_sse))
+            }
         };
-        Some(ResponseTranslator(Inner::Stream {
+        Some(ResponseTranslator(Inner::Stream(Box::new(StreamState {
             framer: SseFramer::default(),
             decoder,
             encoder,
             events: Vec::new(),
             saw_done: false,
-        }))
+        }))))
     }
 
     pub fn error(provider: Protocol, client: Protocol, status: u16) -> Self {
@@ -250,14 +267,25 @@ impl ResponseTranslator {
     }
 
     pub fn is_stream(&self) -> bool {
-        matches!(self.0, Inner::Stream { .. })
+        matches!(self.0, Inner::Stream(_))
+    }
+
+    /// The content type of what the client receives.
+    pub fn content_type(&self) -> &'static str {
+        match &self.0 {
+            Inner::Stream(s) => match &s.encoder {
+                StreamEncoder::Gemini(e) if !e.is_sse() => "application/json",
+                _ => "text/event-stream",
+            },
+            _ => "application/json",
+        }
     }
 
     /// The usage seen so far (complete once the body has ended).
     pub fn usage(&self) -> Option<Usage> {
         match &self.0 {
             Inner::Json { usage, .. } => *usage,
-            Inner::Stream { encoder, .. } => encoder.usage(),
+            Inner::Stream(s) => s.encoder.usage(),
             Inner::Error { .. } => None,
         }
     }
@@ -294,13 +322,14 @@ impl ResponseTranslator {
                 };
                 Some(out)
             }
-            Inner::Stream {
-                framer,
-                decoder,
-                encoder,
-                events,
-                saw_done,
-            } => {
+            Inner::Stream(state) => {
+                let StreamState {
+                    framer,
+                    decoder,
+                    encoder,
+                    events,
+                    saw_done,
+                } = &mut **state;
                 if let Some(c) = chunk {
                     framer.push(&c);
                 }
@@ -310,6 +339,7 @@ impl ResponseTranslator {
                         match decoder {
                             StreamDecoder::OpenAi(d) => d.feed(&data, events),
                             StreamDecoder::Anthropic(d) => d.feed(&data, events),
+                            StreamDecoder::Gemini(d) => d.feed(&data, events),
                         }
                     }
                     for e in events.drain(..) {
@@ -318,6 +348,14 @@ impl ResponseTranslator {
                     }
                 }
                 if end {
+                    // Gemini has no end marker: its decoder knows whether the stream finished.
+                    if let StreamDecoder::Gemini(d) = decoder {
+                        d.end(events);
+                        for e in events.drain(..) {
+                            *saw_done |= e == StreamEvent::Done;
+                            encoder.encode(&e, &mut out);
+                        }
+                    }
                     if !*saw_done {
                         // The provider stopped without its end marker: say so in the
                         // client's protocol rather than pretend the answer is complete.
@@ -367,13 +405,13 @@ fn translate_json(
     let resp = match provider {
         Protocol::OpenAi => openai::decode_response(&v),
         Protocol::Anthropic => anthropic::decode_response(&v),
-        Protocol::Gemini => return Err("Gemini responses are not translated yet".into()),
+        Protocol::Gemini => gemini::decode_response(&v),
     }
     .map_err(|e| e.message)?;
     let out = match client {
         Protocol::OpenAi => openai::encode_response(&resp, public_model, unix_now()),
         Protocol::Anthropic => anthropic::encode_response(&resp, public_model),
-        Protocol::Gemini => return Err("Gemini responses are not translated yet".into()),
+        Protocol::Gemini => gemini::encode_response(&resp, public_model),
     };
     Ok((
         Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),

@@ -387,14 +387,24 @@ async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["status"], "NOT_FOUND");
-    // OpenAI clients on Gemini targets are not translated yet: a clear 501.
+    // An OpenAI client on a Gemini target is translated both ways.
     let r = gw
         .post("/v1/chat/completions", KEY, chat("gemini-2.5-pro"))
         .send()
         .await
         .unwrap();
-    let (s, code, _) = error_code(r).await;
-    assert_eq!((s, code.as_str()), (501, "not_implemented"));
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "gemini-2.5-pro");
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    assert_eq!(v["usage"]["total_tokens"], 4);
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1beta/models/gemini-2.5-pro:generateContent");
+    assert_eq!(
+        got.json()["contents"][0],
+        json!({"role": "user", "parts": [{"text": "hi"}]})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
