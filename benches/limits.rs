@@ -59,7 +59,7 @@ fn main() {
         black_box(a);
     });
     bench("key + model group + global model limits", n, |_| {
-        black_box(admit("bench", &grouped, "gpt-4o", Some(&global), 100).ok());
+        black_box(admit("bench", &grouped, "gpt-4o", Some(("gpt-4o", &global)), 100).ok());
     });
     bench("1000 distinct keys, all limits", n, |i| {
         let key = format!("key-{}", i % 1000);

@@ -56,7 +56,7 @@ pub fn cooling_until(t: TargetId) -> Option<Instant> {
 
 pub fn cool_down(t: TargetId, for_: Duration) {
     let mut map = COOLDOWNS.until.lock().unwrap_or_else(|p| p.into_inner());
-    let until = Instant::now() + for_;
+    let until = Instant::now() + for_.min(MAX_PROVIDER_WAIT);
     let e = map.entry(t).or_insert(until);
     *e = (*e).max(until);
     COOLDOWNS.active.store(map.len(), Ordering::Relaxed);
@@ -73,14 +73,29 @@ pub fn restore(t: TargetId) {
 
 /// How long a provider asked us to wait: `Retry-After` (seconds or HTTP date),
 /// `retry-after-ms`, or Anthropic's `anthropic-ratelimit-*-reset` (RFC 3339).
+/// Longest wait a provider's header may impose (a bogus value must not park a target).
+const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    provider_wait(headers).map(|d| d.min(MAX_PROVIDER_WAIT))
+}
+
+fn secs(v: f64) -> Option<Duration> {
+    (v.is_finite() && v >= 0.0)
+        .then(|| Duration::from_secs_f64(v.min(MAX_PROVIDER_WAIT.as_secs_f64())))
+}
+
+fn provider_wait(headers: &http::HeaderMap) -> Option<Duration> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64((ms / 1000.0).max(0.0)));
+    if let Some(d) = get("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| secs(ms / 1000.0))
+    {
+        return Some(d);
     }
     if let Some(v) = get("retry-after") {
-        if let Ok(secs) = v.parse::<f64>() {
-            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        if let Ok(s) = v.parse::<f64>() {
+            return secs(s);
         }
         if let Ok(at) = httpdate::parse_http_date(v) {
             return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
@@ -296,5 +311,16 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(retry_after(&http::HeaderMap::new()), None);
+        for bogus in ["inf", "1e400", "-5", "NaN"] {
+            let mut h = http::HeaderMap::new();
+            h.insert("retry-after-ms", bogus.parse().unwrap());
+            assert!(
+                retry_after(&h).is_none_or(|d| d <= MAX_PROVIDER_WAIT),
+                "{bogus}"
+            );
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "99999999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_PROVIDER_WAIT));
     }
 }

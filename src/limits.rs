@@ -137,7 +137,9 @@ impl Admission {
     pub fn reconcile(&mut self, actual_tokens: Option<u64>) {
         let Some(actual) = actual_tokens else { return };
         for (scope, reserved) in self.reserved.drain(..) {
-            let delta = actual as isize - reserved;
+            let delta = isize::try_from(actual)
+                .unwrap_or(isize::MAX)
+                .saturating_sub(reserved);
             if delta != 0 {
                 TOKENS.observe(&scope, delta);
             }
@@ -162,7 +164,7 @@ pub fn admit(
     key_name: &str,
     key_limits: &KeyLimits,
     model: &str,
-    model_limits: Option<&LimitSet>,
+    model_limits: Option<(&str, &LimitSet)>,
     estimate: u64,
 ) -> Result<Admission, Box<Rejection>> {
     let mut checks: Vec<Checked> = Vec::with_capacity(3);
@@ -178,9 +180,11 @@ pub fn admit(
             set,
         });
     }
-    if let Some(set) = model_limits.filter(|s| !s.is_empty()) {
+    // The model's own limits are shared by every name its route answers to (a wildcard
+    // route's pattern included).
+    if let Some((scope, set)) = model_limits.filter(|(_, s)| !s.is_empty()) {
         checks.push(Checked {
-            scope: Scope::Model(model.to_string()),
+            scope: Scope::Model(scope.to_string()),
             set,
         });
     }
@@ -235,11 +239,13 @@ pub fn admit(
                 status.remaining_tokens = left;
                 status.reset_tokens = reset;
             }
-            if used + estimate > max {
+            // A request larger than the whole budget is let through into an empty window
+            // (otherwise it could never succeed) and counted as the full budget.
+            if used.saturating_add(estimate.min(max)) > max {
                 metrics::RATE_LIMITED
                     .with_label_values(&[key_name, "tpm"])
                     .inc();
-                let wait = if estimate > max { WINDOW } else { reset };
+                let wait = reset;
                 return Err(reject(
                     "tpm",
                     wait,
@@ -280,15 +286,14 @@ pub fn admit(
         }
     }
     for c in &checks {
-        if c.set.tpm.is_some() {
-            TOKENS.observe(&c.scope, estimate as isize);
-            admission
-                .reserved
-                .push((c.scope.clone(), estimate as isize));
+        if let Some(max) = c.set.tpm {
+            let reserve = isize::try_from(estimate.min(max)).unwrap_or(isize::MAX);
+            TOKENS.observe(&c.scope, reserve);
+            admission.reserved.push((c.scope.clone(), reserve));
         }
     }
-    if status.limit_tokens.is_some() {
-        status.remaining_tokens = status.remaining_tokens.saturating_sub(estimate);
+    if let Some(max) = status.limit_tokens {
+        status.remaining_tokens = status.remaining_tokens.saturating_sub(estimate.min(max));
     }
     admission.status =
         (status.limit_requests.is_some() || status.limit_tokens.is_some()).then_some(status);
@@ -362,6 +367,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_larger_than_the_budget_gets_an_empty_window_only() {
+        let l = limits(None, Some(1000), None);
+        // e.g. Claude Code asking max_tokens 32000 on a 1000-token key: not refused forever
+        let a = admit("unit-big", &l, "m", None, 32_000).unwrap();
+        assert_eq!(a.status.as_ref().unwrap().remaining_tokens, 0);
+        assert_eq!(
+            admit("unit-big", &l, "m", None, 10).err().unwrap().limit,
+            "tpm"
+        );
+        assert!(
+            admit("unit-huge", &l, "m", None, u64::MAX).is_ok(),
+            "no overflow"
+        );
+    }
+
+    #[test]
     fn model_groups_and_global_model_limits_are_separate_scopes() {
         let l = KeyLimits {
             base: LimitSet::default(),
@@ -391,7 +412,7 @@ mod tests {
             "unit-a",
             &KeyLimits::default(),
             "shared-model",
-            Some(&global),
+            Some(("shared-model", &global)),
             0,
         )
         .unwrap();
@@ -399,7 +420,7 @@ mod tests {
             "unit-b",
             &KeyLimits::default(),
             "shared-model",
-            Some(&global),
+            Some(("shared-model", &global)),
             0,
         )
         .err()

@@ -159,13 +159,39 @@ pub fn load_str(
         Err(e) => {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            return Err(fail(vec![ConfigError::at(
-                path,
-                e.into_inner().to_string(),
-            )]));
+            // serde quotes the offending value, which may be an expanded secret.
+            let msg = redact_quoted_values(&e.into_inner().to_string());
+            return Err(fail(vec![ConfigError::at(path, msg)]));
         }
     };
     validate::validate(raw).map_err(fail)
+}
+
+/// `invalid type: string "sk-..."` -> `invalid type: string (value hidden)`.
+fn redact_quoted_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("string (value hidden)");
+        let after = &rest[i + 8..];
+        // Skip to the closing quote, honouring backslash escapes.
+        let mut end = after.len();
+        let mut escaped = false;
+        for (j, ch) in after.char_indices() {
+            match ch {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = j + 1;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn yaml_error(e: &serde_yaml::Error) -> ConfigError {

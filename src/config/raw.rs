@@ -220,9 +220,16 @@ fn string_lenient_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
     Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
 }
 
+/// One secret or a list of them (`credentials: "${KEY}"` is a common slip).
 fn strings_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Vec::<Scalar>::deserialize(d)?
-        .into_iter()
-        .map(String::from)
-        .collect())
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Scalar),
+        Many(Vec<Scalar>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![String::from(s)],
+        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
+    })
 }

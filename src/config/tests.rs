@@ -173,3 +173,37 @@ fn numbers_can_come_from_variables() {
     assert_eq!(l.config.server.threads, 3);
     assert_eq!(l.config.server.max_body_bytes, 2048);
 }
+
+#[test]
+fn secrets_never_appear_in_type_errors() {
+    let e = load_str(
+        "keys:\n  - { name: a, key: k, limits: \"${TEAM_KEY}\" }\n",
+        "t",
+        &|_| Some("sk-very-secret-1234".into()),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(!e.contains("sk-very-secret"), "{e}");
+    assert!(e.contains("keys[0].limits"), "{e}");
+    // a single credential written as a string is accepted
+    let l = load_str(
+        "providers: { p: { kind: openai, base_url: \"http://127.0.0.1:1\", credentials: \"${K}\" } }\n",
+        "t",
+        &|_| Some("sk-one".into()),
+    )
+    .unwrap();
+    assert_eq!(l.config.providers["p"].credential_count(), 1);
+    let e = load_str(
+        "providers: { p: { kind: openai, base_url: \"http://127.0.0.1:1\", credentials: [\"${K}\"] } }\n",
+        "t",
+        &|_| Some("bad\u{1}key".into()),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("providers.p.credentials[0]") && !e.contains("bad"),
+        "{e}"
+    );
+}

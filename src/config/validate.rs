@@ -203,7 +203,18 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
             .credentials
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| trimmed_secret(cx, &format!("{base}.credentials[{i}]"), c))
+            .filter_map(|(i, c)| {
+                let path = format!("{base}.credentials[{i}]");
+                let c = trimmed_secret(cx, &path, c)?;
+                if HeaderValue::from_str(&c).is_err() {
+                    cx.err(
+                        path,
+                        "contains characters that cannot be sent in an HTTP header",
+                    );
+                    return None;
+                }
+                Some(c)
+            })
             .collect();
         let timeouts = Timeouts {
             connect: positive(

@@ -87,7 +87,7 @@ pub fn next_candidate(
             route.unservable = true;
             continue;
         }
-        if !health::provider_healthy(provider.health_key) {
+        if provider.health_check.is_some() && !health::provider_healthy(provider.health_key) {
             // Recovery is known only at the next probe.
             let next_probe = Instant::now()
                 + provider

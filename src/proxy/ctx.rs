@@ -40,6 +40,8 @@ pub struct RequestCtx {
     /// Set when a pooled connection turned out dead before the provider answered: the
     /// next attempt goes to the same target on a fresh connection.
     pub retry_same_target: bool,
+    /// The current attempt's outcome is already in the per-target statistics.
+    pub attempt_recorded: bool,
     /// A dead pooled connection was already retried once in this request.
     pub stale_retried: bool,
     /// `upstream_response_filter` turned a provider status into a retry.
@@ -116,6 +118,7 @@ impl RequestCtx {
             attempt: None,
             attempts: 0,
             retry_same_target: false,
+            attempt_recorded: false,
             stale_retried: false,
             status_retry: false,
             last_failure: None,
@@ -134,14 +137,13 @@ impl RequestCtx {
         }
     }
 
-    /// The `model` metrics label: the public name (aliases fold into it; wildcard routes
-    /// use the requested name, which the pattern bounds).
+    /// The `model` metrics label: the public name (aliases fold into it; a wildcard route
+    /// is labelled with its pattern, so clients cannot create unbounded series).
     pub fn model_label(&self) -> &str {
-        match &self.route {
-            Some(r) if r.resolved.route.is_pattern => &r.resolved.requested,
-            Some(r) => &r.resolved.route.name,
-            None => "",
-        }
+        self.route
+            .as_ref()
+            .map(|r| r.resolved.route.name.as_str())
+            .unwrap_or("")
     }
 
     pub fn provider_label(&self) -> &str {

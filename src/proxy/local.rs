@@ -133,7 +133,7 @@ pub fn provider_status(config: &Config) -> serde_json::Value {
         .values()
         .map(|p| {
             let probe = health::probe_state(p.health_key);
-            let provider_healthy = health::provider_healthy(p.health_key);
+            let provider_healthy = p.health_check.is_none() || health::provider_healthy(p.health_key);
             let mut targets = vec![];
             let mut seen = std::collections::HashSet::new();
             for route in config.models.routes() {

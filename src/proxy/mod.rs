@@ -194,13 +194,17 @@ impl Gateway {
             } else {
                 resolved.route.name.as_str()
             };
-            let estimate =
-                limits::estimate_prompt_tokens(body.len()) + peek.max_output_tokens.unwrap_or(0);
+            let estimate = limits::estimate_prompt_tokens(body.len())
+                .saturating_add(peek.max_output_tokens.unwrap_or(0));
             match limits::admit(
                 &key.name,
                 &key.limits,
                 public,
-                resolved.route.limits.as_ref(),
+                resolved
+                    .route
+                    .limits
+                    .as_ref()
+                    .map(|l| (resolved.route.name.as_str(), l)),
                 estimate,
             ) {
                 Ok(admission) => {
@@ -401,42 +405,55 @@ impl ProxyHttp for Gateway {
             route.candidates = attempt::candidates(&config, &route.resolved);
         }
         let mut soonest = None;
-        let (pos, credential, target) = match (&previous, same_target) {
-            // A dead pooled connection: the same target again, on a fresh connection.
-            (Some(p), true) => (p.candidate, p.credential, p.target),
-            _ => match attempt::next_candidate(route, &mut soonest) {
-                Some(pick) => pick,
-                None => {
-                    let e = if ctx.attempts > 0 {
-                        ctx.last_failure.take().unwrap_or_else(|| {
-                            GatewayError::new(ErrorCode::UpstreamError, "every target failed")
-                        })
-                    } else if route.unservable && soonest.is_none() {
-                        GatewayError::new(
-                            ErrorCode::NotImplemented,
-                            format!(
-                                "the model {:?} is served by a provider that {} {} requests cannot be translated for yet",
-                                route.resolved.requested,
-                                route.op.protocol().as_str(),
-                                route.path
-                            ),
-                        )
-                    } else {
-                        let wait =
-                            soonest.map(|s| s.saturating_duration_since(std::time::Instant::now()));
-                        let mut e = GatewayError::new(
-                            ErrorCode::UpstreamUnavailable,
-                            format!(
-                                "every target of model {:?} is cooling down after failures; retry after the time in retry-after",
-                                route.resolved.requested
-                            ),
-                        );
-                        e.retry_after = wait.map(|w| w.as_secs_f64().ceil().max(1.0) as u64);
-                        e
-                    };
-                    return Err(abort(ctx, e));
+        // Pick a target and build its request; a fallback whose protocol cannot express
+        // this request is skipped rather than failing a request that is failing over.
+        let (pos, credential, target, candidate, (body, client_path, translated)) = loop {
+            let (pos, credential, target) = match (&previous, same_target) {
+                // A dead pooled connection: the same target again, on a fresh connection.
+                (Some(p), true) => (p.candidate, p.credential, p.target),
+                _ => match attempt::next_candidate(route, &mut soonest) {
+                    Some(pick) => pick,
+                    None => {
+                        let e = if ctx.attempts > 0 {
+                            ctx.last_failure.take().unwrap_or_else(|| {
+                                GatewayError::new(ErrorCode::UpstreamError, "every target failed")
+                            })
+                        } else if route.unservable && soonest.is_none() {
+                            GatewayError::new(
+                                ErrorCode::NotImplemented,
+                                format!(
+                                    "the model {:?} is served by a provider that {} {} requests cannot be translated for yet",
+                                    route.resolved.requested,
+                                    route.op.protocol().as_str(),
+                                    route.path
+                                ),
+                            )
+                        } else {
+                            let wait = soonest
+                                .map(|s| s.saturating_duration_since(std::time::Instant::now()));
+                            let mut e = GatewayError::new(
+                                ErrorCode::UpstreamUnavailable,
+                                format!(
+                                    "every target of model {:?} is cooling down after failures; retry after the time in retry-after",
+                                    route.resolved.requested
+                                ),
+                            );
+                            e.retry_after = wait.map(|w| w.as_secs_f64().ceil().max(1.0) as u64);
+                            e
+                        };
+                        return Err(abort(ctx, e));
+                    }
+                },
+            };
+            let candidate = route.candidates[pos].clone();
+            match attempt::provider_request(route, &candidate) {
+                Ok(r) => break (pos, credential, target, candidate, r),
+                Err(_) if ctx.attempts > 0 && !same_target => {
+                    route.unservable = true;
+                    continue;
                 }
-            },
+                Err(e) => return Err(abort(ctx, e)),
+            }
         };
         if !same_target {
             ctx.attempts += 1;
@@ -444,22 +461,13 @@ impl ProxyHttp for Gateway {
                 health::record_first_attempt();
             }
         }
-        let candidate = route.candidates[pos].clone();
+        ctx.attempt_recorded = false;
         let provider = candidate.provider().clone();
         if let Some(p) = previous.as_ref().filter(|_| !same_target) {
-            let model = if route.resolved.route.is_pattern {
-                &route.resolved.requested
-            } else {
-                &route.resolved.route.name
-            };
             metrics::FAILOVERS
-                .with_label_values(&[model, &p.provider.name, &provider.name])
+                .with_label_values(&[&route.resolved.route.name, &p.provider.name, &provider.name])
                 .inc();
         }
-        let (body, client_path, translated) = match attempt::provider_request(route, &candidate) {
-            Ok(r) => r,
-            Err(e) => return Err(abort(ctx, e)),
-        };
         let mut path = provider.upstream_path(&client_path);
         if let Some(q) = route.query.as_ref().filter(|_| translated.is_none()) {
             path.push('?');
@@ -500,6 +508,7 @@ impl ProxyHttp for Gateway {
                     ErrorCode::UpstreamError,
                     format!("provider {:?}: {msg}", provider.name),
                 ));
+                record_attempt(ctx, Some("dns lookup failed".to_string()));
                 let mut e =
                     Error::explain(ErrorType::ConnectError, "provider address lookup failed");
                 e.set_retry(may_retry(ctx));
@@ -607,12 +616,12 @@ impl ProxyHttp for Gateway {
                 e.set_retry(true);
                 return Err(e);
             }
-            if status >= 500 && ctx.attempts > 1 {
-                // Every attempt failed: say so, naming the last provider status.
+            if status >= 500 {
+                // Every attempt failed (interface.md): 502 naming the last provider status.
                 let e = GatewayError::new(
                     ErrorCode::UpstreamError,
                     format!(
-                        "all {} attempts failed; the last, provider {:?}, answered {status}",
+                        "{} attempt(s) failed; the last, to provider {:?}, answered {status}",
                         ctx.attempts,
                         ctx.provider_label()
                     ),
@@ -809,7 +818,8 @@ impl ProxyHttp for Gateway {
         }
         let outcome = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-            _ => "error",
+            // A reset or broken connection: the contract's closest outcome.
+            _ => "connect_error",
         };
         metrics::UPSTREAM_ATTEMPTS
             .with_label_values(&[ctx.provider_label(), outcome])
@@ -842,7 +852,15 @@ impl ProxyHttp for Gateway {
                 if ctx.route.as_ref().is_some_and(|r| r.stream) {
                     let tail = match ctx.translator.as_mut() {
                         Some(t) => t.feed(None, true),
-                        None => Some(stream_error_event(ctx.protocol, &err)),
+                        None => {
+                            let json_array = ctx.protocol == Protocol::Gemini
+                                && !ctx
+                                    .route
+                                    .as_ref()
+                                    .and_then(|r| r.query.as_deref())
+                                    .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+                            Some(stream_error_event(ctx.protocol, &err, json_array))
+                        }
                     };
                     if let Some(tail) = tail {
                         let _ = session.write_response_body(Some(tail), true).await;
@@ -940,9 +958,16 @@ impl ProxyHttp for Gateway {
 }
 
 /// An error event that ends a stream in `protocol`'s own way.
-fn stream_error_event(protocol: Protocol, err: &GatewayError) -> Bytes {
+fn stream_error_event(protocol: Protocol, err: &GatewayError, json_array: bool) -> Bytes {
     let body = err.body(protocol);
     let mut out = Vec::with_capacity(body.len() + 24);
+    if json_array {
+        // Gemini's stream without alt=sse is a JSON array: close it with the error.
+        out.extend_from_slice(b",\r\n");
+        out.extend_from_slice(&body);
+        out.push(b']');
+        return Bytes::from(out);
+    }
     if protocol == Protocol::Anthropic {
         out.extend_from_slice(b"event: error\n");
     }
@@ -953,10 +978,14 @@ fn stream_error_event(protocol: Protocol, err: &GatewayError) -> Bytes {
 }
 
 /// Per-target statistics for `/v1/metrics/providers`.
-fn record_attempt(ctx: &RequestCtx, error: Option<String>) {
+fn record_attempt(ctx: &mut RequestCtx, error: Option<String>) {
+    if ctx.attempt_recorded {
+        return;
+    }
     if let Some(a) = &ctx.attempt {
         let key = health::stats_key(a.provider.health_key, &a.target_model);
         health::record_outcome(key, ctx.started.elapsed(), error);
+        ctx.attempt_recorded = true;
     }
 }
 

@@ -49,8 +49,20 @@ pub struct Dropped(pub Vec<String>);
 
 impl Dropped {
     pub fn add(&mut self, field: &str) {
-        if !self.0.iter().any(|f| f == field) {
-            self.0.push(field.to_string());
+        // Names can come from client JSON keys: keep them header-safe and short.
+        let field: String = field
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-.[]()".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if !self.0.contains(&field) {
+            self.0.push(field);
         }
     }
     pub fn header_value(&self) -> Option<String> {

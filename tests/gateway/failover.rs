@@ -110,7 +110,7 @@ async fn a_400_is_not_retried_and_attempts_are_capped() {
         "a 400 must not reach the second provider"
     );
 
-    // max_attempts: 1 means no failover at all; the provider's own 503 comes back
+    // max_attempts: 1 means no failover at all: 502 naming the provider's 503
     a.reply(|_| Reply::Json(503, json!({"error": {"message": "overloaded"}})));
     let gw = Gateway::start(
         "",
@@ -122,7 +122,15 @@ async fn a_400_is_not_retried_and_attempts_are_capped() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("answered 503"),
+        "{v}"
+    );
     assert!(b.requests().is_empty());
 
     // both failing: two attempts, then 502 naming the last provider status
