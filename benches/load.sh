@@ -27,6 +27,33 @@ done
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/modelgate
 
+ANTHROPIC='{"id":"msg_mock","type":"message","role":"assistant","model":"claude-mock","content":[{"type":"text","text":"Hello! How can I help you today?"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":9}}'
+# An Anthropic event stream, as nginx returns it in one piece (newlines kept literally).
+ANTHROPIC_SSE='event: message_start
+data: {"type":"message_start","message":{"id":"msg_mock","type":"message","role":"assistant","content":[],"model":"claude-mock","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello!"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" How can I help"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" you today?"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+'
 CHAT='{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
 
 nginx_conf() { # name, server block
@@ -49,6 +76,8 @@ EOF
 nginx_conf mock "server {
     listen 127.0.0.1:$MOCK_PORT backlog=4096;
     location /v1/chat/completions { default_type application/json; return 200 '$CHAT'; }
+    location /v1/messages { default_type application/json; return 200 '$ANTHROPIC'; }
+    location /sse/v1/messages { default_type text/event-stream; return 200 '$ANTHROPIC_SSE'; }
   }"
 nginx_conf proxy "upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 64; }
   server {
@@ -70,8 +99,12 @@ server:
   upgrade_sock: $OUT/modelgate.sock
 providers:
   mock: { kind: openai, base_url: "http://127.0.0.1:$MOCK_PORT", credentials: ["sk-provider"] }
+  claude: { kind: anthropic, base_url: "http://127.0.0.1:$MOCK_PORT", credentials: ["sk-ant"] }
+  claude-sse: { kind: anthropic, base_url: "http://127.0.0.1:$MOCK_PORT/sse", credentials: ["sk-ant"] }
 models:
   gpt-4o-mini: { targets: [{ provider: mock }] }
+  claude-bench: { targets: [{ provider: claude, model: claude-mock }] }
+  claude-stream: { targets: [{ provider: claude-sse, model: claude-mock }] }
 keys:
   - { name: bench, key: sk-bench-key }
 EOF
@@ -81,6 +114,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench-key"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
 EOF
+
+sed -e 's/"model":"gpt-4o-mini"/"model":"claude-bench"/' "$OUT/post.lua" > "$OUT/post-translated.lua"
+sed -e 's/"model":"gpt-4o-mini"/"model":"claude-stream","stream":true/' "$OUT/post.lua" > "$OUT/post-translated-sse.lua"
 
 pids=()
 cleanup() {
@@ -102,6 +138,12 @@ for u in "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$PROXY_PORT" "http://12
     -d '{"model":"gpt-4o-mini","messages":[]}')
   [ "$code" = 200 ] || { echo "$u answered $code"; exit 1; }
 done
+for body in '{"model":"claude-bench","messages":[{"role":"user","content":"hi"}]}' \
+            '{"model":"claude-stream","stream":true,"messages":[{"role":"user","content":"hi"}]}'; do
+  out=$(curl -s -X POST "http://127.0.0.1:$GW_PORT/v1/chat/completions" \
+    -H 'Authorization: Bearer sk-bench-key' -H 'Content-Type: application/json' -d "$body")
+  case "$out" in *'How can I help'*) ;; *) echo "translated path answered: $out"; exit 1 ;; esac
+done
 
 cpu_ticks() { # sum of utime+stime over pids
   local t=0
@@ -113,9 +155,9 @@ hwm_kib() { local m=0; for p in "$@"; do v=$(awk '/VmHWM/{print $2}' "/proc/$p/s
 # run NAME URL PIDS... -> "rps p50_ms p99_ms cpu_us_per_req"
 one_run() {
   local url=$1; shift
-  taskset -c 0 wrk -t1 -c"$CONNS" -d${WARMUP}s -s "$OUT/post.lua" "$url/v1/chat/completions" >/dev/null
+  taskset -c 0 wrk -t1 -c"$CONNS" -d${WARMUP}s -s "$OUT/${SCRIPT:-post.lua}" "$url/v1/chat/completions" >/dev/null
   local before; before=$(cpu_ticks "$@")
-  local out; out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d${DURATION}s --latency -s "$OUT/post.lua" "$url/v1/chat/completions")
+  local out; out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d${DURATION}s --latency -s "$OUT/${SCRIPT:-post.lua}" "$url/v1/chat/completions")
   local after; after=$(cpu_ticks "$@")
   local reqs; reqs=$(echo "$out" | awk '/requests in/{print $1}')
   local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
@@ -154,7 +196,13 @@ bench "direct to the mock" "http://127.0.0.1:$MOCK_PORT" $MOCK_PIDS
 # shellcheck disable=SC2086
 bench "nginx plain proxy" "http://127.0.0.1:$PROXY_PORT" $PROXY_PIDS
 bench "modelgate passthrough" "http://127.0.0.1:$GW_PORT" "$GW_PID"
+SCRIPT=post-translated.lua bench "modelgate OpenAI->Anthropic" "http://127.0.0.1:$GW_PORT" "$GW_PID"
+SCRIPT=post-translated-sse.lua bench "modelgate OpenAI->Anthropic SSE" "http://127.0.0.1:$GW_PORT" "$GW_PID"
 read -r n_rps _ _ n_cpu <<<"${RES[nginx plain proxy]}"
 read -r g_rps _ _ g_cpu <<<"${RES[modelgate passthrough]}"
 awk -v a="$g_rps" -v b="$n_rps" -v c="$g_cpu" -v d="$n_cpu" \
   'BEGIN{printf "modelgate / nginx: RPS %.2fx, CPU per request %.2fx\n", a/b, c/d}'
+for t in "modelgate OpenAI->Anthropic" "modelgate OpenAI->Anthropic SSE"; do
+  read -r _ _ _ t_cpu <<<"${RES[$t]}"
+  awk -v c="$t_cpu" -v d="$n_cpu" -v n="$t" 'BEGIN{printf "%s / nginx plain proxy: CPU per request %.2fx\n", n, c/d}'
+done

@@ -30,7 +30,7 @@ use crate::metrics;
 use crate::protocol::{self, Endpoint, Op, Protocol};
 use crate::rewrite::{self, ModelRenamer};
 use crate::runtime::Runtime;
-use crate::translate::ResponseTranslator;
+use crate::translate::{self, ResponseTranslator};
 use crate::usage::UsageTap;
 
 pub struct Gateway {
@@ -188,6 +188,29 @@ impl Gateway {
                 .with_param("model");
                 return local::respond_error(session, ctx, e).await;
             }
+        }
+        // Token counting for a model served by another kind: an estimate, said to be one.
+        let counts_tokens = matches!(op, Op::MessagesCountTokens | Op::CountTokens);
+        let served_natively = resolved
+            .route
+            .targets
+            .first()
+            .is_some_and(|t| t.provider.kind.protocol() == op.protocol());
+        if counts_tokens && !served_natively {
+            return match translate::estimate_tokens(op.protocol(), &body) {
+                Ok(n) => {
+                    let v = match op {
+                        Op::CountTokens => serde_json::json!({"totalTokens": n}),
+                        _ => serde_json::json!({"input_tokens": n}),
+                    };
+                    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+                    let extra = [("x-modelgate-token-count", "estimated".to_string())];
+                    local::respond(session, ctx, 200, "application/json", body, &extra).await
+                }
+                Err(e) => local::respond_error(session, ctx, e.into_gateway_error()).await,
+            };
+        }
+        if let Some(key) = ctx.key.clone() {
             // Limits come last: a request refused for any other reason uses no quota.
             let public = if resolved.route.is_pattern {
                 requested.as_str()

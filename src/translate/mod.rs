@@ -104,6 +104,42 @@ pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, Tran
     }
 }
 
+/// An estimate of a request's input tokens (about 4 characters per token over its text,
+/// tool calls, tool results and tool definitions), for token-count endpoints whose model
+/// is served by another kind of provider.
+pub fn estimate_tokens(client: Protocol, body: &[u8]) -> Result<u64, TranslateError> {
+    // Gemini's countTokens may wrap a whole generateContent request.
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::new(format!("the request body is not valid JSON: {e}")))?;
+    let inner = v.get("generateContentRequest").unwrap_or(&v);
+    let req = match client {
+        Protocol::OpenAi => openai::decode_request(inner)?,
+        Protocol::Anthropic => anthropic::decode_request(inner)?,
+        Protocol::Gemini => gemini::decode_request(inner, false)?,
+    };
+    let mut chars: usize = req.system.iter().map(|s| s.chars().count()).sum();
+    fn part_chars(p: &Part) -> usize {
+        match p {
+            Part::Text(t) | Part::Thinking { text: t, .. } => t.chars().count(),
+            Part::ToolCall {
+                name, arguments, ..
+            } => name.len() + arguments.chars().count(),
+            Part::ToolResult { content, .. } => content.iter().map(part_chars).sum(),
+            // Providers bill images by size; a fixed guess is the honest best here.
+            Part::Image(_) => 1000,
+        }
+    }
+    for m in &req.messages {
+        chars += m.parts.iter().map(part_chars).sum::<usize>();
+    }
+    for t in &req.tools {
+        chars += t.name.len()
+            + t.description.as_deref().map_or(0, str::len)
+            + t.parameters.to_string().len();
+    }
+    Ok((chars as u64).div_ceil(4).max(1))
+}
+
 /// A provider request: body and path (before the base URL's prefix).
 pub struct ProviderRequest {
     pub body: Bytes,

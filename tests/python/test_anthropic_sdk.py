@@ -83,3 +83,12 @@ def test_rate_limit_raises_rate_limit_error(gateway):
         for _ in range(5):
             c.messages.create(model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert e.value.body["error"]["type"] == "rate_limit_error"
+
+
+def test_count_tokens_is_estimated_for_other_kinds(gateway):
+    c = client(gateway)
+    raw = c.messages.with_raw_response.count_tokens(
+        model="gpt-4o-mini", system="Be brief.", messages=[{"role": "user", "content": "x" * 400}]
+    )
+    assert raw.headers["x-modelgate-token-count"] == "estimated"
+    assert 100 <= raw.parse().input_tokens <= 110

@@ -69,3 +69,9 @@ def test_errors_raise_client_errors(gateway):
     with pytest.raises(errors.ClientError) as e:
         good.models.generate_content(model="no-such-model", contents="x")
     assert e.value.code == 404 and e.value.status == "NOT_FOUND"
+
+
+def test_count_tokens_is_estimated_for_other_kinds(gateway):
+    c = client(gateway)
+    r = c.models.count_tokens(model="gpt-4o-mini", contents="y" * 800)
+    assert 200 <= r.total_tokens <= 205
