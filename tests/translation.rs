@@ -181,6 +181,11 @@ fn gemini_client_to_openai_provider() {
 }
 
 #[test]
+fn anthropic_client_to_gemini_provider() {
+    check_fixture("anthropic_to_gemini");
+}
+
+#[test]
 fn a_stream_cut_short_ends_with_an_error_event_in_the_client_protocol() {
     let stream = read("anthropic_to_openai", "stream.provider.sse");
     let cut = &stream.as_bytes()[..stream.find("finish_reason\":\"tool_calls").unwrap() - 200];

@@ -153,6 +153,13 @@ pub fn encode_request(
     model: &str,
     default_max_tokens: u64,
 ) -> Result<ProviderRequest, TranslateError> {
+    // Responses are translated from their first choice only.
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::param(
+            "n > 1 (several choices) works only when the model's provider speaks the client's protocol",
+            "n",
+        ));
+    }
     let mut dropped = Dropped::default();
     for f in &req.unmapped {
         dropped.add(f);
