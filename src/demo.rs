@@ -1,7 +1,9 @@
-//! `--demo`: a built-in config and an in-process mock OpenAI-compatible provider on a
-//! loopback port, so a new user can curl the gateway with no provider keys. The mock
-//! checks that it receives the provider credential (never the client's key) and streams
-//! its answer word by word like a real model.
+//! `--demo`: a built-in config and an in-process mock provider on a loopback port, so a new
+//! user can curl the gateway with no provider keys. The mock speaks all three wire
+//! protocols natively (OpenAI Chat, Anthropic Messages, Gemini generateContent, each
+//! hand-written here, not produced by the gateway's translators), checks that it receives
+//! the provider credential (never the client's key), streams its answer word by word, and
+//! calls the first tool it is offered so tool round trips can be tried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +35,22 @@ providers:
     kind: openai
     base_url: "http://{mock_addr}"
     credentials: ["{DEMO_PROVIDER_CREDENTIAL}"]
+  demo-anthropic:
+    kind: anthropic
+    base_url: "http://{mock_addr}"
+    credentials: ["{DEMO_PROVIDER_CREDENTIAL}"]
+  demo-gemini:
+    kind: gemini
+    base_url: "http://{mock_addr}"
+    credentials: ["{DEMO_PROVIDER_CREDENTIAL}"]
 models:
   gpt-4o-mini:
     aliases: [demo]
     targets: [{{ provider: demo, model: demo-model-1 }}]
+  claude-demo:
+    targets: [{{ provider: demo-anthropic, model: claude-demo-1 }}]
+  gemini-demo:
+    targets: [{{ provider: demo-gemini, model: gemini-demo-1 }}]
   "demo-*":
     targets: [{{ provider: demo }}]
 keys:
@@ -199,8 +213,322 @@ async fn stream_chat(session: &mut ServerSession, req: &Value) -> bool {
         .is_ok()
 }
 
+/// What the demo model does next: answer in text, or call the first tool offered.
+enum Plan {
+    Text(String),
+    Call { name: String, args: Value },
+}
+
+/// `required`: the tool's required arguments, each filled with "demo".
+fn plan(user_text: &str, tool_result: Option<String>, tool: Option<(&str, &Value)>) -> Plan {
+    if let Some(r) = tool_result {
+        return Plan::Text(format!("The tool returned: {r}"));
+    }
+    if let Some((name, required)) = tool {
+        let args: serde_json::Map<String, Value> = required
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(|n| (n.to_string(), Value::from("demo"))))
+            .collect();
+        return Plan::Call {
+            name: name.to_string(),
+            args: Value::Object(args),
+        };
+    }
+    Plan::Text(format!(
+        "Hello from the modelgate demo provider! You said: {}",
+        user_text.chars().take(200).collect::<String>()
+    ))
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            }
+        })
+        .collect()
+}
+
+async fn start_sse(session: &mut ServerSession) -> bool {
+    let Ok(mut h) = ResponseHeader::build(200, Some(3)) else {
+        return false;
+    };
+    h.insert_header("content-type", "text/event-stream").is_ok()
+        && h.insert_header("transfer-encoding", "chunked").is_ok()
+        && h.insert_header("cache-control", "no-cache").is_ok()
+        && session.write_response_header(Box::new(h)).await.is_ok()
+}
+
+async fn send_events(session: &mut ServerSession, frames: Vec<String>) -> bool {
+    let n = frames.len();
+    for (i, f) in frames.into_iter().enumerate() {
+        if session
+            .write_response_body(Bytes::from(f), i + 1 == n)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        if i + 1 < n {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    true
+}
+
+/// Anthropic Messages: `POST /v1/messages`, JSON or the SSE event sequence.
+async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
+    let model = req["model"].as_str().unwrap_or("claude-demo-1").to_string();
+    let last = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let blocks: Vec<Value> = match &last["content"] {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(b) => b.clone(),
+        _ => vec![],
+    };
+    let text: String = blocks
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tool_result =
+        blocks
+            .iter()
+            .find(|b| b["type"] == "tool_result")
+            .map(|b| match &b["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(""),
+                _ => String::new(),
+            });
+    let tool = req["tools"]
+        .get(0)
+        .filter(|_| req["tool_choice"]["type"] != "none")
+        .and_then(|t| Some((t["name"].as_str()?, &t["input_schema"]["required"])));
+    let plan = plan(&text, tool_result, tool);
+    let input_tokens = word_count(&text).max(1);
+    if req["stream"] != true {
+        let (content, stop, out) = match &plan {
+            Plan::Text(t) => (
+                json!([{"type": "text", "text": t}]),
+                "end_turn",
+                word_count(t),
+            ),
+            Plan::Call { name, args } => (
+                json!([{"type": "tool_use", "id": "toolu_demo_1", "name": name, "input": args}]),
+                "tool_use",
+                5,
+            ),
+        };
+        let v = json!({"id": "msg_demo", "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": out}});
+        return send(session, 200, "application/json", v.to_string().into_bytes()).await;
+    }
+    if !start_sse(session).await {
+        return false;
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut frames = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_demo", "type": "message",
+        "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+    )];
+    let (stop, out) = match &plan {
+        Plan::Text(t) => {
+            frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            for w in words(t) {
+                frames.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+            }
+            ("end_turn", word_count(t))
+        }
+        Plan::Call { name, args } => {
+            frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_demo_1", "name": name, "input": {}}})));
+            let a = args.to_string();
+            let mid = (0..=a.len() / 2)
+                .rev()
+                .find(|i| a.is_char_boundary(*i))
+                .unwrap_or(0);
+            for part in [&a[..mid], &a[mid..]] {
+                frames.push(ev(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+                ));
+            }
+            ("tool_use", 5)
+        }
+    };
+    frames.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    frames.push(ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+        "usage": {"output_tokens": out}}),
+    ));
+    frames.push(ev("message_stop", json!({"type": "message_stop"})));
+    send_events(session, frames).await
+}
+
+/// Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`
+/// (SSE with `alt=sse`, otherwise one JSON array).
+async fn gemini(
+    session: &mut ServerSession,
+    req: &Value,
+    model: &str,
+    stream: bool,
+    sse: bool,
+) -> bool {
+    let last = req["contents"]
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let parts = last["parts"].as_array().cloned().unwrap_or_default();
+    let text: String = parts
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tool_result = parts
+        .iter()
+        .find_map(|p| p.get("functionResponse"))
+        .map(|fr| match &fr["response"]["result"] {
+            Value::String(s) => s.clone(),
+            Value::Null => fr["response"].to_string(),
+            other => other.to_string(),
+        });
+    let decl = &req["tools"][0]["functionDeclarations"][0];
+    let required = if decl["parametersJsonSchema"].is_object() {
+        &decl["parametersJsonSchema"]["required"]
+    } else {
+        &decl["parameters"]["required"]
+    };
+    let tool = decl["name"]
+        .as_str()
+        .filter(|_| req["toolConfig"]["functionCallingConfig"]["mode"] != "NONE")
+        .map(|n| (n, required));
+    let plan = plan(&text, tool_result, tool);
+    let prompt = word_count(&text).max(1);
+    let chunk = |parts: Value, finish: Option<&str>, out: u64| {
+        let mut c = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+        if let Some(f) = finish {
+            c["finishReason"] = f.into();
+        }
+        json!({"candidates": [c], "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out},
+               "modelVersion": model, "responseId": "demo-response"})
+    };
+    let chunks: Vec<Value> = match &plan {
+        Plan::Call { name, args } => vec![chunk(
+            json!([{"functionCall": {"name": name, "args": args}}]),
+            Some("STOP"),
+            5,
+        )],
+        Plan::Text(t) if !stream => vec![chunk(json!([{"text": t}]), Some("STOP"), word_count(t))],
+        Plan::Text(t) => {
+            let ws = words(t);
+            let n = ws.len();
+            ws.into_iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    chunk(
+                        json!([{"text": w}]),
+                        (i + 1 == n).then_some("STOP"),
+                        i as u64 + 1,
+                    )
+                })
+                .collect()
+        }
+    };
+    if !stream {
+        let body = chunks.into_iter().next().unwrap_or(Value::Null).to_string();
+        return send(session, 200, "application/json", body.into_bytes()).await;
+    }
+    if sse {
+        if !start_sse(session).await {
+            return false;
+        }
+        return send_events(
+            session,
+            chunks
+                .iter()
+                .map(|c| format!("data: {c}\r\n\r\n"))
+                .collect(),
+        )
+        .await;
+    }
+    let body = format!(
+        "[{}]",
+        chunks
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(",\r\n")
+    );
+    send(session, 200, "application/json", body.into_bytes()).await
+}
+
 async fn handle(session: &mut ServerSession) -> bool {
     let path = session.req_header().uri.path().to_string();
+    let query = session
+        .req_header()
+        .uri
+        .query()
+        .unwrap_or_default()
+        .to_string();
+    let header = |name: &str| {
+        session
+            .req_header()
+            .headers
+            .get(name)
+            .is_some_and(|v| v.as_bytes() == DEMO_PROVIDER_CREDENTIAL.as_bytes())
+    };
+    let (anthropic_ok, gemini_ok) = (header("x-api-key"), header("x-goog-api-key"));
+    let gemini_call = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(m, action)| (m.to_string(), action.to_string()));
+    if path == "/v1/messages" || gemini_call.is_some() {
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            body.extend_from_slice(&chunk);
+        }
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        return match gemini_call {
+            None if anthropic_ok => anthropic(session, &req).await,
+            Some((model, action)) if gemini_ok => {
+                let sse = query.split('&').any(|kv| kv == "alt=sse");
+                gemini(
+                    session,
+                    &req,
+                    &model,
+                    action == "streamGenerateContent",
+                    sse,
+                )
+                .await
+            }
+            _ => {
+                let v = json!({"error": {"message": "the demo provider expects its own credential", "type": "authentication_error"}});
+                send(session, 401, "application/json", v.to_string().into_bytes()).await
+            }
+        };
+    }
     let authorized = session
         .req_header()
         .headers

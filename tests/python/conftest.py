@@ -43,3 +43,6 @@ def gateway():
     proc.wait(timeout=10)
 
 DEMO_LIMITED_KEY = "sk-modelgate-demo-limited"  # rpm: 2 in the demo config
+
+# One demo model per provider kind: every SDK test runs against each.
+MODELS_BY_KIND = ["gpt-4o-mini", "claude-demo", "gemini-demo"]

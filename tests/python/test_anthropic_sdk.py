@@ -4,7 +4,9 @@ OpenAI-compatible provider: every request and response is translated."""
 import anthropic
 import pytest
 
-from conftest import DEMO_KEY
+from conftest import DEMO_KEY, MODELS_BY_KIND
+
+kinds = pytest.mark.parametrize("model", MODELS_BY_KIND)
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -17,23 +19,25 @@ def client(gateway, key=DEMO_KEY):
     return anthropic.Anthropic(base_url=gateway["base"], api_key=key, max_retries=0)
 
 
-def test_message(gateway):
+@kinds
+def test_message(gateway, model):
     m = client(gateway).messages.create(
-        model="gpt-4o-mini",
+        model=model,
         max_tokens=100,
         system="You are a test.",
         messages=[{"role": "user", "content": "ping"}],
     )
     assert m.type == "message" and m.role == "assistant"
-    assert m.model == "gpt-4o-mini"
+    assert m.model == model
     assert m.content[0].type == "text" and "You said: ping" in m.content[0].text
     assert m.stop_reason == "end_turn"
     assert m.usage.output_tokens > 0
 
 
-def test_streamed_message(gateway):
+@kinds
+def test_streamed_message(gateway, model):
     with client(gateway).messages.stream(
-        model="demo", max_tokens=100, messages=[{"role": "user", "content": "stream"}]
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "stream"}]
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -43,15 +47,16 @@ def test_streamed_message(gateway):
     assert final.usage.output_tokens > 0
 
 
+@kinds
 @pytest.mark.parametrize("stream", [False, True])
-def test_tool_round_trip(gateway, stream):
+def test_tool_round_trip(gateway, stream, model):
     c = client(gateway)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
-        with c.messages.stream(model="gpt-4o-mini", max_tokens=100, tools=[WEATHER_TOOL], messages=messages) as s:
+        with c.messages.stream(model=model, max_tokens=100, tools=[WEATHER_TOOL], messages=messages) as s:
             first = s.get_final_message()
     else:
-        first = c.messages.create(model="gpt-4o-mini", max_tokens=100, tools=[WEATHER_TOOL], messages=messages)
+        first = c.messages.create(model=model, max_tokens=100, tools=[WEATHER_TOOL], messages=messages)
     assert first.stop_reason == "tool_use"
     call = next(b for b in first.content if b.type == "tool_use")
     assert call.name == "get_weather" and call.input == {"city": "demo"}
@@ -59,7 +64,7 @@ def test_tool_round_trip(gateway, stream):
         {"role": "assistant", "content": first.content},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18C and sunny"}]},
     ]
-    second = c.messages.create(model="gpt-4o-mini", max_tokens=100, tools=[WEATHER_TOOL], messages=messages)
+    second = c.messages.create(model=model, max_tokens=100, tools=[WEATHER_TOOL], messages=messages)
     assert second.content[0].text == "The tool returned: 18C and sunny"
 
 

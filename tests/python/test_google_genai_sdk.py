@@ -5,17 +5,20 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from conftest import DEMO_KEY
+from conftest import DEMO_KEY, MODELS_BY_KIND
+
+kinds = pytest.mark.parametrize("model", MODELS_BY_KIND)
 
 
 def client(gateway, key=DEMO_KEY):
     return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=gateway["base"]))
 
 
-def test_generate_content(gateway):
+@kinds
+def test_generate_content(gateway, model):
     c = client(gateway)  # kept: the SDK closes its HTTP client when the Client is dropped
     r = c.models.generate_content(
-        model="gpt-4o-mini",
+        model=model,
         contents="ping",
         config=types.GenerateContentConfig(system_instruction="You are a test.", max_output_tokens=50),
     )
@@ -24,16 +27,18 @@ def test_generate_content(gateway):
     assert r.usage_metadata.candidates_token_count > 0
 
 
-def test_stream_generate_content(gateway):
+@kinds
+def test_stream_generate_content(gateway, model):
     c = client(gateway)
-    chunks = list(c.models.generate_content_stream(model="demo", contents="stream please"))
+    chunks = list(c.models.generate_content_stream(model=model, contents="stream please"))
     text = "".join(c.text or "" for c in chunks)
     assert text.startswith("Hello from the modelgate demo provider!")
     assert len(chunks) > 3
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
 
 
-def test_function_call_round_trip(gateway):
+@kinds
+def test_function_call_round_trip(gateway, model):
     weather = types.FunctionDeclaration(
         name="get_weather",
         description="Weather for a city",
@@ -46,7 +51,7 @@ def test_function_call_round_trip(gateway):
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
     )
     c = client(gateway)
-    first = c.models.generate_content(model="gpt-4o-mini", contents="Weather in Paris?", config=config)
+    first = c.models.generate_content(model=model, contents="Weather in Paris?", config=config)
     call = first.function_calls[0]
     assert call.name == "get_weather" and call.args == {"city": "demo"}
     history = [
@@ -57,7 +62,7 @@ def test_function_call_round_trip(gateway):
             parts=[types.Part.from_function_response(name="get_weather", response={"result": "18C"})],
         ),
     ]
-    second = c.models.generate_content(model="gpt-4o-mini", contents=history, config=config)
+    second = c.models.generate_content(model=model, contents=history, config=config)
     assert second.text == "The tool returned: 18C"
 
 

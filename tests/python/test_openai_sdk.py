@@ -3,26 +3,30 @@
 import openai
 import pytest
 
-from conftest import DEMO_KEY
+from conftest import DEMO_KEY, MODELS_BY_KIND
+
+kinds = pytest.mark.parametrize("model", MODELS_BY_KIND)
 
 
 def client(gateway, key=DEMO_KEY):
     return openai.OpenAI(base_url=gateway["base"] + "/v1", api_key=key, max_retries=0)
 
 
-def test_chat_completion(gateway):
+@kinds
+def test_chat_completion(gateway, model):
     r = client(gateway).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "ping"}]
+        model=model, messages=[{"role": "user", "content": "ping"}]
     )
-    assert r.model == "gpt-4o-mini"
+    assert r.model == model
     assert "You said: ping" in r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.total_tokens > 0
 
 
-def test_streaming_chat_completion(gateway):
+@kinds
+def test_streaming_chat_completion(gateway, model):
     stream = client(gateway).chat.completions.create(
-        model="demo",
+        model=model,
         messages=[{"role": "user", "content": "stream please"}],
         stream=True,
         stream_options={"include_usage": True},
@@ -30,7 +34,7 @@ def test_streaming_chat_completion(gateway):
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello from the modelgate demo provider!")
-    assert all(c.model == "demo" for c in chunks)
+    assert all(c.model == model for c in chunks)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert len(chunks) > 5
 
@@ -63,22 +67,23 @@ def test_unknown_model_raises_not_found(gateway):
 def test_models_list_and_embeddings(gateway):
     c = client(gateway)
     ids = [m.id for m in c.models.list()]
-    assert ids == ["gpt-4o-mini", "demo"]
+    assert ids == ["gpt-4o-mini", "demo", "claude-demo", "gemini-demo"]
     emb = c.embeddings.create(model="gpt-4o-mini", input="hello")
     assert len(emb.data[0].embedding) == 3
 
 
-def test_tool_round_trip(gateway):
+@kinds
+def test_tool_round_trip(gateway, model):
     c = client(gateway)
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    first = c.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+    first = c.chat.completions.create(model=model, messages=messages, tools=tools)
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather" and call.function.arguments == '{"city":"demo"}'
     messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
-    second = c.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+    second = c.chat.completions.create(model=model, messages=messages, tools=tools)
     assert second.choices[0].message.content == "The tool returned: 18C"
 
 
