@@ -4,6 +4,8 @@ mod support;
 
 #[path = "gateway/auth.rs"]
 mod auth;
+#[path = "gateway/deploy.rs"]
+mod deploy;
 #[path = "gateway/failover.rs"]
 mod failover;
 #[path = "gateway/limits.rs"]
