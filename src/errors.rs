@@ -157,6 +157,8 @@ pub struct GatewayError {
     pub param: Option<&'static str>,
     /// Seconds, for 429/503.
     pub retry_after: Option<u64>,
+    /// Methods the path accepts, for 405.
+    pub allow: Option<&'static str>,
 }
 
 impl GatewayError {
@@ -166,6 +168,7 @@ impl GatewayError {
             message: message.into(),
             param: None,
             retry_after: None,
+            allow: None,
         }
     }
 

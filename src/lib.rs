@@ -5,6 +5,7 @@
 //! and `sse` (body rewriting), `errors`, `metrics`, `runtime` (reload, drain) and
 //! `proxy` (the Pingora conductor). `server` assembles them into a Pingora server.
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod demo;

@@ -91,6 +91,12 @@ pub static CONFIG_LAST_RELOAD_SUCCESS: Lazy<Gauge> = metric!(register_gauge!(
     "Unix time of the last successful config load"
 ));
 
+pub static MANAGEMENT_AUTH_FAILURES: Lazy<prometheus::IntCounter> =
+    metric!(prometheus::register_int_counter!(
+        "modelgate_management_auth_failures_total",
+        "Management API requests refused for a missing or wrong secret"
+    ));
+
 pub static BUILD_INFO: Lazy<IntGaugeVec> = metric!(register_int_gauge_vec!(
     "modelgate_build_info",
     "Always 1; the version label says which build runs",
@@ -116,6 +122,7 @@ pub fn init() {
     Lazy::force(&UPSTREAM_HEALTHY);
     Lazy::force(&INFLIGHT);
     Lazy::force(&CONFIG_LAST_RELOAD_SUCCESS);
+    Lazy::force(&MANAGEMENT_AUTH_FAILURES);
 }
 
 pub fn record_reload(success: bool) {

@@ -79,6 +79,42 @@ impl Runtime {
         }
     }
 
+    /// Validates `text` as a config; if valid, writes it over the config file atomically
+    /// (temp file + rename in the same directory, the old file kept as `FILE.bak`) and
+    /// switches to it. Nothing changes when it is invalid.
+    pub fn replace_config(&self, text: &str) -> Result<(), ReplaceError> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(path) = &self.path else {
+            return Err(ReplaceError::NoFile);
+        };
+        let loaded = config::load_str(text, &path.display().to_string(), &|n| {
+            std::env::var(n).ok()
+        })
+        .map_err(|e| ReplaceError::Invalid(e.to_string().lines().map(String::from).collect()))?;
+        let io = |e: std::io::Error| ReplaceError::Io(e.to_string());
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let mut bak = path.clone().into_os_string();
+        bak.push(".bak");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        if path.exists() {
+            std::fs::copy(path, &bak).map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        for w in &loaded.warnings {
+            log::warn!("{w}");
+        }
+        self.config.store(Arc::new(loaded.config));
+        metrics::record_reload(true);
+        log::info!("config replaced through the management API and reloaded");
+        Ok(())
+    }
+
     /// Counts a request as in flight until the guard drops.
     pub fn track_request(self: &Arc<Self>) -> ActiveRequest {
         self.active_requests.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +124,14 @@ impl Runtime {
     pub fn active_requests(&self) -> usize {
         self.active_requests.load(Ordering::Relaxed)
     }
+}
+
+pub enum ReplaceError {
+    /// The validation errors, one per line, each naming its field.
+    Invalid(Vec<String>),
+    /// Demo mode: there is no file.
+    NoFile,
+    Io(String),
 }
 
 pub struct ActiveRequest(Arc<Runtime>);

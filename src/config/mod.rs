@@ -28,10 +28,22 @@ pub struct Config {
     pub keys: KeyTable,
     pub retry: RetryPolicy,
     pub management: ManagementSettings,
+    /// The file as loaded (variables expanded), for `GET /v0/management/config`, which
+    /// shows it with every secret redacted.
+    pub source: serde_yaml::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
+    /// Access log lines as `key=value` text or JSON objects.
+    pub log_format: LogFormat,
     pub listen: Vec<String>,
     pub metrics_listen: Option<String>,
     pub threads: usize,
@@ -58,6 +70,8 @@ pub struct ManagementSettings {
     /// SHA-256 of the management secret; `None` = management API disabled (404).
     pub secret_sha256: Option<[u8; 32]>,
     pub allow_remote: bool,
+    /// Access records kept for `GET /v0/management/logs` (0 = none).
+    pub log_buffer: usize,
 }
 
 /// One problem in a config file, located by YAML path (semantic errors) or by
@@ -154,6 +168,7 @@ pub fn load_str(
     if !errors.is_empty() {
         return Err(fail(errors));
     }
+    let source = tree.clone();
     let raw: raw::RawConfig = match serde_path_to_error::deserialize(tree) {
         Ok(raw) => raw,
         Err(e) => {
@@ -164,7 +179,50 @@ pub fn load_str(
             return Err(fail(vec![ConfigError::at(path, msg)]));
         }
     };
-    validate::validate(raw).map_err(fail)
+    let mut loaded = validate::validate(raw).map_err(fail)?;
+    loaded.config.source = source;
+    Ok(loaded)
+}
+
+/// The config as JSON with every secret replaced by `"<redacted>"`: client keys and their
+/// hashes, provider credentials and extra header values, the management secret.
+pub fn redacted(source: &serde_yaml::Value) -> serde_json::Value {
+    use serde_yaml::Value as Y;
+    const HIDDEN: &str = "<redacted>";
+    let mut v = source.clone();
+    let hide = |x: &mut Y| {
+        if !x.is_null() {
+            *x = Y::String(HIDDEN.into());
+        }
+    };
+    if let Some(providers) = v.get_mut("providers").and_then(Y::as_mapping_mut) {
+        for (_, p) in providers.iter_mut() {
+            match p.get_mut("credentials") {
+                Some(Y::Sequence(creds)) => creds.iter_mut().for_each(hide),
+                Some(other) => hide(other),
+                None => {}
+            }
+            if let Some(headers) = p.get_mut("headers").and_then(Y::as_mapping_mut) {
+                headers.iter_mut().for_each(|(_, h)| hide(h));
+            }
+        }
+    }
+    if let Some(keys) = v.get_mut("keys").and_then(Y::as_sequence_mut) {
+        for k in keys.iter_mut() {
+            for field in ["key", "key_sha256"] {
+                if let Some(x) = k.get_mut(field) {
+                    hide(x);
+                }
+            }
+        }
+    }
+    if let Some(x) = v
+        .get_mut("management")
+        .and_then(|m| m.get_mut("secret_key"))
+    {
+        hide(x);
+    }
+    serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
 }
 
 /// `invalid type: string "sk-..."` -> `invalid type: string (value hidden)`.

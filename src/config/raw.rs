@@ -26,6 +26,8 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
+    /// `text` (default) or `json` access log lines.
+    pub log_format: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub listen: Option<Vec<String>>,
     /// `""` disables the metrics listener.
@@ -162,6 +164,8 @@ pub struct RawManagement {
     pub secret_key: Option<String>,
     #[serde(default)]
     pub allow_remote: bool,
+    /// Access records kept in memory for `GET /v0/management/logs`.
+    pub log_buffer: Option<usize>,
 }
 
 /// `"5s"`, `"500ms"`, `"2m"`; a bare number is seconds.

@@ -53,6 +53,7 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
             keys,
             retry,
             management,
+            source: serde_yaml::Value::Null,
         },
         warnings: cx.warnings,
     })
@@ -125,7 +126,19 @@ fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
             }
         })
         .collect();
+    let log_format = match raw.log_format.as_deref() {
+        None | Some("text") => super::LogFormat::Text,
+        Some("json") => super::LogFormat::Json,
+        Some(other) => {
+            cx.err(
+                "server.log_format",
+                format!("unknown format {other:?} (expected text or json)"),
+            );
+            super::LogFormat::Text
+        }
+    };
     ServerSettings {
+        log_format,
         listen,
         metrics_listen,
         threads,
@@ -632,8 +645,13 @@ fn management(cx: &mut Ctx, raw: RawManagement) -> ManagementSettings {
         Some(s) => trimmed_secret(cx, "management.secret_key", s)
             .map(|s| Sha256::digest(s.as_bytes()).into()),
     };
+    let log_buffer = raw.log_buffer.unwrap_or(1000);
+    if log_buffer > 100_000 {
+        cx.err("management.log_buffer", "must be at most 100000");
+    }
     ManagementSettings {
         secret_sha256,
         allow_remote: raw.allow_remote,
+        log_buffer,
     }
 }

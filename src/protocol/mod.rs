@@ -67,6 +67,9 @@ pub enum Endpoint {
     /// `GET /v1beta/models` (Gemini shape).
     GeminiListModels,
     ManagementReload,
+    ManagementConfigGet,
+    ManagementConfigPut,
+    ManagementLogs,
     ManagementOther,
     /// `GET /v1/metrics/providers`: per-provider, per-target health and statistics.
     ProviderStatus,
@@ -117,6 +120,12 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
         "/v1/messages" => want(post, "POST", proxy(Op::Messages)),
         "/v1/messages/count_tokens" => want(post, "POST", proxy(Op::MessagesCountTokens)),
         "/v0/management/reload" => want(post, "POST", Endpoint::ManagementReload),
+        "/v0/management/config" if get => Endpoint::ManagementConfigGet,
+        "/v0/management/config" if method == Method::PUT => Endpoint::ManagementConfigPut,
+        "/v0/management/config" => Endpoint::WrongMethod {
+            allowed: "GET, PUT",
+        },
+        "/v0/management/logs" => want(get, "GET", Endpoint::ManagementLogs),
         p if p.starts_with("/v0/management/") => Endpoint::ManagementOther,
         p => match gemini_path(p) {
             Some((model, op)) => want(

@@ -62,8 +62,8 @@ pub async fn respond_error(
     if let Some(s) = err.retry_after {
         extra.push(("retry-after", s.max(1).to_string()));
     }
-    if err.code == ErrorCode::MethodNotAllowed {
-        extra.push(("allow", "POST".to_string()));
+    if let Some(allow) = err.allow {
+        extra.push(("allow", allow.to_string()));
     }
     let status = err.status();
     ctx.error = Some(err);
@@ -201,6 +201,7 @@ pub fn authorize_management(
         .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if presented.is_empty() || !bool::from(digest.ct_eq(&expected)) {
+        crate::metrics::MANAGEMENT_AUTH_FAILURES.inc();
         log::warn!(
             "management API: rejected credentials from {}",
             ctx.client_ip.map(|i| i.to_string()).unwrap_or_default()

@@ -8,6 +8,7 @@ mod attempt;
 mod body;
 mod ctx;
 mod local;
+mod management;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use ctx::{request_id, RequestCtx};
 use ctx::{Attempt, RouteState};
 
+use crate::access_log;
 use crate::auth;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::health;
@@ -319,46 +321,31 @@ impl ProxyHttp for Gateway {
             }
             Endpoint::WrongMethod { allowed } => {
                 let method = session.req_header().method.as_str().to_string();
-                let e = GatewayError::new(
+                let mut e = GatewayError::new(
                     ErrorCode::MethodNotAllowed,
                     format!("{path} accepts {allowed}, not {method}"),
                 );
+                e.allow = Some(allowed);
                 return local::respond_error(session, ctx, e).await;
             }
-            Endpoint::ManagementReload | Endpoint::ManagementOther => {
+            Endpoint::ManagementReload
+            | Endpoint::ManagementConfigGet
+            | Endpoint::ManagementConfigPut
+            | Endpoint::ManagementLogs
+            | Endpoint::ManagementOther => {
                 ctx.protocol = Protocol::OpenAi;
                 let config = ctx.config.clone();
                 if let Err(e) = local::authorize_management(&config, ctx, session) {
                     return local::respond_error(session, ctx, e).await;
                 }
-                if endpoint == Endpoint::ManagementOther {
-                    let e = GatewayError::new(ErrorCode::NotFound, format!("no management endpoint at {path}; POST /v0/management/reload reloads the config"));
-                    return local::respond_error(session, ctx, e).await;
-                }
-                let rt = self.runtime.clone();
-                let result = tokio::task::spawn_blocking(move || rt.reload())
-                    .await
-                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
-                return match result {
-                    Ok(()) => {
-                        local::respond_json(
-                            session,
-                            ctx,
-                            200,
-                            &serde_json::json!({"status": "reloaded"}),
-                        )
-                        .await
-                    }
-                    Err(msg) => {
-                        let e = GatewayError::new(
-                            ErrorCode::InvalidRequest,
-                            format!(
-                                "the config was not reloaded; the running config stays:\n{msg}"
-                            ),
-                        );
-                        local::respond_error(session, ctx, e).await
-                    }
-                };
+                return management::handle(
+                    session,
+                    ctx,
+                    &self.runtime,
+                    &endpoint,
+                    query.as_deref(),
+                )
+                .await;
             }
             _ => {}
         }
@@ -955,27 +942,43 @@ impl ProxyHttp for Gateway {
                     .observe(t.as_secs_f64());
             }
         }
-        if log::log_enabled!(target: "modelgate::access", log::Level::Info) {
+        let keep = if ctx.config.management.secret_sha256.is_some() {
+            ctx.config.management.log_buffer
+        } else {
+            0
+        };
+        if access_log::wanted(keep) {
             let req = session.req_header();
-            log::info!(
-                target: "modelgate::access",
-                "request_id={} client={} method={} path={} key={} model={} provider={} target_model={} attempts={} status={} error={} duration_ms={:.1} ttfb_ms={} bytes_in={} bytes_out={}",
-                ctx.request_id,
-                ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                req.method,
-                req.uri.path(),
-                ctx.key_label(),
-                model,
-                provider,
-                ctx.attempt.as_ref().map(|a| a.target_model.as_str()).unwrap_or(""),
-                ctx.attempts,
+            let rec = access_log::AccessRecord {
+                time: access_log::now_rfc3339(),
+                request_id: ctx.request_id.clone(),
+                key: ctx.key_label().to_string(),
+                client_ip: ctx.client_ip.map(|i| i.to_string()),
+                method: req.method.to_string(),
+                path: req.uri.path().to_string(),
+                protocol: ctx.protocol.as_str(),
+                model: ctx
+                    .route
+                    .as_ref()
+                    .map(|r| r.resolved.requested.clone())
+                    .unwrap_or_default(),
+                provider: provider.to_string(),
+                target_model: ctx
+                    .attempt
+                    .as_ref()
+                    .map(|a| a.target_model.clone())
+                    .unwrap_or_default(),
+                attempts: ctx.attempts,
                 status,
-                ctx.error.as_ref().map(|e| e.code.as_str()).unwrap_or(""),
-                elapsed.as_secs_f64() * 1000.0,
-                ctx.ttfb.map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0)).unwrap_or_default(),
-                session.body_bytes_read(),
-                session.body_bytes_sent(),
-            );
+                error: ctx.error.as_ref().map(|e| e.code.as_str()),
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                ttfb_ms: ctx.ttfb.map(|t| t.as_secs_f64() * 1000.0),
+                prompt_tokens: ctx.usage.map(|u| u.prompt_tokens),
+                completion_tokens: ctx.usage.map(|u| u.completion_tokens),
+                bytes_in: session.body_bytes_read(),
+                bytes_out: session.body_bytes_sent(),
+            };
+            access_log::record(rec, ctx.config.server.log_format, keep);
         }
     }
 }

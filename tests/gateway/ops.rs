@@ -363,3 +363,146 @@ async fn sigterm_drains_then_exits_after_the_stream_completes() {
     let code = gw.wait_exit(Duration::from_secs(4)).await;
     assert_eq!(code, Some(0), "log:\n{}", gw.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_config_logs_and_json_access_lines() {
+    let mock = MockProvider::start("p").await;
+    let rest = |extra_key: &str| {
+        format!(
+            "providers:\n  p: {{ kind: openai, base_url: \"{}\", credentials: [\"prov-cred-secret\"], headers: {{ X-Org: hdr-secret }} }}\nmodels:\n  m: {{ targets: [{{ provider: p }}] }}\nkeys:\n  - {{ name: client-a, key: sk-mgmt-client-01 }}\n{extra_key}management: {{ secret_key: \"${{ADMIN_SECRET}}\", log_buffer: 50 }}\n",
+            mock.url()
+        )
+    };
+    let gw = Gateway::start_with_env(
+        "  log_format: json",
+        &rest(""),
+        &[("ADMIN_SECRET", "admin-secret-123")],
+    )
+    .await;
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-secret-123");
+    let url = |p: &str| format!("{}/v0/management/{p}", gw.url);
+
+    // the running config, every secret redacted
+    let text = admin(client().get(url("config")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for secret in [
+        "sk-mgmt-client-01",
+        "prov-cred-secret",
+        "hdr-secret",
+        "admin-secret-123",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["keys"][0]["key"], "<redacted>");
+    assert_eq!(v["providers"]["p"]["credentials"][0], "<redacted>");
+    assert_eq!(v["keys"][0]["name"], "client-a");
+
+    // access records: newest first, limited, without secrets
+    let r1 = gw
+        .post("/v1/chat/completions", "sk-mgmt-client-01", chat("m"))
+        .send()
+        .await
+        .unwrap();
+    let id1 = r1.headers()["x-request-id"].to_str().unwrap().to_string();
+    let r2 = gw
+        .post("/v1/chat/completions", "wrong-key-1234567", chat("m"))
+        .send()
+        .await
+        .unwrap();
+    let id2 = r2.headers()["x-request-id"].to_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let logs: serde_json::Value = admin(client().get(url("logs?limit=2")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recs = logs["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "{logs}");
+    assert_eq!(recs[0]["request_id"], id2.as_str());
+    assert_eq!(recs[0]["status"], 401);
+    assert_eq!(recs[0]["error"], "invalid_api_key");
+    assert_eq!(recs[1]["request_id"], id1.as_str());
+    assert_eq!(recs[1]["key"], "client-a");
+    assert_eq!(recs[1]["provider"], "p");
+    assert_eq!(recs[1]["prompt_tokens"], 5);
+    assert!(!logs.to_string().contains("sk-mgmt") && !logs.to_string().contains("wrong-key"));
+
+    // JSON access lines on stderr
+    let line = gw
+        .logs()
+        .lines()
+        .find(|l| l.contains(&id1))
+        .map(String::from)
+        .unwrap();
+    let json_part = &line[line.find('{').unwrap()..];
+    let rec: serde_json::Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!(rec["model"], "m");
+    assert!(rec["duration_ms"].as_f64().is_some());
+
+    // an invalid config is refused with its errors and changes nothing
+    let before = std::fs::read_to_string(&gw.config_path).unwrap();
+    let r = admin(client().put(url("config")))
+        .body("models:\n  m: { targets: [{ provider: nope }] }\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("models.m.targets[0].provider"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), before);
+
+    // a valid one replaces the file (old one kept as .bak) and works at once
+    let new_text = before.replace(
+        "management:",
+        "  - { name: client-b, key: sk-mgmt-client-02 }\nmanagement:",
+    );
+    let r = admin(client().put(url("config")))
+        .body(new_text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), new_text);
+    let bak = format!("{}.bak", gw.config_path.display());
+    assert_eq!(std::fs::read_to_string(bak).unwrap(), before);
+    assert_eq!(
+        gw.post("/v1/chat/completions", "sk-mgmt-client-02", chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // wrong secrets are counted
+    assert_eq!(
+        client()
+            .get(url("config"))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(&m, "modelgate_management_auth_failures_total", &[]),
+        Some(1.0)
+    );
+    assert!(!gw.logs().contains("admin-secret-123") && !gw.logs().contains("sk-mgmt-client"));
+}

@@ -1,0 +1,96 @@
+//! One access record per request: written to the log (`key=value` text or a JSON line, at
+//! info level on the `modelgate::access` target) and, when the management API is on, kept
+//! in a bounded in-memory ring for `GET /v0/management/logs`. Never a key, a credential or
+//! message content: only the key's name.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::Lazy;
+use serde::Serialize;
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRecord {
+    pub time: String,
+    pub request_id: String,
+    pub key: String,
+    pub client_ip: Option<String>,
+    pub method: String,
+    pub path: String,
+    /// The client's wire protocol.
+    pub protocol: &'static str,
+    /// The model the client asked for.
+    pub model: String,
+    pub provider: String,
+    pub target_model: String,
+    pub attempts: u32,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    pub duration_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+}
+
+static RING: Lazy<Mutex<VecDeque<Arc<AccessRecord>>>> = Lazy::new(|| Mutex::new(VecDeque::new()));
+
+/// Whether building a record is worth it: the access log is on or the ring keeps records.
+pub fn wanted(keep: usize) -> bool {
+    keep > 0 || log::log_enabled!(target: "modelgate::access", log::Level::Info)
+}
+
+pub fn record(rec: AccessRecord, format: LogFormat, keep: usize) {
+    if log::log_enabled!(target: "modelgate::access", log::Level::Info) {
+        match format {
+            LogFormat::Json => match serde_json::to_string(&rec) {
+                Ok(line) => log::info!(target: "modelgate::access", "{line}"),
+                Err(e) => log::warn!("access record not serialisable: {e}"),
+            },
+            LogFormat::Text => log::info!(
+                target: "modelgate::access",
+                "request_id={} client={} method={} path={} protocol={} key={} model={} provider={} target_model={} attempts={} status={} error={} duration_ms={:.1} ttfb_ms={} prompt_tokens={} completion_tokens={} bytes_in={} bytes_out={}",
+                rec.request_id,
+                rec.client_ip.as_deref().unwrap_or(""),
+                rec.method,
+                rec.path,
+                rec.protocol,
+                rec.key,
+                rec.model,
+                rec.provider,
+                rec.target_model,
+                rec.attempts,
+                rec.status,
+                rec.error.unwrap_or(""),
+                rec.duration_ms,
+                rec.ttfb_ms.map(|t| format!("{t:.1}")).unwrap_or_default(),
+                rec.prompt_tokens.map(|t| t.to_string()).unwrap_or_default(),
+                rec.completion_tokens.map(|t| t.to_string()).unwrap_or_default(),
+                rec.bytes_in,
+                rec.bytes_out,
+            ),
+        }
+    }
+    if keep > 0 {
+        let mut ring = RING.lock().unwrap_or_else(|p| p.into_inner());
+        while ring.len() >= keep {
+            ring.pop_front();
+        }
+        ring.push_back(Arc::new(rec));
+    }
+}
+
+/// The last `limit` records, newest first.
+pub fn recent(limit: usize) -> Vec<Arc<AccessRecord>> {
+    let ring = RING.lock().unwrap_or_else(|p| p.into_inner());
+    ring.iter().rev().take(limit).cloned().collect()
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

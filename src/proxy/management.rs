@@ -1,0 +1,139 @@
+//! The management API (`/v0/management/*`), reached only after `authorize_management`:
+//! reload, the running config with secrets redacted, replacing the config file, and the
+//! recent access records.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::json;
+
+use super::body::{self, BodyError};
+use super::ctx::RequestCtx;
+use super::local;
+use crate::access_log;
+use crate::auth::query_param;
+use crate::config;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::protocol::Endpoint;
+use crate::runtime::{ReplaceError, Runtime};
+
+pub async fn handle(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    runtime: &Arc<Runtime>,
+    endpoint: &Endpoint,
+    query: Option<&str>,
+) -> Result<bool> {
+    match endpoint {
+        Endpoint::ManagementReload => {
+            let rt = runtime.clone();
+            let result = tokio::task::spawn_blocking(move || rt.reload())
+                .await
+                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            match result {
+                Ok(()) => {
+                    local::respond_json(session, ctx, 200, &json!({"status": "reloaded"})).await
+                }
+                Err(msg) => {
+                    let e = GatewayError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("the config was not reloaded; the running config stays:\n{msg}"),
+                    );
+                    local::respond_error(session, ctx, e).await
+                }
+            }
+        }
+        Endpoint::ManagementConfigGet => {
+            let body = config::redacted(&ctx.config.source);
+            local::respond_json(session, ctx, 200, &body).await
+        }
+        Endpoint::ManagementConfigPut => put_config(session, ctx, runtime).await,
+        Endpoint::ManagementLogs => {
+            let limit = query_param(query, "limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(ctx.config.management.log_buffer);
+            let recent = access_log::recent(limit);
+            let records: Vec<&access_log::AccessRecord> = recent.iter().map(|r| &**r).collect();
+            local::respond_json(session, ctx, 200, &json!({ "records": records })).await
+        }
+        _ => {
+            let e = GatewayError::new(
+                ErrorCode::NotFound,
+                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs",
+            );
+            local::respond_error(session, ctx, e).await
+        }
+    }
+}
+
+/// `PUT /v0/management/config`: a YAML body is validated like `-t`; if valid it replaces
+/// the config file atomically (the old one kept as `.bak`) and takes effect at once.
+async fn put_config(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    runtime: &Arc<Runtime>,
+) -> Result<bool> {
+    let max = ctx.config.server.max_body_bytes;
+    let text = match body::read_request_body(session, max).await {
+        Ok(b) => String::from_utf8(b.to_vec()),
+        Err(BodyError::Read(e)) => return Err(e),
+        Err(_) => {
+            let e = GatewayError::new(
+                ErrorCode::RequestTooLarge,
+                "the config is larger than server.max_body_bytes",
+            );
+            return local::respond_error(session, ctx, e).await;
+        }
+    };
+    let Ok(text) = text else {
+        let e = GatewayError::new(ErrorCode::InvalidRequest, "the config must be UTF-8 YAML");
+        return local::respond_error(session, ctx, e).await;
+    };
+    let rt = runtime.clone();
+    let result = tokio::task::spawn_blocking(move || rt.replace_config(&text))
+        .await
+        .unwrap_or_else(|e| Err(ReplaceError::Io(format!("task failed: {e}"))));
+    match result {
+        Ok(()) => {
+            local::respond_json(
+                session,
+                ctx,
+                200,
+                &json!({"status": "replaced and reloaded"}),
+            )
+            .await
+        }
+        Err(ReplaceError::Invalid(errors)) => {
+            let e = GatewayError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the config is invalid; nothing changed:\n{}",
+                    errors.join("\n")
+                ),
+            );
+            let mut body: serde_json::Value =
+                serde_json::from_slice(&e.body(ctx.protocol)).unwrap_or_default();
+            body["errors"] = json!(errors);
+            ctx.error = Some(e);
+            let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+            local::respond(session, ctx, 400, "application/json", bytes, &[]).await
+        }
+        Err(ReplaceError::NoFile) => {
+            let e = GatewayError::new(
+                ErrorCode::InvalidRequest,
+                "no config file to replace (demo mode)",
+            );
+            local::respond_error(session, ctx, e).await
+        }
+        Err(ReplaceError::Io(msg)) => {
+            let e = GatewayError::new(
+                ErrorCode::Internal,
+                format!("the config file could not be written: {msg}"),
+            );
+            local::respond_error(session, ctx, e).await
+        }
+    }
+}
