@@ -506,3 +506,64 @@ async fn management_config_logs_and_json_access_lines() {
     );
     assert!(!gw.logs().contains("admin-secret-123") && !gw.logs().contains("sk-mgmt-client"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_upgrade_hands_the_listeners_over() {
+    let mock = MockProvider::start("p").await;
+    let mut old = Gateway::start(
+        "  grace_period: 2s",
+        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+    )
+    .await;
+    // The new process waits on the upgrade socket for the old one's listening sockets.
+    let mut new = std::process::Command::new(bin())
+        .args(["-u", "-c"])
+        .arg(&old.config_path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.signal("QUIT");
+    // Requests keep being answered through the hand-over, then by the new process only.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        // A fresh client per request: an error here is a refused or dropped connection.
+        let r = gw_post(&old)
+            .await
+            .expect("a connection failed during the upgrade");
+        assert_eq!(r, 200, "a request failed during the upgrade");
+        answered += 1;
+        if let Ok(Some(_)) = new.try_wait() {
+            panic!("the new process exited");
+        }
+        if old.wait_exit(Duration::from_millis(10)).await.is_some() && answered > 5 {
+            break;
+        }
+    }
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(5)).await,
+        Some(0),
+        "the old process did not finish"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            gw_post(&old).await.unwrap(),
+            200,
+            "the new process serves the same port"
+        );
+    }
+    let _ = new.kill();
+    let _ = new.wait();
+}
+
+async fn gw_post(gw: &Gateway) -> Result<u16, reqwest::Error> {
+    Ok(gw
+        .post("/v1/chat/completions", "sk-key-a-000001", chat("m"))
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
