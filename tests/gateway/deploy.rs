@@ -186,3 +186,40 @@ fn the_systemd_unit_reloads_by_sighup_and_is_hardened() {
         assert!(real.is_empty(), "systemd-analyze verify: {err}");
     }
 }
+
+#[test]
+fn the_containerfile_copies_what_exists_and_runs_unprivileged() {
+    let text = deploy("Containerfile");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut copies = 0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(
+                root.join(src).exists(),
+                "Containerfile copies {src}, which does not exist"
+            );
+            copies += 1;
+        }
+    }
+    assert!(
+        copies >= 4,
+        "expected the sources, the lock file and the config to be copied"
+    );
+    assert!(
+        text.contains("apt-get install -y --no-install-recommends cmake"),
+        "pingora needs cmake to build"
+    );
+    assert!(
+        text.contains("ca-certificates"),
+        "HTTPS providers need CA certificates"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("USER ") && !l.contains("root") && !l.ends_with(" 0")),
+        "run as non-root"
+    );
+}
