@@ -403,18 +403,6 @@ async fn the_retry_budget_stops_amplification_in_a_full_outage() {
     assert!(upstream > n, "some retries are still allowed ({upstream})");
 }
 
-async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metric_value(&gw.metrics().await, name, labels) != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} never became {want}:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_take_a_provider_out_and_back_across_reloads() {
     use std::sync::atomic::{AtomicBool, Ordering};

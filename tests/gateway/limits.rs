@@ -14,19 +14,7 @@ fn config(mock: &MockProvider, keys: &str, model_extra: &str) -> String {
 }
 
 async fn wait_inflight(gw: &Gateway, key: &str, n: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while metric_value(
-        &gw.metrics().await,
-        "modelgate_inflight_requests",
-        &[("key", key)],
-    ) != Some(n)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "in-flight requests of {key} never reached {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_metric(gw, "modelgate_inflight_requests", &[("key", key)], n).await;
 }
 
 fn header(r: &reqwest::Response, name: &str) -> String {
@@ -110,16 +98,13 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
         "",
     ));
     gw.signal("HUP");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric_value(
-        &gw.metrics().await,
+    wait_metric(
+        &gw,
         "modelgate_config_reloads_total",
         &[("result", "success")],
-    ) != Some(1.0)
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        1.0,
+    )
+    .await;
     let r = gw
         .post("/v1/chat/completions", "sk-lim-000001", chat("m"))
         .send()

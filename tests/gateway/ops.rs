@@ -23,15 +23,13 @@ async fn status_with(gw: &Gateway, key: &str) -> u16 {
 }
 
 async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let m = gw.metrics().await;
-        if metric_value(&m, "modelgate_config_reloads_total", &[("result", result)]) == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {result} reload counted; log:\n{}", gw.logs());
+    wait_metric(
+        gw,
+        "modelgate_config_reloads_total",
+        &[("result", result)],
+        n,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,14 +414,21 @@ async fn management_config_logs_and_json_access_lines() {
         .await
         .unwrap();
     let id2 = r2.headers()["x-request-id"].to_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let logs: serde_json::Value = admin(client().get(url("logs?limit=2")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Records are written in the logging phase, just after each response.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let logs = loop {
+        let logs: serde_json::Value = admin(client().get(url("logs?limit=2")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if logs["records"][0]["request_id"] == id2.as_str() || Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let recs = logs["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2, "{logs}");
     assert_eq!(recs[0]["request_id"], id2.as_str());

@@ -103,20 +103,7 @@ impl MockProvider {
             state: state.clone(),
         };
         mock.reply_default();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        serve(listener, state, None);
         mock
     }
 
@@ -146,23 +133,7 @@ impl MockProvider {
             state: state.clone(),
         };
         mock.reply_default();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (state, acceptor) = (state.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        serve(listener, state, Some(acceptor));
         (mock, pem_path)
     }
 
@@ -190,6 +161,33 @@ impl MockProvider {
     pub fn last(&self) -> Recorded {
         self.requests().pop().expect("the mock received no request")
     }
+}
+
+/// Accepts connections (through TLS when given an acceptor) and serves the mock on each.
+fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<MockState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (state, tls) = (state.clone(), tls.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(state.clone(), req));
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(s) => http.serve_connection(TokioIo::new(s), svc).await,
+                        Err(_) => return,
+                    },
+                    None => http.serve_connection(TokioIo::new(stream), svc).await,
+                };
+            });
+        }
+    });
 }
 
 fn new_state(name: &str) -> Arc<MockState> {
@@ -465,6 +463,19 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
                 .unwrap_or(0.0)
         })
         .reduce(|a, b| a + b)
+}
+
+/// Waits (at most 5 s) until a metric sample reaches `want`.
+pub async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_value(&gw.metrics().await, name, labels) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} never became {want}:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads a JSON error body and returns (status, error code).
