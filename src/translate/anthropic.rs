@@ -130,10 +130,7 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                 ))
             }
         }
-        match req.messages.last_mut() {
-            Some(last) if last.role == role => last.parts.extend(parts),
-            _ => req.messages.push(Message { role, parts }),
-        }
+        req.push_turn(role, parts);
     }
     for (k, val) in obj {
         match k.as_str() {

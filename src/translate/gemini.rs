@@ -103,10 +103,7 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
                 req.unmapped.push(format!("contents[{i}].parts[{j}]"));
             }
         }
-        match req.messages.last_mut() {
-            Some(last) if last.role == role => last.parts.extend(parts),
-            _ => req.messages.push(Message { role, parts }),
-        }
+        req.push_turn(role, parts);
     }
     if let Some(si) = obj.get("systemInstruction") {
         let text = si["parts"]

@@ -31,6 +31,17 @@ pub struct ChatRequest {
     pub unmapped: Vec<String>,
 }
 
+impl ChatRequest {
+    /// Appends a turn. Consecutive turns of one role merge, as every provider wants them
+    /// alternating (tool results join the user turn they belong to).
+    pub fn push_turn(&mut self, role: Role, parts: Vec<Part>) {
+        match self.messages.last_mut() {
+            Some(last) if last.role == role => last.parts.extend(parts),
+            _ => self.messages.push(Message { role, parts }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     User,

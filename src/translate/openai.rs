@@ -141,14 +141,6 @@ fn content_parts(content: &Value, at: &str) -> Result<Vec<Part>, TranslateError>
     }
 }
 
-fn push(req: &mut ChatRequest, role: Role, parts: Vec<Part>) {
-    // Consecutive same-role turns merge (tool results join the user turn they belong to).
-    match req.messages.last_mut() {
-        Some(last) if last.role == role => last.parts.extend(parts),
-        _ => req.messages.push(Message { role, parts }),
-    }
-}
-
 fn decode_message(m: &Value, i: usize, req: &mut ChatRequest) -> Result<(), TranslateError> {
     let at = format!("messages[{i}]");
     match m["role"].as_str() {
@@ -158,7 +150,7 @@ fn decode_message(m: &Value, i: usize, req: &mut ChatRequest) -> Result<(), Tran
         }
         Some("user") => {
             let parts = content_parts(&m["content"], &at)?;
-            push(req, Role::User, parts);
+            req.push_turn(Role::User, parts);
         }
         Some("assistant") => {
             let mut parts = vec![];
@@ -187,7 +179,7 @@ fn decode_message(m: &Value, i: usize, req: &mut ChatRequest) -> Result<(), Tran
                     },
                 });
             }
-            push(req, Role::Assistant, parts);
+            req.push_turn(Role::Assistant, parts);
         }
         Some("tool") | Some("function") => {
             let id = m["tool_call_id"].as_str().unwrap_or_default().to_string();
@@ -198,8 +190,7 @@ fn decode_message(m: &Value, i: usize, req: &mut ChatRequest) -> Result<(), Tran
                 ));
             }
             let content = content_parts(&m["content"], &at)?;
-            push(
-                req,
+            req.push_turn(
                 Role::User,
                 vec![Part::ToolResult {
                     id,
