@@ -232,12 +232,6 @@ impl Provider {
         }
     }
 
-    /// The next credential, as the auth header's value, in round-robin order (`None` for
-    /// providers that need none).
-    pub fn next_credential(&self) -> Option<&HeaderValue> {
-        self.credential(self.credential_cursor())
-    }
-
     /// Where round-robin over the credentials stands (advances it).
     pub fn credential_cursor(&self) -> usize {
         self.next_credential.fetch_add(1, Ordering::Relaxed) % self.credentials.len().max(1)
@@ -384,11 +378,16 @@ mod tests {
     fn credentials_rotate() {
         let p = provider("https://a.example", &["k1", "k2"]);
         let got: Vec<_> = (0..4)
-            .map(|_| p.next_credential().unwrap().to_str().unwrap().to_string())
+            .map(|_| {
+                p.credential(p.credential_cursor())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(got, ["Bearer k1", "Bearer k2", "Bearer k1", "Bearer k2"]);
-        assert!(provider("https://a.example", &[])
-            .next_credential()
-            .is_none());
+        let none = provider("https://a.example", &[]);
+        assert!(none.credential(none.credential_cursor()).is_none());
     }
 }

@@ -210,7 +210,7 @@ fn a_stream_cut_short_ends_with_an_error_event_in_the_client_protocol() {
 #[test]
 fn provider_errors_take_the_client_shape_and_keep_the_message() {
     let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: 100000 > 64000, which is the maximum"}}"#;
-    let mut t = ResponseTranslator::error(Protocol::Anthropic, Protocol::OpenAi, 400);
+    let mut t = ResponseTranslator::error(Protocol::OpenAi, 400);
     let v: Value =
         serde_json::from_slice(&t.feed(Some(Bytes::from_static(body)), true).unwrap()).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -219,7 +219,7 @@ fn provider_errors_take_the_client_shape_and_keep_the_message() {
         .unwrap()
         .contains("max_tokens: 100000 > 64000"));
     let body = br#"{"error":{"message":"Rate limit reached for gpt-4o","type":"requests","code":"rate_limit_exceeded"}}"#;
-    let mut t = ResponseTranslator::error(Protocol::OpenAi, Protocol::Anthropic, 429);
+    let mut t = ResponseTranslator::error(Protocol::Anthropic, 429);
     let v: Value =
         serde_json::from_slice(&t.feed(Some(Bytes::from_static(body)), true).unwrap()).unwrap();
     assert_eq!(v["type"], "error");

@@ -678,7 +678,7 @@ impl ProxyHttp for Gateway {
             let public = route.resolved.requested.as_str();
             let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
             let translator = if !resp.status.is_success() {
-                ResponseTranslator::error(provider, client, resp.status.as_u16())
+                ResponseTranslator::error(client, resp.status.as_u16())
             } else if route.stream {
                 let client_sse = client != Protocol::Gemini
                     || route

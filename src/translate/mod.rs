@@ -245,7 +245,6 @@ enum Inner {
     /// A provider error body, re-shaped into the client's error format once complete.
     Error {
         buf: BytesMut,
-        provider: Protocol,
         client: Protocol,
         status: u16,
     },
@@ -312,10 +311,10 @@ impl ResponseTranslator {
         }))))
     }
 
-    pub fn error(provider: Protocol, client: Protocol, status: u16) -> Self {
+    /// A provider error body, in whatever shape, re-shaped into `client`'s.
+    pub fn error(client: Protocol, status: u16) -> Self {
         ResponseTranslator(Inner::Error {
             buf: BytesMut::new(),
-            provider,
             client,
             status,
         })
@@ -429,7 +428,6 @@ impl ResponseTranslator {
             }
             Inner::Error {
                 buf,
-                provider,
                 client,
                 status,
             } => {
@@ -439,12 +437,7 @@ impl ResponseTranslator {
                 if !end {
                     return None;
                 }
-                Some(translate_error(
-                    &std::mem::take(buf),
-                    *provider,
-                    *client,
-                    *status,
-                ))
+                Some(translate_error(&std::mem::take(buf), *client, *status))
             }
         }
     }
@@ -485,7 +478,7 @@ fn provider_error_message(body: &[u8]) -> Option<String> {
 }
 
 /// A provider error response re-shaped into the client's error format, message kept.
-pub fn translate_error(body: &[u8], _provider: Protocol, client: Protocol, status: u16) -> Bytes {
+pub fn translate_error(body: &[u8], client: Protocol, status: u16) -> Bytes {
     let message = provider_error_message(body).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
