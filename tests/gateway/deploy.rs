@@ -79,22 +79,8 @@ async fn deploy_artifacts_are_valid_and_match_the_exported_metrics() {
         mock.url()
     ))
     .await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-deploy-0001", chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-deploy-0001", chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(gw.chat("sk-deploy-0001", "m").await.status(), 200);
+    assert_eq!(gw.chat("sk-deploy-0001", "m").await.status(), 429);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !gw.metrics().await.contains("modelgate_upstream_healthy{") {
         assert!(std::time::Instant::now() < deadline, "no health check ran");

@@ -51,11 +51,7 @@ async fn every_failure_mode_fails_over_to_the_next_target() {
         a.reply(move |_| mode());
         let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 30s")).await;
         let before = b.requests().len();
-        let r = gw
-            .post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap();
+        let r = gw.chat(KEY, "m").await;
         assert_eq!(r.status(), 200, "{name}: {}", gw.logs());
         assert_eq!(r.headers()["x-modelgate-provider"], "b", "{name}");
         assert_eq!(r.headers()["x-modelgate-attempts"], "2", "{name}");
@@ -79,11 +75,7 @@ async fn every_failure_mode_fails_over_to_the_next_target() {
     }
     // a refused connection too
     let gw = Gateway::start("", &config(&closed, &b.url(), "cooldown: 30s")).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-modelgate-provider"], "b");
 }
@@ -99,11 +91,7 @@ async fn a_400_is_not_retried_and_attempts_are_capped() {
         )
     });
     let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 30s")).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.status(), 400);
     assert!(
         b.requests().is_empty(),
@@ -117,11 +105,7 @@ async fn a_400_is_not_retried_and_attempts_are_capped() {
         &config(&a.url(), &b.url(), "max_attempts: 1, cooldown: 1ms"),
     )
     .await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
     assert!(
@@ -141,11 +125,7 @@ async fn a_400_is_not_retried_and_attempts_are_capped() {
     )
     .await;
     let (na, nb) = (a.requests().len(), b.requests().len());
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
     assert!(
@@ -168,61 +148,31 @@ async fn cooldowns_skip_failed_targets_until_they_recover() {
     let b = MockProvider::start("b").await;
     a.reply(|_| Reply::Json(503, json!({})));
     let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 400ms")).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat(KEY, "m").await.status(), 200);
     assert_eq!(a.requests().len(), 1);
     // a is cooling down: straight to b
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.headers()["x-modelgate-attempts"], "1");
     assert_eq!(a.requests().len(), 1);
     // after the cooldown a is tried again, answers, and is restored
     a.reply_default();
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.headers()["x-modelgate-provider"], "a");
 
     // Retry-After sets the cooldown exactly, whatever retry.cooldown says
     a.reply(|_| Reply::JsonWithHeaders(429, json!({}), vec![("retry-after", "1".into())]));
     let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 60s")).await;
     let n = a.requests().len();
-    assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat(KEY, "m").await.status(), 200);
     a.reply_default();
     assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .headers()["x-modelgate-provider"],
+        gw.chat(KEY, "m").await.headers()["x-modelgate-provider"],
         "b"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .headers()["x-modelgate-provider"],
+        gw.chat(KEY, "m").await.headers()["x-modelgate-provider"],
         "a"
     );
     assert_eq!(a.requests().len(), n + 2);
@@ -235,21 +185,10 @@ async fn all_targets_down_answers_503_with_the_soonest_recovery() {
     a.reply(|_| Reply::Json(503, json!({})));
     b.reply(|_| Reply::Json(500, json!({})));
     let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 20s")).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        502
-    );
+    assert_eq!(gw.chat(KEY, "m").await.status(), 502);
     let (na, nb) = (a.requests().len(), b.requests().len());
     let start = Instant::now();
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert!(start.elapsed() < Duration::from_millis(500));
     assert_eq!(r.status(), 503);
     let retry: u64 = r.headers()["retry-after"]
@@ -300,11 +239,7 @@ async fn fallbacks_cross_provider_kinds() {
             "usage": {"input_tokens": 3, "output_tokens": 2}}))
     });
     let gw = Gateway::start("", &config(&a.url(), &b.url(), "cooldown: 1ms")).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("x"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "x").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-modelgate-provider"], "ant");
     let v: Value = r.json().await.unwrap();
@@ -385,12 +320,7 @@ async fn the_retry_budget_stops_amplification_in_a_full_outage() {
     let gw = Gateway::start("", &cfg).await;
     let n = 40;
     for _ in 0..n {
-        let s = gw
-            .post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let s = gw.chat(KEY, "m").await.status();
         assert!(s == 502 || s == 503, "{s}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -451,11 +381,7 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
             .filter(|r| r.uri == "/v1/chat/completions")
             .count()
     };
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.headers()["x-modelgate-provider"], "b");
     assert_eq!(
         r.headers()["x-modelgate-attempts"],
@@ -505,11 +431,7 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
         1.0,
     )
     .await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.headers()["x-modelgate-provider"], "b");
 
     down.store(false, Ordering::SeqCst);
@@ -520,11 +442,7 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
         1.0,
     )
     .await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.headers()["x-modelgate-provider"], "a");
     assert_eq!(chats_to_a(&a), 1);
 }
@@ -543,11 +461,7 @@ async fn a_tls_failure_fails_over_too() {
         ),
     )
     .await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.status(), 200, "{}", gw.logs());
     assert_eq!(r.headers()["x-modelgate-provider"], "b");
     assert!(

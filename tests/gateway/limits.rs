@@ -34,21 +34,13 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
     });
     let gw = Gateway::start("", &config(&mock, "keys: [{ name: limited, key: sk-lim-000001, limits: { rpm: 3 } }, { name: free, key: sk-free-000001 }]\n", "")).await;
     for left in ["2", "1", "0"] {
-        let r = gw
-            .post("/v1/chat/completions", "sk-lim-000001", chat("m"))
-            .send()
-            .await
-            .unwrap();
+        let r = gw.chat("sk-lim-000001", "m").await;
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "x-ratelimit-limit-requests"), "3");
         assert_eq!(header(&r, "x-ratelimit-remaining-requests"), left);
         assert!(header(&r, "x-ratelimit-reset-requests").ends_with('s'));
     }
-    let r = gw
-        .post("/v1/chat/completions", "sk-lim-000001", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat("sk-lim-000001", "m").await;
     assert_eq!(r.status(), 429);
     let retry: u64 = header(&r, "retry-after").parse().unwrap();
     assert!((1..=60).contains(&retry), "retry-after {retry}");
@@ -61,11 +53,7 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
         "the refused request never reached the provider"
     );
     // another key is not affected, and keys without limits see no limit headers
-    let r = gw
-        .post("/v1/chat/completions", "sk-free-000001", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat("sk-free-000001", "m").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-ratelimit-limit-requests").is_none());
     let m = gw.metrics().await;
@@ -105,11 +93,7 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
         1.0,
     )
     .await;
-    let r = gw
-        .post("/v1/chat/completions", "sk-lim-000001", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat("sk-lim-000001", "m").await;
     assert_eq!(
         r.status(),
         429,
@@ -278,47 +262,18 @@ async fn per_model_limits_inside_a_key_and_for_everyone() {
     let mock = MockProvider::start("p").await;
     let keys = "keys:\n  - { name: a, key: sk-model-a-001, limits: { models: { \"m*\": { rpm: 1 } } } }\n  - { name: b, key: sk-model-b-001 }\n";
     let gw = Gateway::start("", &config(&mock, keys, ", limits: { rpm: 2 }")).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-model-a-001", chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = gw
-        .post("/v1/chat/completions", "sk-model-a-001", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(gw.chat("sk-model-a-001", "m").await.status(), 200);
+    let r = gw.chat("sk-model-a-001", "m").await;
     assert_eq!(r.status(), 429);
     assert!(error_code(r).await.2["error"]["message"]
         .as_str()
         .unwrap()
         .contains("models \"m*\""));
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-model-a-001", chat("other"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat("sk-model-a-001", "other").await.status(), 200);
     // model m allows 2 per minute across keys: a's refused request stopped at its own
     // group limit, so b gets the second and is refused the third
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-model-b-001", chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = gw
-        .post("/v1/chat/completions", "sk-model-b-001", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(gw.chat("sk-model-b-001", "m").await.status(), 200);
+    let r = gw.chat("sk-model-b-001", "m").await;
     assert_eq!(r.status(), 429);
     assert!(error_code(r).await.2["error"]["message"]
         .as_str()

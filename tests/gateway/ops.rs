@@ -13,15 +13,6 @@ fn config(mock: &MockProvider, keys: &str) -> String {
     )
 }
 
-async fn status_with(gw: &Gateway, key: &str) -> u16 {
-    gw.post("/v1/chat/completions", key, chat("m"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
     wait_metric(
         gw,
@@ -40,8 +31,8 @@ async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
         &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
     )
     .await;
-    assert_eq!(status_with(&gw, "sk-key-a-000001").await, 200);
-    assert_eq!(status_with(&gw, "sk-key-b-000001").await, 401);
+    assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
+    assert_eq!(gw.chat_status("sk-key-b-000001", "m").await, 401);
 
     gw.rewrite_config(&config(
         &mock,
@@ -50,12 +41,12 @@ async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
     gw.signal("HUP");
     wait_for_reloads(&gw, "success", 1.0).await;
     assert_eq!(
-        status_with(&gw, "sk-key-b-000001").await,
+        gw.chat_status("sk-key-b-000001", "m").await,
         200,
         "added key works"
     );
     assert_eq!(
-        status_with(&gw, "sk-key-a-000001").await,
+        gw.chat_status("sk-key-a-000001", "m").await,
         401,
         "removed key is refused"
     );
@@ -64,7 +55,7 @@ async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
     gw.signal("HUP");
     wait_for_reloads(&gw, "failure", 1.0).await;
     assert_eq!(
-        status_with(&gw, "sk-key-b-000001").await,
+        gw.chat_status("sk-key-b-000001", "m").await,
         200,
         "the old config stays"
     );
@@ -206,9 +197,9 @@ async fn metrics_count_requests_and_stay_off_the_public_port() {
     )
     .await;
     for _ in 0..3 {
-        assert_eq!(status_with(&gw, "sk-key-a-000001").await, 200);
+        assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     }
-    assert_eq!(status_with(&gw, "wrong-key-000001").await, 401);
+    assert_eq!(gw.chat_status("wrong-key-000001", "m").await, 401);
     let m = gw.metrics().await;
     let labels = [
         ("model", "m"),
@@ -402,17 +393,9 @@ async fn management_config_logs_and_json_access_lines() {
     assert_eq!(v["keys"][0]["name"], "client-a");
 
     // access records: newest first, limited, without secrets
-    let r1 = gw
-        .post("/v1/chat/completions", "sk-mgmt-client-01", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r1 = gw.chat("sk-mgmt-client-01", "m").await;
     let id1 = r1.headers()["x-request-id"].to_str().unwrap().to_string();
-    let r2 = gw
-        .post("/v1/chat/completions", "wrong-key-1234567", chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r2 = gw.chat("wrong-key-1234567", "m").await;
     let id2 = r2.headers()["x-request-id"].to_str().unwrap().to_string();
     // Records are written in the logging phase, just after each response.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -484,14 +467,7 @@ async fn management_config_logs_and_json_access_lines() {
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), new_text);
     let bak = format!("{}.bak", gw.config_path.display());
     assert_eq!(std::fs::read_to_string(bak).unwrap(), before);
-    assert_eq!(
-        gw.post("/v1/chat/completions", "sk-mgmt-client-02", chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat("sk-mgmt-client-02", "m").await.status(), 200);
 
     // wrong secrets are counted
     assert_eq!(

@@ -210,19 +210,11 @@ async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
     mock.reply(|_| Reply::Hang);
     let gw = gateway_for(&mock, "", ", timeouts: { first_byte: 600ms }").await;
     let start = Instant::now();
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "gpt-4o").await;
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (504, "upstream_request_timeout"), "{v}");
     assert!(start.elapsed() < Duration::from_secs(3));
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("dead"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "dead").await;
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("refused"));
@@ -247,23 +239,12 @@ async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
     );
     // The timed-out target cools down (retry.cooldown: 300ms here), then serves again.
     mock.reply_default();
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "gpt-4o").await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(error_code(r).await.1, "upstream_unavailable");
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("gpt-4o"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat(KEY, "gpt-4o").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,19 +259,11 @@ async fn request_ids_are_kept_generated_and_forwarded() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "my-req-42");
     assert_eq!(mock.last().header("x-request-id"), Some("my-req-42"));
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "gpt-4o").await;
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(id.starts_with("mg-"));
     assert_eq!(mock.last().header("x-request-id"), Some(id.as_str()));
-    let r2 = gw
-        .post("/v1/chat/completions", KEY, chat("gpt-4o"))
-        .send()
-        .await
-        .unwrap();
+    let r2 = gw.chat(KEY, "gpt-4o").await;
     assert_ne!(r2.headers()["x-request-id"].to_str().unwrap(), id);
 }
 
@@ -388,11 +361,7 @@ async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["status"], "NOT_FOUND");
     // An OpenAI client on a Gemini target is translated both ways.
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("gemini-2.5-pro"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "gemini-2.5-pro").await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
@@ -417,11 +386,7 @@ async fn https_providers_by_hostname_with_sni_and_a_private_ca() {
     );
     // trusted through server.ca_file
     let gw = Gateway::start(&format!("  ca_file: \"{}\"", ca.display()), &cfg).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("m"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "m").await;
     assert_eq!(r.status(), 200, "{}", gw.logs());
     let got = mock.last();
     assert_eq!(
@@ -431,23 +396,10 @@ async fn https_providers_by_hostname_with_sni_and_a_private_ca() {
     assert_eq!(got.header("authorization"), Some("Bearer cred-tls"));
     // trusted through SSL_CERT_FILE (system roots honour it)
     let gw = Gateway::start_with_env("", &cfg, &[("SSL_CERT_FILE", ca.to_str().unwrap())]).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.chat(KEY, "m").await.status(), 200);
     // an untrusted certificate is a clear 502, not a hang
     let gw = Gateway::start("", &cfg).await;
-    let (s, code, v) = error_code(
-        gw.post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, code, v) = error_code(gw.chat(KEY, "m").await).await;
     assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("TLS"),

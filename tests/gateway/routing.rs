@@ -49,13 +49,7 @@ keys: [{{ name: k, key: {KEY} }}]
         expected["model"] = upstream.into();
         assert_eq!(sent, expected);
     }
-    let (s, code, body) = error_code(
-        gw.post("/v1/chat/completions", KEY, chat("gpt-5"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, code, body) = error_code(gw.chat(KEY, "gpt-5").await).await;
     assert_eq!((s, code.as_str()), (404, "model_not_found"));
     assert!(body["error"]["message"]
         .as_str()
@@ -87,11 +81,7 @@ keys: [{{ name: k, key: {KEY} }}]
     );
     let gw = Gateway::start("", &cfg).await;
     for _ in 0..8 {
-        let r = gw
-            .post("/v1/chat/completions", KEY, chat("m"))
-            .send()
-            .await
-            .unwrap();
+        let r = gw.chat(KEY, "m").await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(a.requests().len(), 6);

@@ -203,11 +203,7 @@ async fn provider_errors_reach_the_client_in_its_own_shape() {
         Reply::Json(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "messages: roles must alternate"}}))
     });
     let gw = gateway(&mock).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, chat("claude-sonnet-4"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.chat(KEY, "claude-sonnet-4").await;
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (400, "invalid_request"));
     assert!(

@@ -421,6 +421,18 @@ impl Gateway {
             .json(&body)
     }
 
+    /// POSTs `chat(model)` to /v1/chat/completions with `key`.
+    pub async fn chat(&self, key: &str, model: &str) -> reqwest::Response {
+        self.post("/v1/chat/completions", key, chat(model))
+            .send()
+            .await
+            .expect("request to the gateway")
+    }
+
+    pub async fn chat_status(&self, key: &str, model: &str) -> u16 {
+        self.chat(key, model).await.status().as_u16()
+    }
+
     pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
         client().get(format!("{}{path}", self.url)).bearer_auth(key)
     }
