@@ -124,7 +124,8 @@ pub fn error_body(
     param: Option<&str>,
 ) -> Bytes {
     let v = match protocol {
-        Protocol::OpenAi => json!({"error": {
+        // The Responses API reports errors in the Chat Completions shape.
+        Protocol::OpenAi | Protocol::Responses => json!({"error": {
             "message": message,
             "type": openai_type(status),
             "code": code,

@@ -118,6 +118,8 @@ pub struct ProviderSpec {
     pub timeouts: Timeouts,
     pub health_check: Option<HealthCheck>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// An OpenAI-kind server that also speaks the Responses API.
+    pub responses_api: bool,
 }
 
 struct DnsEntry {
@@ -141,6 +143,7 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub health_check: Option<HealthCheck>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub responses_api: bool,
     credentials: Vec<HeaderValue>,
     next_credential: AtomicUsize,
     literal_ip: Option<IpAddr>,
@@ -193,6 +196,7 @@ impl Provider {
             timeouts: spec.timeouts,
             health_check: spec.health_check,
             headers: spec.headers,
+            responses_api: spec.responses_api,
             credentials,
             next_credential: AtomicUsize::new(0),
             dns: ArcSwapOption::empty(),
@@ -220,7 +224,17 @@ impl Provider {
             },
             health_check: None,
             headers: vec![],
+            responses_api: false,
         })
+    }
+
+    /// The protocol a request from a `client`-protocol client is sent in: the client's
+    /// own when this provider speaks it (passthrough), else the provider's native one.
+    pub fn wire_protocol(&self, client: Protocol) -> Protocol {
+        if client == Protocol::Responses && self.responses_api {
+            return Protocol::Responses;
+        }
+        self.kind.protocol()
     }
 
     /// The header that carries this provider's credential.
@@ -353,6 +367,7 @@ mod tests {
             },
             health_check: None,
             headers: vec![],
+            responses_api: false,
         })
     }
 

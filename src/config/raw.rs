@@ -59,6 +59,8 @@ pub struct RawProvider {
     pub health_check: Option<RawHealthCheck>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// OpenAI kind: whether the server has `/v1/responses` (default: only api.openai.com).
+    pub responses_api: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

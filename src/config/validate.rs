@@ -286,7 +286,17 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                 (_, Err(_)) => cx.err(path, "is not a valid HTTP header value"),
             }
         }
+        if p.responses_api == Some(true) && kind != Some(ProviderKind::OpenAi) {
+            cx.err(
+                format!("{base}.responses_api"),
+                "applies only to kind: openai (other kinds are reached by translation)",
+            );
+        }
         if let (Some(kind), Some(url)) = (kind, url) {
+            // api.openai.com has the Responses API; other OpenAI-compatible servers get
+            // Responses requests translated to Chat Completions unless they say otherwise.
+            let responses_api = kind == ProviderKind::OpenAi
+                && p.responses_api.unwrap_or(url.host == "api.openai.com");
             out.insert(
                 name.clone(),
                 Arc::new(Provider::new(ProviderSpec {
@@ -297,6 +307,7 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                     timeouts,
                     health_check,
                     headers,
+                    responses_api,
                 })),
             );
         } else {

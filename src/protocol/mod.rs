@@ -7,7 +7,10 @@ use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// OpenAI Chat Completions (and the OpenAI side endpoints: embeddings, images, ...).
     OpenAi,
+    /// OpenAI Responses (`/v1/responses`), Codex CLI's protocol.
+    Responses,
     Anthropic,
     Gemini,
 }
@@ -16,6 +19,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAi => "openai",
+            Protocol::Responses => "openai-responses",
             Protocol::Anthropic => "anthropic",
             Protocol::Gemini => "gemini",
         }
@@ -44,6 +48,7 @@ impl Op {
         match self {
             Op::Messages | Op::MessagesCountTokens => Protocol::Anthropic,
             Op::GenerateContent | Op::StreamGenerateContent | Op::CountTokens => Protocol::Gemini,
+            Op::Responses => Protocol::Responses,
             _ => Protocol::OpenAi,
         }
     }
@@ -169,6 +174,8 @@ pub fn guess_protocol(path: &str, headers: &http::HeaderMap) -> Protocol {
         || headers.contains_key("x-api-key")
     {
         Protocol::Anthropic
+    } else if path.trim_end_matches('/').ends_with("/responses") {
+        Protocol::Responses
     } else {
         Protocol::OpenAi
     }

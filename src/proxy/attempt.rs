@@ -62,12 +62,17 @@ pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
     out
 }
 
-/// Whether a request of `op` can be sent to a provider speaking `provider`.
-pub fn servable(op: Op, provider: Protocol) -> bool {
-    op.protocol() == provider
+/// Whether a request of `op` can be sent to `provider`: in the client's own protocol, or
+/// translated (chat-shaped operations only).
+pub fn servable(op: Op, provider: &Provider) -> bool {
+    provider.wire_protocol(op.protocol()) == op.protocol()
         || matches!(
             op,
-            Op::ChatCompletions | Op::Messages | Op::GenerateContent | Op::StreamGenerateContent
+            Op::ChatCompletions
+                | Op::Responses
+                | Op::Messages
+                | Op::GenerateContent
+                | Op::StreamGenerateContent
         )
 }
 
@@ -83,7 +88,7 @@ pub fn next_candidate(
         route.next += 1;
         let c = &route.candidates[pos];
         let provider = c.provider();
-        if !servable(route.op, provider.kind.protocol()) {
+        if !servable(route.op, provider) {
             route.unservable = true;
             continue;
         }
@@ -115,7 +120,7 @@ pub fn next_candidate(
 pub fn has_more(route: &RouteState) -> bool {
     route.candidates[route.next.min(route.candidates.len())..]
         .iter()
-        .any(|c| servable(route.op, c.provider().kind.protocol()))
+        .any(|c| servable(route.op, c.provider()))
 }
 
 /// The provider request for a candidate: body, path (before the base URL prefix) and,
@@ -125,7 +130,8 @@ pub fn provider_request(
     c: &Candidate,
 ) -> Result<(Bytes, String, Option<Dropped>), GatewayError> {
     let provider = c.provider();
-    let (client_protocol, provider_protocol) = (route.op.protocol(), provider.kind.protocol());
+    let client_protocol = route.op.protocol();
+    let provider_protocol = provider.wire_protocol(client_protocol);
     let target_model = c.upstream_model.as_str();
     if provider_protocol == client_protocol {
         // Passthrough: only the model name changes, spliced into the client's bytes.

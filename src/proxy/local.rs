@@ -110,7 +110,7 @@ pub async fn list_models(
         })
         .collect();
     let body = match shape {
-        Protocol::OpenAi => protocol::openai_model_list(&listed),
+        Protocol::OpenAi | Protocol::Responses => protocol::openai_model_list(&listed),
         Protocol::Anthropic => protocol::anthropic_model_list(&listed),
         Protocol::Gemini => protocol::gemini_model_list(&listed),
     };

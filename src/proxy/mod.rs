@@ -139,6 +139,7 @@ impl Gateway {
         };
         let proto_name = match op.protocol() {
             Protocol::OpenAi => "the OpenAI API",
+            Protocol::Responses => "the OpenAI Responses API",
             Protocol::Anthropic => "the Anthropic Messages API",
             Protocol::Gemini => "the Gemini API",
         };
@@ -690,6 +691,8 @@ impl ProxyHttp for Gateway {
             } else {
                 ResponseTranslator::json(provider, client, public)
             };
+            let freeform = route.decoded.as_ref().map(|r| r.freeform_tools.as_slice());
+            let translator = translator.with_freeform_tools(freeform.unwrap_or_default());
             let (streaming, content_type) = (translator.is_stream(), translator.content_type());
             ctx.translator = Some(translator);
             resp.remove_header(&http::header::CONTENT_LENGTH);
@@ -985,6 +988,12 @@ impl ProxyHttp for Gateway {
 
 /// An error event that ends a stream in `protocol`'s own way.
 fn stream_error_event(protocol: Protocol, err: &GatewayError, json_array: bool) -> Bytes {
+    if protocol == Protocol::Responses {
+        return Bytes::from(translate::responses::stream_failure(
+            err.code.as_str(),
+            &err.message,
+        ));
+    }
     let body = err.body(protocol);
     let mut out = Vec::with_capacity(body.len() + 24);
     if json_array {

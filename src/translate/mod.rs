@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod model;
 pub mod openai;
+pub mod responses;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -98,6 +99,7 @@ pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, Tran
         .map_err(|e| TranslateError::new(format!("the request body is not valid JSON: {e}")))?;
     match client {
         Protocol::OpenAi => openai::decode_request(&v),
+        Protocol::Responses => responses::decode_request(&v),
         Protocol::Anthropic => anthropic::decode_request(&v),
         // Gemini says "stream" in the path, not the body: the caller sets it.
         Protocol::Gemini => gemini::decode_request(&v, false),
@@ -114,6 +116,7 @@ pub fn estimate_tokens(client: Protocol, body: &[u8]) -> Result<u64, TranslateEr
     let inner = v.get("generateContentRequest").unwrap_or(&v);
     let req = match client {
         Protocol::OpenAi => openai::decode_request(inner)?,
+        Protocol::Responses => responses::decode_request(inner)?,
         Protocol::Anthropic => anthropic::decode_request(inner)?,
         Protocol::Gemini => gemini::decode_request(inner, false)?,
     };
@@ -165,6 +168,12 @@ pub fn encode_request(
         dropped.add(f);
     }
     let (v, path) = match provider {
+        // Providers that speak Responses get the client's own bytes.
+        Protocol::Responses => {
+            return Err(TranslateError::new(
+                "Responses requests are only passed through, never translated into",
+            ))
+        }
         Protocol::OpenAi => (
             openai::encode_request(req, model, &mut dropped),
             "/v1/chat/completions".to_string(),
@@ -200,6 +209,7 @@ enum StreamDecoder {
 
 enum StreamEncoder {
     OpenAi(openai::StreamEncoder),
+    Responses(responses::StreamEncoder),
     Anthropic(anthropic::StreamEncoder),
     Gemini(gemini::StreamEncoder),
 }
@@ -208,6 +218,7 @@ impl StreamEncoder {
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAi(e) => e.encode(ev, out),
+            StreamEncoder::Responses(e) => e.encode(ev, out),
             StreamEncoder::Anthropic(e) => e.encode(ev, out),
             StreamEncoder::Gemini(e) => e.encode(ev, out),
         }
@@ -215,6 +226,7 @@ impl StreamEncoder {
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
             StreamEncoder::OpenAi(e) => e.finish(out),
+            StreamEncoder::Responses(e) => e.finish(out),
             StreamEncoder::Anthropic(e) => e.finish(out),
             StreamEncoder::Gemini(e) => e.finish(out),
         }
@@ -222,6 +234,7 @@ impl StreamEncoder {
     fn usage(&self) -> Option<Usage> {
         match self {
             StreamEncoder::OpenAi(e) => e.usage(),
+            StreamEncoder::Responses(e) => e.usage(),
             StreamEncoder::Anthropic(e) => e.usage(),
             StreamEncoder::Gemini(e) => e.usage(),
         }
@@ -239,6 +252,7 @@ enum Inner {
         client: Protocol,
         public_model: String,
         usage: Option<Usage>,
+        freeform_tools: Vec<String>,
     },
     /// SSE, translated event by event.
     Stream(Box<StreamState>),
@@ -273,7 +287,26 @@ impl ResponseTranslator {
             client,
             public_model: public_model.to_string(),
             usage: None,
+            freeform_tools: Vec::new(),
         })
+    }
+
+    /// Responses clients: names of their `custom` tools, whose calls go back as
+    /// `custom_tool_call` items.
+    pub fn with_freeform_tools(mut self, names: &[String]) -> Self {
+        if names.is_empty() {
+            return self;
+        }
+        match &mut self.0 {
+            Inner::Json { freeform_tools, .. } => *freeform_tools = names.to_vec(),
+            Inner::Stream(s) => {
+                if let StreamEncoder::Responses(e) = &mut s.encoder {
+                    e.set_freeform_tools(names.to_vec());
+                }
+            }
+            Inner::Error { .. } => {}
+        }
+        self
     }
 
     /// `client_sse`: a Gemini client asked for SSE (`alt=sse`) rather than a JSON array.
@@ -285,6 +318,7 @@ impl ResponseTranslator {
         client_sse: bool,
     ) -> Option<Self> {
         let decoder = match provider {
+            Protocol::Responses => return None,
             Protocol::OpenAi => StreamDecoder::OpenAi(openai::StreamDecoder::default()),
             Protocol::Anthropic => StreamDecoder::Anthropic(anthropic::StreamDecoder::default()),
             Protocol::Gemini => StreamDecoder::Gemini(gemini::StreamDecoder::default()),
@@ -294,6 +328,11 @@ impl ResponseTranslator {
                 public_model,
                 unix_now(),
                 include_usage,
+            )),
+            Protocol::Responses => StreamEncoder::Responses(responses::StreamEncoder::new(
+                public_model,
+                unix_now(),
+                Vec::new(),
             )),
             Protocol::Anthropic => {
                 StreamEncoder::Anthropic(anthropic::StreamEncoder::new(public_model))
@@ -353,6 +392,7 @@ impl ResponseTranslator {
                 client,
                 public_model,
                 usage,
+                freeform_tools,
             } => {
                 if let Some(c) = chunk {
                     buf.extend_from_slice(&c);
@@ -361,19 +401,20 @@ impl ResponseTranslator {
                     return None;
                 }
                 let body = std::mem::take(buf);
-                let out = match translate_json(&body, *provider, *client, public_model) {
-                    Ok((bytes, u)) => {
-                        *usage = u;
-                        bytes
-                    }
-                    Err(msg) => errors::error_body(
-                        *client,
-                        502,
-                        ErrorCode::UpstreamError.as_str(),
-                        &format!("the provider's response could not be translated: {msg}"),
-                        None,
-                    ),
-                };
+                let out =
+                    match translate_json(&body, *provider, *client, public_model, freeform_tools) {
+                        Ok((bytes, u)) => {
+                            *usage = u;
+                            bytes
+                        }
+                        Err(msg) => errors::error_body(
+                            *client,
+                            502,
+                            ErrorCode::UpstreamError.as_str(),
+                            &format!("the provider's response could not be translated: {msg}"),
+                            None,
+                        ),
+                    };
                 Some(out)
             }
             Inner::Stream(state) => {
@@ -448,9 +489,11 @@ fn translate_json(
     provider: Protocol,
     client: Protocol,
     public_model: &str,
+    freeform_tools: &[String],
 ) -> Result<(Bytes, Option<Usage>), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let resp = match provider {
+        Protocol::Responses => return Err("a Responses body is never translated from".to_string()),
         Protocol::OpenAi => openai::decode_response(&v),
         Protocol::Anthropic => anthropic::decode_response(&v),
         Protocol::Gemini => gemini::decode_response(&v),
@@ -458,6 +501,9 @@ fn translate_json(
     .map_err(|e| e.message)?;
     let out = match client {
         Protocol::OpenAi => openai::encode_response(&resp, public_model, unix_now()),
+        Protocol::Responses => {
+            responses::encode_response(&resp, public_model, unix_now(), freeform_tools)
+        }
         Protocol::Anthropic => anthropic::encode_response(&resp, public_model),
         Protocol::Gemini => gemini::encode_response(&resp, public_model),
     };

@@ -29,6 +29,9 @@ pub struct ChatRequest {
     pub frequency_penalty: Option<f64>,
     /// Client fields with no equivalent in the internal model (reported when dropped).
     pub unmapped: Vec<String>,
+    /// Responses `custom` tools: offered to providers as functions taking `{"input": text}`,
+    /// and their calls returned to the client as `custom_tool_call` items.
+    pub freeform_tools: Vec<String>,
 }
 
 impl ChatRequest {

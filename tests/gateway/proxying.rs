@@ -274,7 +274,7 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
         "/v1/embeddings" => Reply::Json(200, json!({"object": "list", "model": "gpt-4o", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}]})),
         _ => Reply::Json(400, json!({"error": {"message": "Invalid 'messages': empty", "type": "invalid_request_error", "param": "messages", "code": null}})),
     });
-    let gw = gateway_for(&mock, "", "").await;
+    let gw = gateway_for(&mock, "", ", responses_api: true").await;
     for path in [
         "/v1/embeddings",
         "/v1/completions",

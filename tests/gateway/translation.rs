@@ -93,16 +93,15 @@ async fn openai_client_on_an_anthropic_provider() {
     );
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert_eq!(mock.last().json()["stream"], true);
+    // Metrics are counted in the logging phase, just after the body reached the client.
+    wait_metric(
+        &gw,
+        "modelgate_tokens_total",
+        &[("type", "prompt"), ("provider", "ant")],
+        145.0,
+    )
+    .await;
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_value(
-            &m,
-            "modelgate_tokens_total",
-            &[("type", "prompt"), ("provider", "ant")]
-        ),
-        Some(145.0),
-        "{m}"
-    );
     // the non-stream response reported 20 cache-read tokens
     assert_eq!(
         metric_value(
@@ -234,5 +233,153 @@ async fn provider_errors_reach_the_client_in_its_own_shape() {
         .await
         .unwrap();
     assert_eq!(r.status(), 501);
+    assert_eq!(mock.requests().len(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
+    let mock = MockProvider::start("mixed").await;
+    mock.reply(|r| match (r.uri.as_str(), r.json()["stream"] == true) {
+        ("/v1/messages", true) => Reply::Sse(
+            events(&fixture("responses_to_anthropic", "stream.provider.sse")),
+            Duration::from_millis(1),
+        ),
+        ("/v1/messages", false) => Reply::Json(
+            200,
+            serde_json::from_str(&fixture("responses_to_anthropic", "response.provider.json"))
+                .unwrap(),
+        ),
+        ("/v1/chat/completions", _) => Reply::Json(
+            200,
+            serde_json::from_str(&fixture("responses_to_openai", "response.provider.json"))
+                .unwrap(),
+        ),
+        _ => Reply::Json(
+            200,
+            json!({"id": "resp_native", "object": "response", "status": "completed", "model": r.json()["model"],
+                   "output": [], "usage": {"input_tokens": 2, "output_tokens": 1, "total_tokens": 3}}),
+        ),
+    });
+    let cfg = format!(
+        r#"providers:
+  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
+  chat-only: {{ kind: openai, base_url: "{url}", credentials: ["cred-oai"] }}
+  native: {{ kind: openai, base_url: "{url}", credentials: ["cred-native"], responses_api: true }}
+models:
+  codex-claude: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
+  gpt-4o-mini: {{ targets: [{{ provider: chat-only, model: gpt-4o-mini-2024-07-18 }}] }}
+  gpt-5: {{ targets: [{{ provider: native, model: gpt-5-2025-08-07 }}] }}
+keys: [{{ name: k, key: {KEY} }}]
+"#,
+        url = mock.url()
+    );
+    let gw = Gateway::start("", &cfg).await;
+
+    // Codex's request, streamed, to an Anthropic provider.
+    let codex: Value =
+        serde_json::from_str(&fixture("responses_to_anthropic", "request.client.json")).unwrap();
+    let r = gw
+        .post("/v1/responses", KEY, codex.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        r.headers()["x-modelgate-dropped"],
+        "prompt_cache_key,text.verbosity,tools.web_search"
+    );
+    let text = r.text().await.unwrap();
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1/messages");
+    let expected: Value =
+        serde_json::from_str(&fixture("responses_to_anthropic", "request.provider.json")).unwrap();
+    assert_eq!(got.json(), expected);
+    let datas: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    for (i, d) in datas.iter().enumerate() {
+        assert_eq!(d["sequence_number"], i as u64, "{text}");
+    }
+    let last = datas.last().unwrap();
+    assert_eq!(last["type"], "response.completed", "{text}");
+    assert_eq!(last["response"]["model"], "codex-claude");
+    assert_eq!(last["response"]["output"][3]["type"], "custom_tool_call");
+    assert_eq!(last["response"]["usage"]["output_tokens"], 64);
+
+    // Without max_output_tokens and not streamed: Anthropic still gets its max_tokens.
+    let r = gw
+        .post(
+            "/v1/responses",
+            KEY,
+            json!({"model": "codex-claude", "instructions": "Be brief.", "input": [
+                {"role": "user", "content": "hi"}, {"role": "user", "content": "there"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["output"][1]["content"][0]["text"], "Adding it now.");
+    let sent = mock.last().json();
+    assert_eq!(sent["max_tokens"], 4096);
+    assert_eq!(sent["system"], "Be brief.");
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]}]),
+        "consecutive user items become one turn"
+    );
+
+    // An OpenAI-compatible server without the Responses API gets Chat Completions.
+    let r = gw
+        .post(
+            "/v1/responses",
+            KEY,
+            json!({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 500}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.last().uri, "/v1/chat/completions");
+    assert_eq!(mock.last().header("authorization"), Some("Bearer cred-oai"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+
+    // A server that speaks Responses gets the client's bytes, only the model renamed.
+    let body = json!({"model": "gpt-5", "input": "hi", "store": false, "include": ["reasoning.encrypted_content"]});
+    let r = gw
+        .post("/v1/responses", KEY, body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1/responses");
+    let mut expected = body;
+    expected["model"] = "gpt-5-2025-08-07".into();
+    assert_eq!(got.json(), expected);
+    assert!(r.headers().get("x-modelgate-dropped").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["model"], "gpt-5", "the public name comes back");
+
+    // What cannot work by translation is refused before any provider sees it.
+    let n = mock.requests().len();
+    let r = gw
+        .post(
+            "/v1/responses",
+            KEY,
+            json!({"model": "codex-claude", "input": "more", "previous_response_id": "resp_1"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (400, "invalid_request"));
+    assert_eq!(v["error"]["param"], "previous_response_id");
     assert_eq!(mock.requests().len(), n);
 }

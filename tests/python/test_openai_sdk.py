@@ -99,3 +99,54 @@ def test_rate_limit_raises_rate_limit_error(gateway):
             assert raw.headers["x-ratelimit-limit-requests"] == "2"
     assert e.value.code == "rate_limit_exceeded"
     assert int(e.value.response.headers["retry-after"]) >= 1
+
+
+# --- the Responses API (Codex CLI's protocol), translated to every provider kind ---
+
+
+@kinds
+def test_responses_create(gateway, model):
+    r = client(gateway).responses.create(
+        model=model, instructions="Be brief.", input="ping", max_output_tokens=200
+    )
+    assert r.model == model
+    assert r.status == "completed"
+    assert "You said: ping" in r.output_text
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
+
+
+@kinds
+def test_responses_stream(gateway, model):
+    with client(gateway).responses.stream(model=model, input="stream please") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas).startswith("Hello from the modelgate demo provider!")
+    assert len(deltas) > 3
+    assert final.status == "completed"
+    assert final.output_text == "".join(deltas)
+    assert final.usage is not None and final.usage.output_tokens > 0
+
+
+@kinds
+def test_responses_tool_round_trip(gateway, model):
+    c = client(gateway)
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather by city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                             "required": ["city"], "additionalProperties": False}, "strict": True}]
+    items = [{"role": "user", "content": "Weather in Paris?"}]
+    first = c.responses.create(model=model, input=items, tools=tools)
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather" and calls[0].arguments == '{"city":"demo"}'
+    items += [calls[0].model_dump(exclude_none=True),
+              {"type": "function_call_output", "call_id": calls[0].call_id, "output": "18C"}]
+    second = c.responses.create(model=model, input=items, tools=tools)
+    assert second.output_text == "The tool returned: 18C"
+
+
+def test_responses_bad_key_and_stored_state(gateway):
+    with pytest.raises(openai.AuthenticationError):
+        client(gateway, key="sk-not-a-real-key-1234").responses.create(model="claude-demo", input="x")
+    with pytest.raises(openai.BadRequestError) as e:
+        client(gateway).responses.create(model="claude-demo", input="x", previous_response_id="resp_1")
+    assert e.value.param == "previous_response_id"
