@@ -4,6 +4,8 @@ mod support;
 
 #[path = "gateway/auth.rs"]
 mod auth;
+#[path = "gateway/clients.rs"]
+mod clients;
 #[path = "gateway/deploy.rs"]
 mod deploy;
 #[path = "gateway/failover.rs"]

@@ -67,6 +67,9 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    /// `GET/HEAD /`, `/api/hello` and HEAD on any other unknown path: the connectivity
+    /// checks clients make before their first request; answered 200 without auth.
+    WarmUp,
     /// `GET /v1/models` (OpenAI shape, or Anthropic's with an `anthropic-version` header).
     ListModels,
     /// `GET /v1beta/models` (Gemini shape).
@@ -112,6 +115,7 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
     };
     match path {
         "/health" | "/healthz" => want(get, "GET", Endpoint::Health),
+        "/" | "/api/hello" => want(get, "GET", Endpoint::WarmUp),
         "/v1/models" => want(get, "GET", Endpoint::ListModels),
         "/v1beta/models" => want(get, "GET", Endpoint::GeminiListModels),
         "/v1/metrics/providers" => want(get, "GET", Endpoint::ProviderStatus),
@@ -141,6 +145,7 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
                     gemini_model: Some(model.to_string()),
                 },
             ),
+            None if method == Method::HEAD => Endpoint::WarmUp,
             None => Endpoint::NotFound,
         },
     }
@@ -228,14 +233,40 @@ pub fn openai_model_list(models: &[ListedModel]) -> serde_json::Value {
     })
 }
 
-pub fn anthropic_model_list(models: &[ListedModel]) -> serde_json::Value {
+/// Anthropic's paged list: `limit` (1-1000, default 20), `after_id`, `before_id`.
+pub fn anthropic_model_list(models: &[ListedModel], query: Option<&str>) -> serde_json::Value {
+    let mut limit = 20usize;
+    let (mut after, mut before) = (None, None);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = v.parse::<usize>().unwrap_or(20).clamp(1, 1000),
+            "after_id" => after = Some(v.into_owned()),
+            "before_id" => before = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let position = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|id| models.iter().position(|m| m.id == id))
+    };
+    let (start, end) = match (position(&after), position(&before)) {
+        (Some(a), _) => (a + 1, (a + 1 + limit).min(models.len())),
+        (None, Some(b)) => (b.saturating_sub(limit), b),
+        (None, None) => (0, limit.min(models.len())),
+    };
+    let page = &models[start.min(end)..end];
+    let has_more = if before.is_some() && after.is_none() {
+        start > 0
+    } else {
+        end < models.len()
+    };
     json!({
-        "data": models.iter().map(|m| json!({
+        "data": page.iter().map(|m| json!({
             "type": "model", "id": m.id, "display_name": m.id, "created_at": "1970-01-01T00:00:00Z",
         })).collect::<Vec<_>>(),
-        "has_more": false,
-        "first_id": models.first().map(|m| m.id),
-        "last_id": models.last().map(|m| m.id),
+        "has_more": has_more,
+        "first_id": page.first().map(|m| m.id),
+        "last_id": page.last().map(|m| m.id),
     })
 }
 
@@ -288,6 +319,44 @@ mod tests {
             Endpoint::NotFound
         );
         assert_eq!(classify(&Method::GET, "/v1/models"), Endpoint::ListModels);
+        assert_eq!(classify(&Method::HEAD, "/"), Endpoint::WarmUp);
+        assert_eq!(classify(&Method::HEAD, "/anything"), Endpoint::WarmUp);
+        assert_eq!(classify(&Method::GET, "/anything"), Endpoint::NotFound);
+    }
+
+    #[test]
+    fn anthropic_model_lists_page() {
+        let ids = ["a", "b", "c", "d", "e"];
+        let models: Vec<ListedModel> = ids
+            .iter()
+            .map(|id| ListedModel { id, owned_by: "x" })
+            .collect();
+        let v = anthropic_model_list(&models, Some("limit=2"));
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            (
+                v["first_id"].clone(),
+                v["last_id"].clone(),
+                v["has_more"].clone()
+            ),
+            (json!("a"), json!("b"), json!(true))
+        );
+        let v = anthropic_model_list(&models, Some("limit=2&after_id=d"));
+        assert_eq!(
+            (v["first_id"].clone(), v["has_more"].clone()),
+            (json!("e"), json!(false))
+        );
+        let v = anthropic_model_list(&models, Some("limit=2&before_id=c"));
+        assert_eq!(
+            (
+                v["first_id"].clone(),
+                v["last_id"].clone(),
+                v["has_more"].clone()
+            ),
+            (json!("a"), json!("b"), json!(false))
+        );
+        let v = anthropic_model_list(&models, None);
+        assert_eq!(v["data"].as_array().unwrap().len(), 5);
     }
 
     #[test]

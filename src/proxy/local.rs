@@ -95,6 +95,7 @@ pub async fn list_models(
     config: &Config,
     key: &ClientKey,
     shape: Protocol,
+    query: Option<&str>,
 ) -> Result<bool> {
     let listed: Vec<ListedModel> = config
         .models
@@ -111,7 +112,7 @@ pub async fn list_models(
         .collect();
     let body = match shape {
         Protocol::OpenAi | Protocol::Responses => protocol::openai_model_list(&listed),
-        Protocol::Anthropic => protocol::anthropic_model_list(&listed),
+        Protocol::Anthropic => protocol::anthropic_model_list(&listed, query),
         Protocol::Gemini => protocol::gemini_model_list(&listed),
     };
     respond_json(session, ctx, 200, &body).await

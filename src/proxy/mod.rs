@@ -316,6 +316,10 @@ impl ProxyHttp for Gateway {
 
         match &endpoint {
             Endpoint::Health => return local::health(session, ctx, &self.runtime).await,
+            Endpoint::WarmUp => {
+                let body = serde_json::json!({"status": "ok", "service": "modelgate"});
+                return local::respond_json(session, ctx, 200, &body).await;
+            }
             Endpoint::NotFound => {
                 let e = GatewayError::new(ErrorCode::NotFound, protocol::not_found_hint(&path));
                 return local::respond_error(session, ctx, e).await;
@@ -379,11 +383,11 @@ impl ProxyHttp for Gateway {
                     Protocol::OpenAi
                 };
                 let config = ctx.config.clone();
-                local::list_models(session, ctx, &config, &key, shape).await
+                local::list_models(session, ctx, &config, &key, shape, query.as_deref()).await
             }
             Endpoint::GeminiListModels => {
                 let config = ctx.config.clone();
-                local::list_models(session, ctx, &config, &key, Protocol::Gemini).await
+                local::list_models(session, ctx, &config, &key, Protocol::Gemini, None).await
             }
             Endpoint::ProviderStatus => {
                 let body = local::provider_status(&ctx.config);

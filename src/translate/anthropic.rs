@@ -132,6 +132,7 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         }
         req.push_turn(role, parts);
     }
+    let mut output_effort = None;
     for (k, val) in obj {
         match k.as_str() {
             "model" | "messages" => {}
@@ -165,6 +166,25 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                         }),
                         _ => req.unmapped.push(format!("tools[{j}]")),
                     }
+                    // Tool search: other providers get every tool up front.
+                    if t.get("defer_loading").is_some_and(|d| d == true)
+                        && !req.unmapped.iter().any(|u| u == "tools.defer_loading")
+                    {
+                        req.unmapped.push("tools.defer_loading".into());
+                    }
+                }
+            }
+            // Claude's output controls: effort steers reasoning, format is structured output.
+            "output_config" => {
+                // Applied to the thinking settings after the loop.
+                output_effort = val["effort"].as_str().map(String::from);
+                let f = &val["format"];
+                if f["type"] == "json_schema" {
+                    req.response_format = Some(ResponseFormat::JsonSchema {
+                        name: "response".into(),
+                        schema: f["schema"].clone(),
+                        strict: true,
+                    });
                 }
             }
             "tool_choice" => {
@@ -194,10 +214,18 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
             other => req.unmapped.push(other.to_string()),
         }
     }
+    // Effort steers thinking when thinking is on (adaptive thinking has no budget).
+    if let (Some(r), Some(e)) = (req.reasoning.as_mut(), output_effort) {
+        if r.budget_tokens.is_none() {
+            r.effort = Some(e);
+        }
+    }
     Ok(req)
 }
 
-fn encode_parts(parts: &[Part], dropped: &mut Dropped) -> Vec<Value> {
+/// `to_provider`: for a request to Anthropic, which accepts only signatures it issued;
+/// otherwise for a client, which gets every signature back to replay.
+fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Dropped) -> Vec<Value> {
     parts
         .iter()
         .filter_map(|p| match p {
@@ -216,7 +244,7 @@ fn encode_parts(parts: &[Part], dropped: &mut Dropped) -> Vec<Value> {
             }
             Part::ToolResult { id, content, is_error, .. } => {
                 let mut b = json!({"type": "tool_result", "tool_use_id": id});
-                let inner = encode_parts(content, dropped);
+                let inner = encode_parts(content, to_provider, dropped);
                 if !inner.is_empty() {
                     b["content"] = Value::Array(inner);
                 }
@@ -226,7 +254,9 @@ fn encode_parts(parts: &[Part], dropped: &mut Dropped) -> Vec<Value> {
                 Some(b)
             }
             // Anthropic accepts earlier thinking only with the signature it issued.
-            Part::Thinking { text, signature: Some(sig) } => {
+            Part::Thinking { text, signature: Some(sig) }
+                if !(to_provider && sig.starts_with(super::gemini::SIGNATURE_TAG)) =>
+            {
                 Some(json!({"type": "thinking", "thinking": text, "signature": sig}))
             }
             Part::Thinking { .. } => {
@@ -253,7 +283,7 @@ pub fn encode_request(
     }
     let mut messages: Vec<Value> = vec![];
     for m in &req.messages {
-        let content = encode_parts(&m.parts, dropped);
+        let content = encode_parts(&m.parts, true, dropped);
         if content.is_empty() {
             continue;
         }
@@ -445,7 +475,7 @@ pub fn encode_response(r: &ChatResponse, public_model: &str) -> Value {
             // A thinking block without a signature is still worth showing to the client.
             Part::Thinking { text, signature: None } => Part::Thinking { text: text.clone(), signature: Some(String::new()) },
             other => other.clone(),
-        }).collect::<Vec<_>>(), &mut dropped),
+        }).collect::<Vec<_>>(), false, &mut dropped),
         "stop_reason": finish_str(r.finish.unwrap_or(FinishReason::Stop)),
         "stop_sequence": null,
         "usage": usage_json(&r.usage.unwrap_or_default()),
@@ -683,7 +713,19 @@ impl StreamEncoder {
                 }
                 self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
             }
-            StreamEvent::ThinkingSignature(s) => self.signature = Some(s.clone()),
+            StreamEvent::ThinkingSignature(s) => {
+                if self.block != Block::Thinking {
+                    // A signature alone (Gemini's, for the call that follows): an empty
+                    // thinking block that the client replays with the call.
+                    self.ensure_started(out);
+                    self.open_block(
+                        Block::Thinking,
+                        json!({"type": "thinking", "thinking": ""}),
+                        out,
+                    );
+                }
+                self.signature = Some(s.clone())
+            }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);
                 self.open_block(

@@ -8,6 +8,33 @@ use serde_json::{json, Map, Value};
 use super::model::*;
 use super::{as_text_parts, Dropped, TranslateError};
 
+/// Gemini-issued thought signatures carry this tag in the internal model, so encoders for
+/// other providers know to leave them out and the Gemini encoder knows to hand them back.
+pub const SIGNATURE_TAG: &str = "gemini:";
+
+/// Accepted by Gemini 3 in place of a thought signature on a function call whose real
+/// signature was lost (history written by another provider or a client that drops it);
+/// documented in ai.google.dev/gemini-api/docs/thought-signatures.
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+fn tag_signature(sig: Option<&str>) -> Option<String> {
+    sig.filter(|s| !s.is_empty())
+        .map(|s| format!("{SIGNATURE_TAG}{s}"))
+}
+
+/// Gemini 3 and later reject function calls replayed without their thought signature.
+fn validates_signatures(model: &str) -> bool {
+    let Some(rest) = model
+        .rsplit('/')
+        .next()
+        .and_then(|m| m.strip_prefix("gemini-"))
+    else {
+        return false;
+    };
+    let major: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    major.parse::<u32>().is_ok_and(|m| m >= 3)
+}
+
 // ---------------------------------------------------------------- requests
 
 fn call_id(n: usize) -> String {
@@ -46,7 +73,7 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
                 if p["thought"] == true {
                     parts.push(Part::Thinking {
                         text: t.to_string(),
-                        signature: p["thoughtSignature"].as_str().map(String::from),
+                        signature: tag_signature(p["thoughtSignature"].as_str()),
                     });
                 } else {
                     parts.push(Part::Text(t.to_string()));
@@ -67,6 +94,12 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
                     .map(String::from)
                     .unwrap_or_else(|| call_id(calls));
                 calls += 1;
+                if let Some(signature) = tag_signature(p["thoughtSignature"].as_str()) {
+                    parts.push(Part::Thinking {
+                        text: String::new(),
+                        signature: Some(signature),
+                    });
+                }
                 open_calls.push((id.clone(), name.clone()));
                 parts.push(Part::ToolCall {
                     id,
@@ -327,11 +360,19 @@ fn parse_args(arguments: &str) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-pub fn encode_request(req: &ChatRequest, dropped: &mut Dropped) -> Result<Value, TranslateError> {
+pub fn encode_request(
+    req: &ChatRequest,
+    model: &str,
+    dropped: &mut Dropped,
+) -> Result<Value, TranslateError> {
     let mut names_by_id: Vec<(&str, &str)> = vec![];
     let mut contents = vec![];
+    let needs_signatures = validates_signatures(model);
     for m in &req.messages {
         let mut parts = vec![];
+        // A Gemini signature seen in this turn, for the function call that follows it.
+        let mut signature: Option<&str> = None;
+        let mut signed_call = false;
         for p in &m.parts {
             match p {
                 Part::Text(t) if t.is_empty() => {}
@@ -347,7 +388,20 @@ pub fn encode_request(req: &ChatRequest, dropped: &mut Dropped) -> Result<Value,
                 }
                 Part::ToolCall { id, name, arguments } => {
                     names_by_id.push((id, name));
-                    parts.push(json!({"functionCall": {"name": name, "args": parse_args(arguments)}}));
+                    let mut part = json!({"functionCall": {"name": name, "args": parse_args(arguments)}});
+                    match signature.take() {
+                        Some(sig) => {
+                            part["thoughtSignature"] = sig.into();
+                            signed_call = true;
+                        }
+                        // The first call of a turn is the one Gemini 3 checks.
+                        None if needs_signatures && m.role == Role::Assistant && !signed_call => {
+                            part["thoughtSignature"] = SKIP_SIGNATURE.into();
+                            signed_call = true;
+                        }
+                        None => {}
+                    }
+                    parts.push(part);
                 }
                 Part::ToolResult { id, name, content, is_error } => {
                     let name = name
@@ -359,7 +413,13 @@ pub fn encode_request(req: &ChatRequest, dropped: &mut Dropped) -> Result<Value,
                     let value = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object).unwrap_or(Value::String(text));
                     parts.push(json!({"functionResponse": {"name": name, "response": {key: value}}}));
                 }
-                Part::Thinking { .. } => dropped.add("thinking"),
+                Part::Thinking { text, signature: sig } => {
+                    match sig.as_deref().and_then(|s| s.strip_prefix(SIGNATURE_TAG)) {
+                        Some(own) if text.is_empty() => signature = Some(own),
+                        Some(own) => parts.push(json!({"text": text, "thought": true, "thoughtSignature": own})),
+                        None => dropped.add("thinking"),
+                    }
+                }
             }
         }
         if parts.is_empty() {
@@ -503,7 +563,7 @@ fn decode_parts(parts: &Value, next_call: &mut usize) -> Vec<Part> {
             if p["thought"] == true {
                 out.push(Part::Thinking {
                     text: t.to_string(),
-                    signature: p["thoughtSignature"].as_str().map(String::from),
+                    signature: tag_signature(p["thoughtSignature"].as_str()),
                 });
             } else if !t.is_empty() {
                 out.push(Part::Text(t.to_string()));
@@ -514,6 +574,13 @@ fn decode_parts(parts: &Value, next_call: &mut usize) -> Vec<Part> {
                 .map(String::from)
                 .unwrap_or_else(|| call_id(*next_call));
             *next_call += 1;
+            // Gemini 3 wants this back with the call: it travels as a signed, empty thought.
+            if let Some(signature) = tag_signature(p["thoughtSignature"].as_str()) {
+                out.push(Part::Thinking {
+                    text: String::new(),
+                    signature: Some(signature),
+                });
+            }
             out.push(Part::ToolCall {
                 id,
                 name: fc["name"].as_str().unwrap_or_default().to_string(),
@@ -569,7 +636,7 @@ fn encode_parts(parts: &[Part]) -> Vec<Value> {
             Part::Thinking { text, signature } => {
                 let mut v = json!({"text": text, "thought": true});
                 if let Some(s) = signature.as_ref().filter(|s| !s.is_empty()) {
-                    v["thoughtSignature"] = s.clone().into();
+                    v["thoughtSignature"] = s.strip_prefix(SIGNATURE_TAG).unwrap_or(s).into();
                 }
                 Some(v)
             }
@@ -637,7 +704,9 @@ impl StreamDecoder {
             match p {
                 Part::Text(t) => out.push(StreamEvent::TextDelta(t)),
                 Part::Thinking { text, signature } => {
-                    out.push(StreamEvent::ThinkingDelta(text));
+                    if !text.is_empty() {
+                        out.push(StreamEvent::ThinkingDelta(text));
+                    }
                     if let Some(s) = signature {
                         out.push(StreamEvent::ThinkingSignature(s));
                     }

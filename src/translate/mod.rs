@@ -189,7 +189,7 @@ pub fn encode_request(
                 "generateContent"
             };
             (
-                gemini::encode_request(req, &mut dropped)?,
+                gemini::encode_request(req, model, &mut dropped)?,
                 format!("/v1beta/models/{model}:{action}"),
             )
         }

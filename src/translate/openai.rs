@@ -232,6 +232,50 @@ fn encode_content(parts: &[Part]) -> Value {
     )
 }
 
+/// Whether an OpenAI-protocol model takes reasoning parameters (`reasoning_effort`,
+/// `max_completion_tokens` only): OpenAI's o-series and gpt-5 family, gpt-oss, and
+/// compatible servers' reasoning models. Others reject `reasoning_effort`.
+pub fn is_reasoning_model(model: &str) -> bool {
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let o_series = m
+        .strip_prefix('o')
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    o_series
+        || m.starts_with("gpt-5")
+        || m.starts_with("gpt-oss")
+        || ["reason", "think", "-r1", "qwq"]
+            .iter()
+            .any(|k| m.contains(k))
+}
+
+/// OpenAI limits `user` in length; long ids (Claude Code's `metadata.user_id`) are sent as
+/// their SHA-256, which still tells users apart.
+fn user_field(user: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if user.len() <= 64 {
+        user.to_string()
+    } else {
+        hex::encode(Sha256::digest(user.as_bytes()))
+    }
+}
+
+/// A tool schema as OpenAI-compatible servers take it: no `$schema` (strict mode and
+/// several servers reject it).
+fn tool_parameters(schema: &Value) -> Value {
+    match schema.as_object() {
+        Some(o) if o.contains_key("$schema") => {
+            let mut o = o.clone();
+            o.remove("$schema");
+            Value::Object(o)
+        }
+        _ => schema.clone(),
+    }
+}
+
 /// The provider request body for an OpenAI-compatible provider.
 pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> Value {
     let mut messages = vec![];
@@ -304,9 +348,11 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
     let mut out = Map::new();
     out.insert("model".into(), model.into());
     out.insert("messages".into(), Value::Array(messages));
+    let reasoning_model = is_reasoning_model(model);
     if let Some(t) = req.max_tokens {
-        // Reasoning models take only max_completion_tokens; others accept both.
-        let field = if req.reasoning.is_some() {
+        // Reasoning models take only max_completion_tokens; many compatible servers know
+        // only max_tokens.
+        let field = if reasoning_model {
             "max_completion_tokens"
         } else {
             "max_tokens"
@@ -324,7 +370,7 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
     set("seed", req.seed.map(Value::from));
     set("presence_penalty", req.presence_penalty.map(Value::from));
     set("frequency_penalty", req.frequency_penalty.map(Value::from));
-    set("user", req.user.clone().map(Value::from));
+    set("user", req.user.as_deref().map(user_field).map(Value::from));
     set(
         "parallel_tool_calls",
         req.parallel_tool_calls
@@ -332,10 +378,11 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
             .map(Value::from),
     );
     set("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
-    set(
-        "reasoning_effort",
-        req.reasoning.as_ref().map(|r| Value::from(r.effort())),
-    );
+    match &req.reasoning {
+        Some(r) if reasoning_model => set("reasoning_effort", Some(Value::from(r.effort()))),
+        Some(_) => dropped.add("reasoning"),
+        None => {}
+    }
     if req.stream {
         // Always ask for usage; the encoder drops the extra chunk if the client did not.
         set("stream", Some(true.into()));
@@ -348,7 +395,8 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
                 req.tools
                     .iter()
                     .map(|t| {
-                        let mut f = json!({"name": t.name, "parameters": t.parameters});
+                        let mut f =
+                            json!({"name": t.name, "parameters": tool_parameters(&t.parameters)});
                         if let Some(d) = &t.description {
                             f["description"] = d.clone().into();
                         }

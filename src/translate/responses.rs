@@ -662,6 +662,32 @@ impl StreamEncoder {
         format!("{prefix}_{}_{index}", self.id.trim_start_matches("resp_"))
     }
 
+    /// Starts a reasoning item; with a signature only, it carries no summary part.
+    fn open_reasoning(&mut self, out: &mut Vec<u8>, signature: Option<String>) {
+        self.close_open(out);
+        let index = self.new_index();
+        let id = self.item_id("rs", index);
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": reasoning_item(&id, "", None, false)}),
+        );
+        if signature.is_none() {
+            self.emit(
+                out,
+                "response.reasoning_summary_part.added",
+                json!({"item_id": id, "output_index": index, "summary_index": 0,
+                       "part": {"type": "summary_text", "text": ""}}),
+            );
+        }
+        self.open = Some(OpenItem::Reasoning {
+            index,
+            id,
+            text: String::new(),
+            signature,
+        });
+    }
+
     fn close_open(&mut self, out: &mut Vec<u8>) {
         match self.open.take() {
             None => {}
@@ -789,26 +815,7 @@ impl StreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 self.ensure_started(out);
                 if !matches!(self.open, Some(OpenItem::Reasoning { .. })) {
-                    self.close_open(out);
-                    let index = self.new_index();
-                    let id = self.item_id("rs", index);
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": index, "item": reasoning_item(&id, "", None, false)}),
-                    );
-                    self.emit(
-                        out,
-                        "response.reasoning_summary_part.added",
-                        json!({"item_id": id, "output_index": index, "summary_index": 0,
-                               "part": {"type": "summary_text", "text": ""}}),
-                    );
-                    self.open = Some(OpenItem::Reasoning {
-                        index,
-                        id,
-                        text: String::new(),
-                        signature: None,
-                    });
+                    self.open_reasoning(out, None);
                 }
                 if let Some(OpenItem::Reasoning {
                     index, id, text, ..
@@ -822,6 +829,12 @@ impl StreamEncoder {
             StreamEvent::ThinkingSignature(sig) => {
                 if let Some(OpenItem::Reasoning { signature, .. }) = &mut self.open {
                     *signature = Some(sig.clone());
+                } else {
+                    // A signature on its own (Gemini's, for the call that follows): a
+                    // reasoning item with nothing but encrypted_content, replayed by the client.
+                    self.ensure_started(out);
+                    self.open_reasoning(out, Some(sig.clone()));
+                    self.close_open(out);
                 }
             }
             StreamEvent::ToolCallStart { index, id, name } => {

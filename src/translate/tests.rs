@@ -48,14 +48,30 @@ fn reasoning_maps_between_effort_and_budget() {
     );
     assert!(v.get("temperature").is_none());
     assert_eq!(dropped.0, vec!["temperature"]);
-    let (v, _) = to(
-        Protocol::OpenAi,
-        Protocol::Anthropic,
-        json!({"model": "m", "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2000},
-               "messages": [{"role": "user", "content": "think"}]}),
-    );
+    let think = json!({"model": "m", "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2000},
+                       "messages": [{"role": "user", "content": "think"}]});
+    let req = decode_request(Protocol::Anthropic, think.to_string().as_bytes()).unwrap();
+    let p = encode_request(&req, Protocol::OpenAi, "o4-mini", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["reasoning_effort"], "low");
     assert_eq!(v["max_completion_tokens"], 5000);
+    // A model without reasoning gets neither reasoning_effort nor max_completion_tokens.
+    let p = encode_request(&req, Protocol::OpenAi, "gpt-4o", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert!(v.get("reasoning_effort").is_none());
+    assert_eq!(v["max_tokens"], 5000);
+    assert_eq!(p.dropped.0, vec!["reasoning"]);
+    for (model, reasoning) in [
+        ("o3", true),
+        ("gpt-5-mini", true),
+        ("openai/gpt-oss-120b", true),
+        ("deepseek-reasoner", true),
+        ("gpt-4.1", false),
+        ("omni-moderation", false),
+        ("llama-3.3-70b", false),
+    ] {
+        assert_eq!(openai::is_reasoning_model(model), reasoning, "{model}");
+    }
 }
 
 #[test]

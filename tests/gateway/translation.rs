@@ -173,10 +173,7 @@ async fn anthropic_client_on_an_openai_provider() {
         .text()
         .await
         .unwrap();
-    let names: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .collect();
+    let names = sse_event_names(&text);
     assert_eq!(
         names,
         [

@@ -491,6 +491,13 @@ pub async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want
 }
 
 /// Reads a JSON error body and returns (status, error code).
+/// The `event:` names of an SSE body, in order.
+pub fn sse_event_names(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect()
+}
+
 pub async fn error_code(resp: reqwest::Response) -> (u16, String, Value) {
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
