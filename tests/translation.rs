@@ -258,6 +258,11 @@ fn responses_client_to_gemini_provider() {
 }
 
 #[test]
+fn gemini_client_to_anthropic_provider() {
+    check_fixture("gemini_to_anthropic");
+}
+
+#[test]
 fn a_stream_cut_short_ends_with_an_error_event_in_the_client_protocol() {
     let stream = read("anthropic_to_openai", "stream.provider.sse");
     let cut = &stream.as_bytes()[..stream.find("finish_reason\":\"tool_calls").unwrap() - 200];

@@ -682,7 +682,29 @@ impl ProxyHttp for Gateway {
             let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
             let public = route.resolved.requested.as_str();
             let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
-            let translator = if !resp.status.is_success() {
+            let ctype = resp
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            // A success that is neither JSON nor SSE (an HTML page from a wrong base_url, a
+            // captive proxy) cannot be translated: say so rather than pass a broken 200.
+            let unreadable = resp.status.is_success()
+                && !ctype.is_empty()
+                && !ctype.contains("json")
+                && !ctype.starts_with("text/event-stream");
+            let translator = if unreadable {
+                let message = format!(
+                    "provider {:?} answered {} with content-type {:?}, not JSON or SSE; check its base_url",
+                    attempt.provider.name,
+                    resp.status.as_u16(),
+                    ctype.chars().take(60).collect::<String>()
+                );
+                resp.set_status(502)?;
+                let translator = ResponseTranslator::replace_with_error(client, &message);
+                ctx.error = Some(GatewayError::new(ErrorCode::UpstreamError, message));
+                translator
+            } else if !resp.status.is_success() {
                 ResponseTranslator::error(client, resp.status.as_u16())
             } else if route.stream {
                 let client_sse = client != Protocol::Gemini

@@ -262,6 +262,8 @@ enum Inner {
         client: Protocol,
         status: u16,
     },
+    /// A provider body that cannot be used at all: discarded, replaced by this error.
+    Replace { body: Option<Bytes> },
 }
 
 struct StreamState {
@@ -304,7 +306,7 @@ impl ResponseTranslator {
                     e.set_freeform_tools(names.to_vec());
                 }
             }
-            Inner::Error { .. } => {}
+            Inner::Error { .. } | Inner::Replace { .. } => {}
         }
         self
     }
@@ -359,6 +361,19 @@ impl ResponseTranslator {
         })
     }
 
+    /// Discards the provider's body and answers `message` as a 502 in `client`'s shape
+    /// (a 2xx the gateway cannot read, such as an HTML page from a wrong base_url).
+    pub fn replace_with_error(client: Protocol, message: &str) -> Self {
+        let body = errors::error_body(
+            client,
+            502,
+            ErrorCode::UpstreamError.as_str(),
+            message,
+            None,
+        );
+        ResponseTranslator(Inner::Replace { body: Some(body) })
+    }
+
     pub fn is_stream(&self) -> bool {
         matches!(self.0, Inner::Stream(_))
     }
@@ -379,7 +394,7 @@ impl ResponseTranslator {
         match &self.0 {
             Inner::Json { usage, .. } => *usage,
             Inner::Stream(s) => s.encoder.usage(),
-            Inner::Error { .. } => None,
+            Inner::Error { .. } | Inner::Replace { .. } => None,
         }
     }
 
@@ -479,6 +494,13 @@ impl ResponseTranslator {
                     return None;
                 }
                 Some(translate_error(&std::mem::take(buf), *client, *status))
+            }
+            Inner::Replace { body } => {
+                if end {
+                    body.take()
+                } else {
+                    None
+                }
             }
         }
     }

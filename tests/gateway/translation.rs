@@ -209,6 +209,18 @@ async fn provider_errors_reach_the_client_in_its_own_shape() {
             .contains("roles must alternate"),
         "{v}"
     );
+    // A 200 that is not JSON (a wrong base_url serving a web page) is not passed on as a 200.
+    mock.reply(|_| Reply::Raw(200, "text/html; charset=utf-8", "<html>login</html>".into()));
+    let r = gw.chat(KEY, "claude-sonnet-4").await;
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (502, "upstream_error"));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("base_url"),
+        "{v}"
+    );
+    mock.reply(|_| {
+        Reply::Json(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "messages: roles must alternate"}}))
+    });
     // max_tokens is capped by the model's configured limit on translated requests
     let mut body = chat("claude-sonnet-4");
     body["max_tokens"] = 128000.into();

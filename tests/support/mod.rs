@@ -42,6 +42,8 @@ pub enum Reply {
     Json(u16, Value),
     /// JSON with extra response headers (e.g. retry-after).
     JsonWithHeaders(u16, Value, Vec<(&'static str, String)>),
+    /// Any body with this content type.
+    Raw(u16, &'static str, String),
     /// Closes the connection without answering.
     Reset,
     /// These events, then the connection breaks mid-body.
@@ -260,6 +262,10 @@ async fn handle(
             }
             b.body(full(v.to_string()))
         }
+        Reply::Raw(status, ctype, body) => hyper::Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(full(body)),
         Reply::Reset => return Err("reset".into()),
         Reply::Sse(events, interval) => sse_stream(events, interval, false),
         Reply::SseCut(events, interval) => sse_stream(events, interval, true),
