@@ -20,6 +20,8 @@ pub struct RequestPeek {
     pub stream: bool,
     /// Output tokens the client asked for, in whichever field its protocol uses.
     pub max_output_tokens: Option<u64>,
+    /// OpenAI `stream_options.include_usage`: a stream that will report its usage.
+    pub stream_usage: bool,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +38,12 @@ struct Peek<'a> {
     max_output_tokens: Option<&'a RawValue>,
     #[serde(borrow, rename = "generationConfig")]
     generation_config: Option<GenerationConfig<'a>>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +83,10 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
         model_span,
         stream: p.stream.unwrap_or(false),
         max_output_tokens,
+        stream_usage: p
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
     })
 }
 

@@ -77,6 +77,8 @@ pub struct RouteState {
     pub body: Bytes,
     pub model_span: Option<Range<usize>>,
     pub stream: bool,
+    /// An OpenAI chat stream whose client asked for the usage chunk.
+    pub stream_usage: bool,
     /// The client's path (without query) and query with any `key=` removed.
     pub path: String,
     pub query: Option<String>,

@@ -264,6 +264,7 @@ impl Gateway {
             body,
             model_span: peek.model_span,
             stream: peek.stream || op == Op::StreamGenerateContent,
+            stream_usage: peek.stream_usage,
             path,
             query,
             candidates: Vec::new(),
@@ -729,6 +730,15 @@ impl ProxyHttp for Gateway {
                 resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
             }
             return Ok(());
+        }
+        if resp.status.is_success()
+            && route.op == Op::ChatCompletions
+            && route.stream
+            && !route.stream_usage
+        {
+            // The provider reports no usage in such a stream: the gateway's token counts
+            // for it (limits) are the request's estimate.
+            resp.insert_header("x-modelgate-usage", "estimated")?;
         }
         if resp.status.is_success() && route.op != Op::Embeddings {
             let sse = resp

@@ -91,7 +91,7 @@ run_claude() {
     ANTHROPIC_BASE_URL="$BASE" ANTHROPIC_API_KEY="$KEY" \
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 DISABLE_TELEMETRY=1 \
     DISABLE_ERROR_REPORTING=1 \
-    timeout "$CLI_TIMEOUT" "$NM/claude" -p "Say hello to modelgate" --model "$model" \
+    timeout --kill-after=10 "$CLI_TIMEOUT" "$NM/claude" -p "Say hello to modelgate" --model "$model" \
       --tools "$tools" --no-session-persistence \
     >"$h/out" 2>"$h/err" </dev/null)
 }
@@ -132,7 +132,7 @@ EOF
   base_env "$h"
   (cd "$h/work" && env -i "${BASE_ENV[@]}" CODEX_HOME="$h/.codex" MODELGATE_API_KEY="$KEY" \
     RUST_LOG=warn \
-    timeout "$CLI_TIMEOUT" "$NM/codex" exec --skip-git-repo-check --strict-config --ephemeral \
+    timeout --kill-after=10 "$CLI_TIMEOUT" "$NM/codex" exec --skip-git-repo-check --strict-config --ephemeral \
       --color never "Say hello to modelgate" \
     >"$h/out" 2>"$h/err" </dev/null)
 }
@@ -155,7 +155,7 @@ EOF
     GEMINI_CLI_SYSTEM_DEFAULTS_PATH="$h/none/system-defaults.json" \
     GEMINI_CLI_TRUST_WORKSPACE=true GEMINI_CLI_NO_RELAUNCH=true GEMINI_TELEMETRY_ENABLED=false \
     GOOGLE_GEMINI_BASE_URL="$BASE" GEMINI_API_KEY="$KEY" \
-    timeout "$CLI_TIMEOUT" "$NM/gemini" -m "$model" -p "Say hello to modelgate" \
+    timeout --kill-after=10 "$CLI_TIMEOUT" "$NM/gemini" -m "$model" -p "Say hello to modelgate" \
     >"$h/out" 2>"$h/err" </dev/null)
 }
 

@@ -51,6 +51,11 @@ async fn streams_arrive_chunk_by_chunk() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        r.headers()["x-modelgate-usage"],
+        "estimated",
+        "no include_usage: the provider will not report usage"
+    );
     let mut arrivals = vec![];
     let mut text = String::new();
     let mut stream = r.bytes_stream();
@@ -70,6 +75,15 @@ async fn streams_arrive_chunk_by_chunk() {
         last >= Duration::from_millis(1200),
         "stream ended after {last:?}"
     );
+    let mut body = chat("gpt-4o");
+    body["stream"] = true.into();
+    body["stream_options"] = json!({"include_usage": true});
+    let r = gw
+        .post("/v1/chat/completions", KEY, body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-modelgate-usage").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
