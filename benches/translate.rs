@@ -39,6 +39,16 @@ fn main() {
             Protocol::Anthropic,
             "OpenAI chunks -> Anthropic SSE",
         ),
+        (
+            Protocol::Anthropic,
+            Protocol::Responses,
+            "Anthropic SSE -> Responses events",
+        ),
+        (
+            Protocol::OpenAi,
+            Protocol::Responses,
+            "OpenAI chunks -> Responses events",
+        ),
     ] {
         // `cargo test --all-targets` runs this too (without `--bench`): a short smoke run then.
         let events = if std::env::args().any(|a| a == "--bench") {
