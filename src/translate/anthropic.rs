@@ -313,7 +313,35 @@ pub fn encode_request(
     }
     out.insert("messages".into(), Value::Array(messages));
     let mut max_tokens = req.max_tokens.unwrap_or(default_max_tokens);
-    if let Some(r) = &req.reasoning {
+    // Anthropic refuses thinking with a forced tool choice, and, mid tool loop, when the
+    // assistant turn that called the tools does not start with its signed thinking (history
+    // from another provider or a client that dropped it): answer without thinking then.
+    let forced_tool = matches!(
+        req.tool_choice,
+        Some(ToolChoice::Required) | Some(ToolChoice::Tool(_))
+    );
+    let unsigned_tool_turn = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| {
+            let calls = m.parts.iter().any(|p| matches!(p, Part::ToolCall { .. }));
+            let signed_first = matches!(
+                m.parts.first(),
+                Some(Part::Thinking { signature: Some(s), .. })
+                    if !s.is_empty() && !s.starts_with(super::gemini::SIGNATURE_TAG)
+            );
+            calls && !signed_first
+        });
+    let reasoning = match &req.reasoning {
+        Some(_) if forced_tool || unsigned_tool_turn => {
+            dropped.add("reasoning");
+            None
+        }
+        r => r.as_ref(),
+    };
+    if let Some(r) = reasoning {
         let budget = r.budget().max(1024);
         // budget_tokens must stay below max_tokens.
         if max_tokens <= budget {
@@ -330,7 +358,18 @@ pub fn encode_request(
         if req.top_k.is_some() {
             dropped.add("top_k");
         }
+        // With thinking, top_p may only be 0.95..1.
+        if let Some(p) = req.top_p {
+            if p >= 0.95 {
+                out.insert("top_p".into(), p.into());
+            } else {
+                dropped.add("top_p");
+            }
+        }
     } else {
+        if let Some(p) = req.top_p {
+            out.insert("top_p".into(), p.into());
+        }
         if let Some(t) = req.temperature {
             out.insert("temperature".into(), t.min(1.0).into());
         }
@@ -339,9 +378,6 @@ pub fn encode_request(
         }
     }
     out.insert("max_tokens".into(), max_tokens.into());
-    if let Some(p) = req.top_p {
-        out.insert("top_p".into(), p.into());
-    }
     if !req.stop.is_empty() {
         out.insert("stop_sequences".into(), json!(req.stop));
     }

@@ -138,3 +138,37 @@ fn url_images_and_unknown_parts() {
     .unwrap();
     assert!(e.message.contains("input_audio"), "{}", e.message);
 }
+
+#[test]
+fn anthropic_thinking_is_left_out_where_anthropic_would_refuse_it() {
+    let base = |extra: Value| {
+        let mut v = json!({"model": "m", "reasoning_effort": "low", "top_p": 0.5,
+            "messages": [{"role": "user", "content": "hi"}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        to(Protocol::Anthropic, Protocol::OpenAi, v)
+    };
+    let (v, dropped) = base(json!({}));
+    assert_eq!(v["thinking"]["type"], "enabled");
+    assert!(
+        v.get("top_p").is_none(),
+        "top_p below 0.95 is refused with thinking"
+    );
+    assert_eq!(dropped.0, vec!["top_p"]);
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let (v, dropped) = base(json!({"tools": tools, "tool_choice": "required"}));
+    assert!(
+        v.get("thinking").is_none(),
+        "forced tool use and thinking do not mix"
+    );
+    assert_eq!(v["top_p"], 0.5);
+    assert_eq!(dropped.0, vec!["reasoning"]);
+    // Mid tool loop, the calling turn has no signed thinking (another provider wrote it).
+    let (v, _) = base(json!({"tools": tools, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}));
+    assert!(v.get("thinking").is_none());
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end client suite (first draft): drives the real coding CLIs (Claude Code, Codex,
-# Gemini CLI), pinned in package.json, against `modelgate --demo`, same-vendor and
-# cross-vendor, and checks that each CLI printed the demo mock's answer.
+# End-to-end client suite: drives the real coding CLIs (Claude Code, Codex, Gemini CLI),
+# pinned in package.json, against `modelgate --demo` (whose mock providers check requests
+# the way the real APIs do), same-vendor and cross-vendor, and checks that each CLI printed
+# the demo mock's answer and that the gateway answered every request of the run with a 2xx.
 #
 #   tests/clients/run.sh                     # every case
 #   CASES='codex|gemini/claude' tests/clients/run.sh   # cases whose name matches an ERE
@@ -27,7 +28,12 @@ command -v node >/dev/null || { echo "run.sh: node is required" >&2; exit 2; }
 if [[ ! -d "$HERE/node_modules/@anthropic-ai/claude-code" || ! -d "$HERE/node_modules/@openai/codex" \
       || ! -d "$HERE/node_modules/@google/gemini-cli" ]]; then
   echo "run.sh: installing the CLIs (npm ci)"
-  (cd "$HERE" && timeout 600 npm ci --no-audit --no-fund >&2)
+  # A registry hiccup should not fail the suite: three tries.
+  for try in 1 2 3; do
+    (cd "$HERE" && timeout 600 npm ci --no-audit --no-fund >&2) && break
+    [[ $try == 3 ]] && { echo "run.sh: npm ci failed three times" >&2; exit 2; }
+    sleep 5
+  done
 fi
 NM="$HERE/node_modules/.bin"
 
@@ -129,11 +135,14 @@ apps = false
 image_generation = false
 api_key_model_discovery = false
 EOF
+  local effort=()
+  # think: reasoning on, so thinking (and its signature) must survive the tool round trip.
+  if [[ $mode == think ]]; then effort=(-c 'model_reasoning_effort="high"'); fi
   base_env "$h"
   (cd "$h/work" && env -i "${BASE_ENV[@]}" CODEX_HOME="$h/.codex" MODELGATE_API_KEY="$KEY" \
     RUST_LOG=warn \
     timeout --kill-after=10 "$CLI_TIMEOUT" "$NM/codex" exec --skip-git-repo-check --strict-config --ephemeral \
-      --color never "Say hello to modelgate" \
+      --color never "${effort[@]}" "Say hello to modelgate" \
     >"$h/out" 2>"$h/err" </dev/null)
 }
 
@@ -175,6 +184,8 @@ CASE_LIST=(
   "codex/gpt-4o-mini/tool   codex  gpt-4o-mini tool $TOOL"
   "codex/claude-demo/tool   codex  claude-demo tool $TOOL"
   "codex/gemini-demo/tool   codex  gemini-demo tool $TOOL"
+  "codex/claude-demo/think  codex  claude-demo think $TOOL"
+  "codex/gemini-demo/think  codex  gemini-demo think $TOOL"
   "gemini/gemini-demo/tool  gemini gemini-demo tool $TOOL"
   "gemini/claude-demo/tool  gemini claude-demo tool $TOOL"
   "gemini/gpt-4o-mini/tool  gemini gpt-4o-mini tool $TOOL"
@@ -189,12 +200,17 @@ for line in "${CASE_LIST[@]}"; do
   h="$(new_home)"
   start=$SECONDS
   rc=0
+  seen=$(grep -c 'modelgate::access' "$WORK/gateway.log" || true)
   "run_$cli" "$h" "$model" "$mode" || rc=$?
   secs=$((SECONDS - start))
+  # Requests of this case the gateway did not answer with a 2xx (a CLI may recover from
+  # a 400 by retrying differently; that is still a failure of the route).
+  refused=$(tail -n "+$((seen + 1))" "$WORK/gateway.log" | grep 'modelgate::access' | grep -cv ' status=2' || true)
   why=""
   if [[ $rc == 124 ]]; then why="timed out after ${CLI_TIMEOUT}s"
   elif [[ $rc != 0 ]]; then why="exit $rc"
   elif ! grep -qF -- "$expected" "$h/out"; then why="answer not found: '$expected'"
+  elif [[ $refused != 0 ]]; then why="$refused request(s) answered non-2xx"
   fi
   if [[ -z $why ]]; then
     verdict=PASS; pass=$((pass + 1))

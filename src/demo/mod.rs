@@ -16,8 +16,14 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use serde_json::{json, Value};
 
+mod strict;
+
 pub const DEMO_CLIENT_KEY: &str = "sk-modelgate-demo";
 pub const DEMO_PROVIDER_CREDENTIAL: &str = "demo-provider-credential";
+/// The demo's Anthropic thinking: its text and the prefix of the signatures it issues
+/// (and accepts back).
+const THINKING_TEXT: &str = "Thinking about the demo answer.";
+const DEMO_SIGNATURE_PREFIX: &str = "demo-sig-";
 /// A demo key with small limits, to see 429s and the x-ratelimit-* headers.
 pub const DEMO_LIMITED_KEY: &str = "sk-modelgate-demo-limited";
 
@@ -123,6 +129,14 @@ fn tool_call_for(req: &Value) -> Option<(String, String)> {
     ))
 }
 
+/// A tool-call id unique within the conversation, as the real API's are.
+fn call_id(req: &Value) -> String {
+    format!(
+        "call_demo_{}",
+        req["messages"].as_array().map_or(0, Vec::len)
+    )
+}
+
 fn word_count(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
@@ -170,7 +184,7 @@ async fn stream_chat(session: &mut ServerSession, req: &Value) -> bool {
             .unwrap_or(0);
         let (a, b) = args.split_at(mid);
         events.push(chunk(
-            json!({"tool_calls": [{"index": 0, "id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": a}}]}),
+            json!({"tool_calls": [{"index": 0, "id": call_id(req), "type": "function", "function": {"name": name, "arguments": a}}]}),
             Value::Null,
         ));
         events.push(chunk(
@@ -285,9 +299,10 @@ async fn send_events(session: &mut ServerSession, frames: Vec<String>) -> bool {
 /// Anthropic Messages: `POST /v1/messages`, JSON or the SSE event sequence.
 async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
     let model = req["model"].as_str().unwrap_or("claude-demo-1").to_string();
+    // The conversation's last user turn (Claude Code adds system reminders after it).
     let last = req["messages"]
         .as_array()
-        .and_then(|m| m.last())
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
         .cloned()
         .unwrap_or(Value::Null);
     let blocks: Vec<Value> = match &last["content"] {
@@ -319,19 +334,29 @@ async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
         .and_then(|t| Some((t["name"].as_str()?, &t["input_schema"]["required"])));
     let plan = plan(&text, tool_result, tool);
     let input_tokens = word_count(&text).max(1);
+    // Ids and signatures differ per turn, as the real API's do.
+    let turn = req["messages"].as_array().map_or(0, Vec::len);
+    let call_id = format!("toolu_demo_{turn}");
+    let thinking = (req["thinking"]["type"] == "enabled" || req["thinking"]["type"] == "adaptive")
+        .then(|| (THINKING_TEXT, format!("{DEMO_SIGNATURE_PREFIX}{turn}")));
     if req["stream"] != true {
-        let (content, stop, out) = match &plan {
+        let (block, stop, out) = match &plan {
             Plan::Text(t) => (
-                json!([{"type": "text", "text": t}]),
+                json!({"type": "text", "text": t}),
                 "end_turn",
                 word_count(t),
             ),
             Plan::Call { name, args } => (
-                json!([{"type": "tool_use", "id": "toolu_demo_1", "name": name, "input": args}]),
+                json!({"type": "tool_use", "id": call_id, "name": name, "input": args}),
                 "tool_use",
                 5,
             ),
         };
+        let mut content = vec![];
+        if let Some((text, sig)) = &thinking {
+            content.push(json!({"type": "thinking", "thinking": text, "signature": sig}));
+        }
+        content.push(block);
         let v = json!({"id": "msg_demo", "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop, "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": out}});
         return send(session, 200, "application/json", v.to_string().into_bytes()).await;
@@ -346,17 +371,31 @@ async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
         "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
         "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
     )];
+    let mut index = 0;
+    if let Some((text, sig)) = &thinking {
+        frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}})));
+        frames.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": text}})));
+        frames.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": sig}})));
+        frames.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        index = 1;
+    }
     let (stop, out) = match &plan {
         Plan::Text(t) => {
-            frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
             for w in words(t) {
-                frames.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+                frames.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": w}})));
             }
             ("end_turn", word_count(t))
         }
         Plan::Call { name, args } => {
-            frames.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "tool_use", "id": "toolu_demo_1", "name": name, "input": {}}})));
+            frames.push(ev(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}),
+            ));
             let a = args.to_string();
             let mid = (0..=a.len() / 2)
                 .rev()
@@ -365,7 +404,7 @@ async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
             for part in [&a[..mid], &a[mid..]] {
                 frames.push(ev(
                     "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0,
+                    json!({"type": "content_block_delta", "index": index,
                     "delta": {"type": "input_json_delta", "partial_json": part}}),
                 ));
             }
@@ -374,7 +413,7 @@ async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
     };
     frames.push(ev(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": index}),
     ));
     frames.push(ev(
         "message_delta",
@@ -510,8 +549,24 @@ async fn handle(session: &mut ServerSession) -> bool {
             body.extend_from_slice(&chunk);
         }
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let gemini_error = gemini_call
+            .as_ref()
+            .and_then(|_| strict::gemini(&req).err());
         return match gemini_call {
-            None if anthropic_ok => anthropic(session, &req).await,
+            None if anthropic_ok => {
+                match strict::anthropic(&req, |s| s.starts_with(DEMO_SIGNATURE_PREFIX)) {
+                    Ok(()) => anthropic(session, &req).await,
+                    Err(message) => {
+                        let v = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+                        send(session, 400, "application/json", v.to_string().into_bytes()).await
+                    }
+                }
+            }
+            Some((_, action)) if gemini_ok && action != "countTokens" && gemini_error.is_some() => {
+                let message = gemini_error.unwrap_or_default();
+                let v = json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}});
+                send(session, 400, "application/json", v.to_string().into_bytes()).await
+            }
             Some((model, action)) if gemini_ok => {
                 let sse = query.split('&').any(|kv| kv == "alt=sse");
                 gemini(
@@ -550,6 +605,12 @@ async fn handle(session: &mut ServerSession) -> bool {
     }
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = req["model"].as_str().unwrap_or("demo-model-1").to_string();
+    if path == "/v1/chat/completions" {
+        if let Err(message) = strict::openai_chat(&req) {
+            let v = json!({"error": {"message": message, "type": "invalid_request_error", "code": null, "param": null}});
+            return send(session, 400, "application/json", v.to_string().into_bytes()).await;
+        }
+    }
     let (status, value) = match path.as_str() {
         "/v1/chat/completions" if req["stream"] == true => return stream_chat(session, &req).await,
         "/v1/chat/completions" => {
@@ -558,7 +619,7 @@ async fn handle(session: &mut ServerSession) -> bool {
             let (message, finish) = match tool_call_for(&req) {
                 Some((name, args)) => (
                     json!({"role": "assistant", "content": null, "tool_calls": [
-                        {"id": "call_demo_1", "type": "function", "function": {"name": name, "arguments": args}}]}),
+                        {"id": call_id(&req), "type": "function", "function": {"name": name, "arguments": args}}]}),
                     "tool_calls",
                 ),
                 None => (json!({"role": "assistant", "content": answer}), "stop"),
