@@ -71,6 +71,13 @@ const RATE_LIMIT_HEADERS: [&str; 6] = [
     "x-ratelimit-reset-tokens",
 ];
 
+/// Anthropic client headers, kept only for Anthropic providers.
+const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+];
+
 /// Client headers that must never reach a provider (credentials) or that the gateway sets.
 const STRIPPED_REQUEST_HEADERS: [&str; 8] = [
     "authorization",
@@ -553,13 +560,20 @@ impl ProxyHttp for Gateway {
         if let Some(cred) = provider.credential(attempt.credential) {
             upstream_request.insert_header(provider.auth_header(), cred.clone())?;
         }
-        if provider.kind == crate::upstream::ProviderKind::Anthropic
-            && !session
+        if provider.kind == crate::upstream::ProviderKind::Anthropic {
+            if !session
                 .req_header()
                 .headers
                 .contains_key("anthropic-version")
-        {
-            upstream_request.insert_header("anthropic-version", "2023-06-01")?;
+            {
+                upstream_request.insert_header("anthropic-version", "2023-06-01")?;
+            }
+        } else {
+            // Anthropic's version and beta flags mean nothing to other providers and would
+            // tell them which client is behind the gateway.
+            for h in ANTHROPIC_REQUEST_HEADERS {
+                upstream_request.remove_header(h);
+            }
         }
         for (k, v) in &provider.headers {
             upstream_request.insert_header(k.clone(), v.clone())?;

@@ -92,6 +92,10 @@ async fn claude_code_on_an_openai_provider() {
     );
     let sent = mock.last();
     assert_eq!(sent.uri, "/v1/chat/completions");
+    assert!(
+        sent.header("anthropic-beta").is_none() && sent.header("anthropic-version").is_none(),
+        "Anthropic's headers stay with Anthropic providers"
+    );
     let body = sent.json();
     assert_eq!(body["model"], "gpt-4o");
     assert_eq!(

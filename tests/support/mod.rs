@@ -279,11 +279,21 @@ async fn handle(
     Ok(resp.unwrap_or_else(|_| hyper::Response::new(full(Bytes::new()))))
 }
 
+/// A loopback port nobody listens on, never the same twice in one test process (the
+/// kernel may hand a just-released port out again, e.g. for `listen` and `metrics_listen`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The real gateway binary, on free loopback ports.
