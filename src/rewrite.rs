@@ -38,12 +38,9 @@ struct Peek<'a> {
     max_output_tokens: Option<&'a RawValue>,
     #[serde(borrow, rename = "generationConfig")]
     generation_config: Option<GenerationConfig<'a>>,
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    include_usage: Option<bool>,
+    // Raw, so a wrongly typed value is left for the provider to report.
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -85,8 +82,8 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
         max_output_tokens,
         stream_usage: p
             .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .is_some_and(|o| o["include_usage"] == true),
     })
 }
 

@@ -67,8 +67,8 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
-    /// `GET/HEAD /`, `/api/hello` and HEAD on any other unknown path: the connectivity
-    /// checks clients make before their first request; answered 200 without auth.
+    /// `GET/HEAD /` and `/api/hello`: the connectivity checks clients make before their
+    /// first request; answered 200 without auth.
     WarmUp,
     /// `GET /v1/models` (OpenAI shape, or Anthropic's with an `anthropic-version` header).
     ListModels,
@@ -145,7 +145,6 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
                     gemini_model: Some(model.to_string()),
                 },
             ),
-            None if method == Method::HEAD => Endpoint::WarmUp,
             None => Endpoint::NotFound,
         },
     }
@@ -252,10 +251,15 @@ pub fn anthropic_model_list(models: &[ListedModel], query: Option<&str>) -> serd
     let (start, end) = match (position(&after), position(&before)) {
         (Some(a), _) => (a + 1, (a + 1 + limit).min(models.len())),
         (None, Some(b)) => (b.saturating_sub(limit), b),
+        // A cursor that is gone (a reload removed the model): an empty last page, so a
+        // client paging through cannot loop.
+        _ if after.is_some() || before.is_some() => (0, 0),
         (None, None) => (0, limit.min(models.len())),
     };
     let page = &models[start.min(end)..end];
-    let has_more = if before.is_some() && after.is_none() {
+    let has_more = if page.is_empty() {
+        false
+    } else if before.is_some() && after.is_none() {
         start > 0
     } else {
         end < models.len()
@@ -320,7 +324,8 @@ mod tests {
         );
         assert_eq!(classify(&Method::GET, "/v1/models"), Endpoint::ListModels);
         assert_eq!(classify(&Method::HEAD, "/"), Endpoint::WarmUp);
-        assert_eq!(classify(&Method::HEAD, "/anything"), Endpoint::WarmUp);
+        assert_eq!(classify(&Method::HEAD, "/api/hello"), Endpoint::WarmUp);
+        assert_eq!(classify(&Method::HEAD, "/anything"), Endpoint::NotFound);
         assert_eq!(classify(&Method::GET, "/anything"), Endpoint::NotFound);
     }
 
@@ -354,6 +359,11 @@ mod tests {
                 v["has_more"].clone()
             ),
             (json!("a"), json!("b"), json!(false))
+        );
+        let v = anthropic_model_list(&models, Some("after_id=gone"));
+        assert_eq!(
+            (v["data"].as_array().unwrap().len(), v["has_more"].clone()),
+            (0, json!(false))
         );
         let v = anthropic_model_list(&models, None);
         assert_eq!(v["data"].as_array().unwrap().len(), 5);

@@ -569,8 +569,8 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header("anthropic-version", "2023-06-01")?;
             }
         } else {
-            // Anthropic's version and beta flags mean nothing to other providers and would
-            // tell them which client is behind the gateway.
+            // Anthropic's version and beta flags mean nothing to other providers (whose
+            // own checks may trip on them).
             for h in ANTHROPIC_REQUEST_HEADERS {
                 upstream_request.remove_header(h);
             }

@@ -749,18 +749,20 @@ impl StreamEncoder {
                 }
                 self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
             }
-            StreamEvent::ThinkingSignature(s) => {
-                if self.block != Block::Thinking {
-                    // A signature alone (Gemini's, for the call that follows): an empty
-                    // thinking block that the client replays with the call.
-                    self.ensure_started(out);
-                    self.open_block(
-                        Block::Thinking,
-                        json!({"type": "thinking", "thinking": ""}),
-                        out,
-                    );
-                }
+            StreamEvent::ThinkingSignature(s) if self.block == Block::Thinking => {
                 self.signature = Some(s.clone())
+            }
+            // A signature with no thinking open (or a call's own): an empty thinking block
+            // of its own, which the client replays with the call.
+            StreamEvent::ThinkingSignature(s) | StreamEvent::CallSignature(s) => {
+                self.ensure_started(out);
+                self.open_block(
+                    Block::Thinking,
+                    json!({"type": "thinking", "thinking": ""}),
+                    out,
+                );
+                self.signature = Some(s.clone());
+                self.close_block(out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);

@@ -703,10 +703,14 @@ impl StreamDecoder {
         for p in decode_parts(&c["content"]["parts"], &mut self.calls) {
             match p {
                 Part::Text(t) => out.push(StreamEvent::TextDelta(t)),
+                // decode_parts gives a function call's signature as an empty thought.
+                Part::Thinking {
+                    text,
+                    signature: Some(s),
+                } if text.is_empty() => out.push(StreamEvent::CallSignature(s)),
+                Part::Thinking { text, .. } if text.is_empty() => {}
                 Part::Thinking { text, signature } => {
-                    if !text.is_empty() {
-                        out.push(StreamEvent::ThinkingDelta(text));
-                    }
+                    out.push(StreamEvent::ThinkingDelta(text));
                     if let Some(s) = signature {
                         out.push(StreamEvent::ThinkingSignature(s));
                     }
@@ -831,7 +835,7 @@ impl StreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 self.chunk(vec![json!({"text": t, "thought": true})], None, out)
             }
-            StreamEvent::ThinkingSignature(_) => {}
+            StreamEvent::ThinkingSignature(_) | StreamEvent::CallSignature(_) => {}
             StreamEvent::ToolCallStart { id, name, .. } => {
                 self.pending_call = Some((id.clone(), name.clone(), String::new()))
             }

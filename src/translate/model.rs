@@ -133,6 +133,7 @@ impl Reasoning {
             Some("minimal") => 1024,
             Some("low") => 2048,
             Some("high") => 24576,
+            Some("xhigh") | Some("max") => 32768,
             _ => 8192,
         })
     }
@@ -186,7 +187,11 @@ pub enum StreamEvent {
     },
     TextDelta(String),
     ThinkingDelta(String),
+    /// The signature of the thinking being streamed (sent when it ends).
     ThinkingSignature(String),
+    /// A signature that belongs to the tool call that follows (Gemini's thought signature
+    /// on a function call), not to any thinking text.
+    CallSignature(String),
     /// A new tool call; `index` counts calls within the response from 0.
     ToolCallStart {
         index: usize,

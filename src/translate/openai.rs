@@ -252,6 +252,23 @@ pub fn is_reasoning_model(model: &str) -> bool {
             .any(|k| m.contains(k))
 }
 
+/// A reasoning effort the model family takes: the o-series knows low/medium/high only;
+/// efforts beyond high exist only on newer gpt-5 models.
+fn effort_for(model: &str, effort: String) -> String {
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let o_series = m.starts_with('o');
+    match effort.as_str() {
+        "minimal" | "none" if o_series => "low".to_string(),
+        "xhigh" | "max" if !m.starts_with("gpt-5.") => "high".to_string(),
+        "low" | "medium" | "high" | "minimal" | "none" | "xhigh" => effort,
+        _ => "medium".to_string(),
+    }
+}
+
 /// OpenAI limits `user` in length; long ids (Claude Code's `metadata.user_id`) are sent as
 /// their SHA-256, which still tells users apart.
 fn user_field(user: &str) -> String {
@@ -359,17 +376,29 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
         };
         out.insert(field.into(), t.into());
     }
+    // Reasoning models take only the default sampling: other values are refused.
+    let mut sampling = |name: &str, v: Option<f64>, default: f64| match v {
+        Some(x) if reasoning_model && x != default => {
+            dropped.add(name);
+            None
+        }
+        other => other.map(Value::from),
+    };
+    let temperature = sampling("temperature", req.temperature, 1.0);
+    let top_p = sampling("top_p", req.top_p, 1.0);
+    let presence_penalty = sampling("presence_penalty", req.presence_penalty, 0.0);
+    let frequency_penalty = sampling("frequency_penalty", req.frequency_penalty, 0.0);
     let mut set = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
             out.insert(k.to_string(), v);
         }
     };
-    set("temperature", req.temperature.map(Value::from));
-    set("top_p", req.top_p.map(Value::from));
+    set("temperature", temperature);
+    set("top_p", top_p);
     set("n", req.n.map(Value::from));
     set("seed", req.seed.map(Value::from));
-    set("presence_penalty", req.presence_penalty.map(Value::from));
-    set("frequency_penalty", req.frequency_penalty.map(Value::from));
+    set("presence_penalty", presence_penalty);
+    set("frequency_penalty", frequency_penalty);
     set("user", req.user.as_deref().map(user_field).map(Value::from));
     set(
         "parallel_tool_calls",
@@ -379,7 +408,10 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
     );
     set("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
     match &req.reasoning {
-        Some(r) if reasoning_model => set("reasoning_effort", Some(Value::from(r.effort()))),
+        Some(r) if reasoning_model => set(
+            "reasoning_effort",
+            Some(Value::from(effort_for(model, r.effort()))),
+        ),
         Some(_) => dropped.add("reasoning"),
         None => {}
     }
@@ -744,7 +776,7 @@ impl StreamEncoder {
                 self.ensure_started(out);
                 self.chunk(json!({"reasoning_content": t}), Value::Null, out);
             }
-            StreamEvent::ThinkingSignature(_) => {}
+            StreamEvent::ThinkingSignature(_) | StreamEvent::CallSignature(_) => {}
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);
                 self.chunk(

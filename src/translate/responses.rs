@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use super::model::*;
 use super::{parse_data_url, TranslateError};
 
-/// Marks a reasoning item's `encrypted_content` as a provider signature modelgate issued
-/// (Anthropic thinking signature), so it can be handed back; OpenAI's own encrypted
-/// reasoning means nothing to another provider and is left out.
+/// Marks a reasoning item's `encrypted_content` as a provider signature relayed by
+/// modelgate (Anthropic's thinking signature, Gemini's thought signature), so it can be
+/// handed back; OpenAI's own encrypted reasoning means nothing to another provider and is
+/// left out.
 const SIGNATURE_PREFIX: &str = "modelgate-sig:";
 
 // ---------------------------------------------------------------- requests
@@ -166,6 +167,12 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
             ))
         }
     }
+    if req.messages.is_empty() {
+        return Err(bad(
+            "'input' holds no user or assistant items; send at least one message".into(),
+            "input",
+        ));
+    }
     for (k, val) in obj {
         match k.as_str() {
             "model" | "input" | "instructions" => {}
@@ -223,15 +230,21 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                     req.user = val.as_str().map(String::from);
                 }
             }
-            "previous_response_id" | "conversation" => {
+            "previous_response_id" | "conversation" if !val.is_null() => {
+                let param = if k == "conversation" {
+                    "conversation"
+                } else {
+                    "previous_response_id"
+                };
                 return Err(bad(
                     format!("'{k}' needs a provider that stores responses, and this model's provider is reached by translation; send the whole conversation in 'input' (with store: false)"),
-                    "previous_response_id",
-                ))
+                    param,
+                ));
             }
             "background" if val == true => {
                 return Err(bad(
-                    "background responses are not supported through translation; omit 'background'".into(),
+                    "background responses are not supported through translation; omit 'background'"
+                        .into(),
                     "background",
                 ))
             }
@@ -559,6 +572,9 @@ enum OpenItem {
         id: String,
         text: String,
         signature: Option<String>,
+        /// A summary part was announced (`reasoning_summary_part.added`): it gets its
+        /// `.done` events even if no text came.
+        summary_part: bool,
     },
 }
 
@@ -684,6 +700,7 @@ impl StreamEncoder {
             index,
             id,
             text: String::new(),
+            summary_part: signature.is_none(),
             signature,
         });
     }
@@ -722,8 +739,9 @@ impl StreamEncoder {
                 id,
                 text,
                 signature,
+                summary_part,
             }) => {
-                if !text.is_empty() {
+                if summary_part {
                     let part = json!({"type": "summary_text", "text": text});
                     self.emit(
                         out,
@@ -826,16 +844,19 @@ impl StreamEncoder {
                     self.emit(out, "response.reasoning_summary_text.delta", data);
                 }
             }
-            StreamEvent::ThinkingSignature(sig) => {
+            StreamEvent::ThinkingSignature(sig)
+                if matches!(self.open, Some(OpenItem::Reasoning { .. })) =>
+            {
                 if let Some(OpenItem::Reasoning { signature, .. }) = &mut self.open {
                     *signature = Some(sig.clone());
-                } else {
-                    // A signature on its own (Gemini's, for the call that follows): a
-                    // reasoning item with nothing but encrypted_content, replayed by the client.
-                    self.ensure_started(out);
-                    self.open_reasoning(out, Some(sig.clone()));
-                    self.close_open(out);
                 }
+            }
+            // A signature on its own (Gemini's, for the call that follows): a reasoning
+            // item with nothing but encrypted_content, replayed by the client.
+            StreamEvent::ThinkingSignature(sig) | StreamEvent::CallSignature(sig) => {
+                self.ensure_started(out);
+                self.open_reasoning(out, Some(sig.clone()));
+                self.close_open(out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);

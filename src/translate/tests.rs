@@ -61,6 +61,21 @@ fn reasoning_maps_between_effort_and_budget() {
     assert!(v.get("reasoning_effort").is_none());
     assert_eq!(v["max_tokens"], 5000);
     assert_eq!(p.dropped.0, vec!["reasoning"]);
+    // Reasoning models refuse non-default sampling and efforts outside their family's set.
+    let req = decode_request(
+        Protocol::OpenAi,
+        br#"{"model":"m","reasoning_effort":"minimal","temperature":0.2,"top_p":1,"messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .unwrap();
+    let p = encode_request(&req, Protocol::OpenAi, "o3", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["reasoning_effort"], "low");
+    assert!(v.get("temperature").is_none());
+    assert_eq!(v["top_p"], 1.0);
+    assert_eq!(p.dropped.0, vec!["temperature"]);
+    let p = encode_request(&req, Protocol::OpenAi, "gpt-5-mini", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["reasoning_effort"], "minimal");
     for (model, reasoning) in [
         ("o3", true),
         ("gpt-5-mini", true),
@@ -171,4 +186,69 @@ fn anthropic_thinking_is_left_out_where_anthropic_would_refuse_it() {
         {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}));
     assert!(v.get("thinking").is_none());
+}
+
+#[test]
+fn a_streamed_gemini_call_signature_stays_with_its_call() {
+    let stream = concat!(
+        "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Let me look.\",\"thought\":true}]},\"index\":0}],\"responseId\":\"r1\"}\n\n",
+        "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"ls\",\"args\":{}},\"thoughtSignature\":\"SIG1\"}]},\"finishReason\":\"STOP\",\"index\":0}],\"responseId\":\"r1\"}\n\n",
+    );
+    let run = |client: Protocol| {
+        let mut t =
+            ResponseTranslator::stream(Protocol::Gemini, client, "pub", false, true).unwrap();
+        let out = t
+            .feed(Some(Bytes::from_static(stream.as_bytes())), true)
+            .unwrap();
+        String::from_utf8(out.to_vec()).unwrap()
+    };
+    let datas = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    };
+    let responses = datas(&run(Protocol::Responses));
+    let done = responses.last().unwrap();
+    assert_eq!(done["type"], "response.completed");
+    let output = done["response"]["output"].as_array().unwrap();
+    assert_eq!(output.len(), 3, "{done}");
+    assert!(
+        output[0].get("encrypted_content").is_none(),
+        "the thought text has no signature"
+    );
+    assert_eq!(output[1]["encrypted_content"], "modelgate-sig:gemini:SIG1");
+    assert_eq!(output[2]["type"], "function_call");
+    // Replayed, the signature goes back on the call, not on the thought.
+    let mut items = vec![json!({"role": "user", "content": "list"})];
+    items.extend(output.iter().cloned());
+    items.push(
+        json!({"type": "function_call_output", "call_id": output[2]["call_id"], "output": "a.txt"}),
+    );
+    let req = decode_request(
+        Protocol::Responses,
+        json!({"model": "m", "input": items}).to_string().as_bytes(),
+    )
+    .unwrap();
+    let p = encode_request(&req, Protocol::Gemini, "gemini-3-pro-preview", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(
+        v["contents"][1]["parts"],
+        json!([{"functionCall": {"name": "ls", "args": {}}, "thoughtSignature": "SIG1"}]),
+        "{v}"
+    );
+
+    let anthropic = datas(&run(Protocol::Anthropic));
+    let blocks: Vec<&Value> = anthropic
+        .iter()
+        .filter(|d| d["type"] == "content_block_start")
+        .map(|d| &d["content_block"])
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let sigs: Vec<&Value> = anthropic
+        .iter()
+        .filter(|d| d["delta"]["type"] == "signature_delta")
+        .map(|d| &d["delta"]["signature"])
+        .collect();
+    assert_eq!(sigs, [&json!(""), &json!("gemini:SIG1")]);
 }

@@ -506,7 +506,6 @@ pub async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want
     }
 }
 
-/// Reads a JSON error body and returns (status, error code).
 /// The `event:` names of an SSE body, in order.
 pub fn sse_event_names(text: &str) -> Vec<&str> {
     text.lines()
@@ -514,6 +513,7 @@ pub fn sse_event_names(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Reads a JSON error body and returns (status, error code).
 pub async fn error_code(resp: reqwest::Response) -> (u16, String, Value) {
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
