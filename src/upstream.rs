@@ -13,6 +13,15 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::protocol::Protocol;
 
+/// Whether an OpenAI-kind provider has the Responses API (`/v1/responses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponsesApi {
+    Yes,
+    No,
+    /// Assumed until the provider answers 404/405 there and a translated retry succeeds.
+    Auto,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     OpenAi,
@@ -119,7 +128,7 @@ pub struct ProviderSpec {
     pub health_check: Option<HealthCheck>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// An OpenAI-kind server that also speaks the Responses API.
-    pub responses_api: bool,
+    pub responses_api: ResponsesApi,
 }
 
 struct DnsEntry {
@@ -143,7 +152,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     pub health_check: Option<HealthCheck>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub responses_api: bool,
+    pub responses_api: ResponsesApi,
+    /// `Auto` found out that the server has no Responses API (until the next reload).
+    responses_missing: std::sync::atomic::AtomicBool,
     credentials: Vec<HeaderValue>,
     next_credential: AtomicUsize,
     literal_ip: Option<IpAddr>,
@@ -197,6 +208,7 @@ impl Provider {
             health_check: spec.health_check,
             headers: spec.headers,
             responses_api: spec.responses_api,
+            responses_missing: std::sync::atomic::AtomicBool::new(false),
             credentials,
             next_credential: AtomicUsize::new(0),
             dns: ArcSwapOption::empty(),
@@ -224,17 +236,37 @@ impl Provider {
             },
             health_check: None,
             headers: vec![],
-            responses_api: false,
+            responses_api: ResponsesApi::No,
         })
     }
 
     /// The protocol a request from a `client`-protocol client is sent in: the client's
     /// own when this provider speaks it (passthrough), else the provider's native one.
     pub fn wire_protocol(&self, client: Protocol) -> Protocol {
-        if client == Protocol::Responses && self.responses_api {
+        let responses = match self.responses_api {
+            ResponsesApi::Yes => true,
+            ResponsesApi::No => false,
+            ResponsesApi::Auto => !self.responses_missing.load(Ordering::Relaxed),
+        };
+        if client == Protocol::Responses && responses {
             return Protocol::Responses;
         }
         self.kind.protocol()
+    }
+
+    /// Whether a 404/405 to a Responses request may mean this server lacks the API.
+    pub fn may_lack_responses_api(&self) -> bool {
+        self.responses_api == ResponsesApi::Auto && !self.responses_missing.load(Ordering::Relaxed)
+    }
+
+    /// A translated retry worked where `/v1/responses` was not found: translate from now on.
+    pub fn mark_responses_missing(&self) {
+        if !self.responses_missing.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "provider {:?} has no /v1/responses: Responses requests are translated to Chat Completions for it (set responses_api: false to skip the probe)",
+                self.name
+            );
+        }
     }
 
     /// The header that carries this provider's credential.
@@ -367,7 +399,7 @@ mod tests {
             },
             health_check: None,
             headers: vec![],
-            responses_api: false,
+            responses_api: ResponsesApi::No,
         })
     }
 

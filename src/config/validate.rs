@@ -16,7 +16,9 @@ use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, Server
 use crate::auth::{parse_ip_net, ClientKey, KeyTable};
 use crate::limits::{KeyLimits, LimitSet};
 use crate::routing::{is_pattern, ModelRoute, ModelTable, Target};
-use crate::upstream::{BaseUrl, HealthCheck, Provider, ProviderKind, ProviderSpec, Timeouts};
+use crate::upstream::{
+    BaseUrl, HealthCheck, Provider, ProviderKind, ProviderSpec, ResponsesApi, Timeouts,
+};
 
 const MAX_WEIGHT: u32 = 1000;
 
@@ -293,10 +295,13 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
             );
         }
         if let (Some(kind), Some(url)) = (kind, url) {
-            // api.openai.com has the Responses API; other OpenAI-compatible servers get
-            // Responses requests translated to Chat Completions unless they say otherwise.
-            let responses_api = kind == ProviderKind::OpenAi
-                && p.responses_api.unwrap_or(url.host == "api.openai.com");
+            // Unset: passthrough, falling back to translation if the server turns out
+            // to lack /v1/responses.
+            let responses_api = match (kind, p.responses_api) {
+                (ProviderKind::OpenAi, Some(true)) => ResponsesApi::Yes,
+                (ProviderKind::OpenAi, None) => ResponsesApi::Auto,
+                _ => ResponsesApi::No,
+            };
             out.insert(
                 name.clone(),
                 Arc::new(Provider::new(ProviderSpec {

@@ -41,6 +41,7 @@ providers:
     kind: openai
     base_url: "http://{mock_addr}"
     credentials: ["{DEMO_PROVIDER_CREDENTIAL}"]
+    responses_api: false
   demo-anthropic:
     kind: anthropic
     base_url: "http://{mock_addr}"

@@ -247,7 +247,8 @@ pub fn anthropic(req: &Value, signed: impl Fn(&str) -> bool) -> Result<(), Strin
                     .is_some_and(|b| b["type"] == "thinking" || b["type"] == "redacted_thinking");
                 last_assistant_has_tool_use = !open.is_empty();
             }
-            // Claude Code places system reminders among the messages.
+            // Claude Code 2.1 (observed through the client suite) sends its environment
+            // block as a system message among the messages; the API it targets takes them.
             Some("system") => {}
             _ => {
                 return Err(format!(

@@ -125,21 +125,38 @@ pub fn has_more(route: &RouteState) -> bool {
 
 /// The provider request for a candidate: body, path (before the base URL prefix) and,
 /// when translated, what was dropped.
+/// `translate`: translate even where the provider would take the client's protocol (a
+/// retry after the provider turned out to lack it).
 pub fn provider_request(
     route: &mut RouteState,
     c: &Candidate,
+    translate: bool,
 ) -> Result<(Bytes, String, Option<Dropped>), GatewayError> {
     let provider = c.provider();
     let client_protocol = route.op.protocol();
-    let provider_protocol = provider.wire_protocol(client_protocol);
+    let provider_protocol = if translate {
+        provider.kind.protocol()
+    } else {
+        provider.wire_protocol(client_protocol)
+    };
     let target_model = c.upstream_model.as_str();
     if provider_protocol == client_protocol {
-        // Passthrough: only the model name changes, spliced into the client's bytes.
-        let body = match &route.model_span {
-            Some(span) if target_model != route.resolved.requested => {
+        // Passthrough: only the model name changes, spliced into the client's bytes, unless
+        // the client replays signatures relayed from another provider kind.
+        let body = match (
+            translate::strip_relayed_signatures(client_protocol, &route.body),
+            &route.model_span,
+        ) {
+            (Some(mut v), _) => {
+                if v.get("model").is_some() {
+                    v["model"] = target_model.into();
+                }
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+            (None, Some(span)) if target_model != route.resolved.requested => {
                 rewrite::splice_json_string(&route.body, span.clone(), target_model)
             }
-            _ => route.body.clone(),
+            (None, _) => route.body.clone(),
         };
         let path = match route.op.gemini_action() {
             Some(action) => {

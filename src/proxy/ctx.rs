@@ -46,6 +46,9 @@ pub struct RequestCtx {
     pub stale_retried: bool,
     /// `upstream_response_filter` turned a provider status into a retry.
     pub status_retry: bool,
+    /// A provider answered 404/405 to a passed-through Responses request: the retry on the
+    /// same target is translated to Chat Completions.
+    pub responses_fallback: bool,
     /// Why the last attempt failed: the answer when no candidate is left.
     pub last_failure: Option<GatewayError>,
     /// A response header has gone to the client: nothing may be retried any more.
@@ -123,6 +126,7 @@ impl RequestCtx {
             attempt_recorded: false,
             stale_retried: false,
             status_retry: false,
+            responses_fallback: false,
             last_failure: None,
             response_started: false,
             ttfb: None,

@@ -469,7 +469,8 @@ impl ProxyHttp for Gateway {
                 },
             };
             let candidate = route.candidates[pos].clone();
-            match attempt::provider_request(route, &candidate) {
+            let translate = same_target && ctx.responses_fallback;
+            match attempt::provider_request(route, &candidate, translate) {
                 Ok(r) => break (pos, credential, target, candidate, r),
                 Err(_) if ctx.attempts > 0 && !same_target => {
                     route.unservable = true;
@@ -619,11 +620,34 @@ impl ProxyHttp for Gateway {
         metrics::UPSTREAM_ATTEMPTS
             .with_label_values(&[ctx.provider_label(), outcome])
             .inc();
-        let Some(target) = ctx.attempt.as_ref().map(|a| a.target) else {
+        let Some(attempt) = ctx.attempt.as_ref() else {
             return Ok(());
         };
+        let target = attempt.target;
+        let responses_passthrough = attempt.translated.is_none()
+            && ctx.route.as_ref().is_some_and(|r| r.op == Op::Responses);
+        if (status == 404 || status == 405)
+            && responses_passthrough
+            && !ctx.responses_fallback
+            && attempt.provider.may_lack_responses_api()
+        {
+            // Perhaps an OpenAI-compatible server without /v1/responses: the same target
+            // once more, translated to Chat Completions.
+            ctx.responses_fallback = true;
+            ctx.retry_same_target = true;
+            ctx.status_retry = true;
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "retrying /v1/responses as chat completions",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
         if upstream_response.status.is_success() {
             health::restore(target);
+            if ctx.responses_fallback && attempt.translated.is_some() {
+                attempt.provider.mark_responses_missing();
+            }
         }
         // 429, 408 and 5xx in on_status fail over; other 4xx are the client's to see.
         let policy = &ctx.config.retry;

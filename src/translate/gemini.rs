@@ -17,9 +17,23 @@ pub const SIGNATURE_TAG: &str = "gemini:";
 /// documented in ai.google.dev/gemini-api/docs/thought-signatures.
 const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
+/// A thoughtSignature in the internal model: Gemini's own get the Gemini tag; one that
+/// modelgate relayed from another provider (Anthropic's) is unwrapped back to it.
 fn tag_signature(sig: Option<&str>) -> Option<String> {
-    sig.filter(|s| !s.is_empty())
-        .map(|s| format!("{SIGNATURE_TAG}{s}"))
+    let sig = sig.filter(|s| !s.is_empty())?;
+    Some(match sig.strip_prefix(RELAYED_SIGNATURE_PREFIX) {
+        Some(foreign) => foreign.to_string(),
+        None => format!("{SIGNATURE_TAG}{sig}"),
+    })
+}
+
+/// An internal signature as a thoughtSignature for a Gemini client: Gemini's bare, any
+/// other provider's wrapped so it comes back recognised.
+fn client_signature(sig: &str) -> String {
+    match sig.strip_prefix(SIGNATURE_TAG) {
+        Some(own) => own.to_string(),
+        None => format!("{RELAYED_SIGNATURE_PREFIX}{sig}"),
+    }
 }
 
 /// Gemini 3 and later reject function calls replayed without their thought signature.
@@ -71,9 +85,28 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
         for (j, p) in c["parts"].as_array().into_iter().flatten().enumerate() {
             if let Some(t) = p["text"].as_str() {
                 if p["thought"] == true {
+                    let signature = tag_signature(p["thoughtSignature"].as_str());
+                    // A streamed thinking comes back as its pieces, then (relayed from
+                    // another provider) its signature alone: one thinking again, as its
+                    // provider issued it.
+                    let relayed_or_none = signature
+                        .as_ref()
+                        .is_none_or(|s| !s.starts_with(SIGNATURE_TAG));
+                    if let (
+                        true,
+                        Some(Part::Thinking {
+                            text: prev_text,
+                            signature: prev_sig @ None,
+                        }),
+                    ) = (relayed_or_none, parts.last_mut())
+                    {
+                        prev_text.push_str(t);
+                        *prev_sig = signature;
+                        continue;
+                    }
                     parts.push(Part::Thinking {
                         text: t.to_string(),
-                        signature: tag_signature(p["thoughtSignature"].as_str()),
+                        signature,
                     });
                 } else {
                     parts.push(Part::Text(t.to_string()));
@@ -636,7 +669,7 @@ fn encode_parts(parts: &[Part]) -> Vec<Value> {
             Part::Thinking { text, signature } => {
                 let mut v = json!({"text": text, "thought": true});
                 if let Some(s) = signature.as_ref().filter(|s| !s.is_empty()) {
-                    v["thoughtSignature"] = s.strip_prefix(SIGNATURE_TAG).unwrap_or(s).into();
+                    v["thoughtSignature"] = client_signature(s).into();
                 }
                 Some(v)
             }
@@ -835,6 +868,14 @@ impl StreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 self.chunk(vec![json!({"text": t, "thought": true})], None, out)
             }
+            // The thinking's signature as a part of its own, merged back on replay.
+            StreamEvent::ThinkingSignature(sig) if !sig.is_empty() => self.chunk(
+                vec![
+                    json!({"text": "", "thought": true, "thoughtSignature": client_signature(sig)}),
+                ],
+                None,
+                out,
+            ),
             StreamEvent::ThinkingSignature(_) | StreamEvent::CallSignature(_) => {}
             StreamEvent::ToolCallStart { id, name, .. } => {
                 self.pending_call = Some((id.clone(), name.clone(), String::new()))

@@ -106,6 +106,99 @@ pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, Tran
     }
 }
 
+/// A same-protocol (passthrough) body without the signatures modelgate relayed from
+/// another provider kind, which the client replays and this provider would refuse:
+/// Gemini-issued or empty signatures on Anthropic thinking blocks, relayed signatures in
+/// Responses reasoning items and in Gemini thoughtSignatures. `None` when there are none
+/// (checked with a byte search first, so the usual body is not parsed).
+pub fn strip_relayed_signatures(client: Protocol, body: &[u8]) -> Option<Value> {
+    use memchr::memmem::find;
+    let relayed = RELAYED_SIGNATURE_PREFIX.as_bytes();
+    let suspect = match client {
+        Protocol::Anthropic => {
+            find(body, gemini::SIGNATURE_TAG.as_bytes()).is_some()
+                || find(body, br#""signature":"""#).is_some()
+                || find(body, br#""signature": """#).is_some()
+        }
+        Protocol::Responses | Protocol::Gemini => find(body, relayed).is_some(),
+        Protocol::OpenAi => false,
+    };
+    if !suspect {
+        return None;
+    }
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let is_relayed = |s: &Value| {
+        s.as_str()
+            .is_some_and(|s| s.starts_with(RELAYED_SIGNATURE_PREFIX))
+    };
+    match client {
+        Protocol::Anthropic => {
+            let messages = v.get_mut("messages")?.as_array_mut()?;
+            for m in messages.iter_mut() {
+                if let Some(blocks) = m.get_mut("content").and_then(Value::as_array_mut) {
+                    blocks.retain(|b| {
+                        let sig = b["signature"].as_str().unwrap_or_default();
+                        !(b["type"] == "thinking"
+                            && (sig.is_empty() || sig.starts_with(gemini::SIGNATURE_TAG)))
+                    });
+                }
+            }
+            messages.retain(|m| m["content"].as_array().is_none_or(|b| !b.is_empty()));
+            // Mid tool loop, Anthropic wants the calling turn to start with its thinking;
+            // without it, the request goes without thinking.
+            let unsigned_tool_turn = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "assistant")
+                .and_then(|m| m["content"].as_array())
+                .is_some_and(|b| {
+                    b.iter().any(|x| x["type"] == "tool_use")
+                        && !b.first().is_some_and(|x| {
+                            x["type"] == "thinking" || x["type"] == "redacted_thinking"
+                        })
+                });
+            if unsigned_tool_turn {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("thinking");
+                    // Clearing thinking needs thinking on.
+                    if let Some(edits) = o
+                        .get_mut("context_management")
+                        .and_then(|c| c.get_mut("edits"))
+                        .and_then(Value::as_array_mut)
+                    {
+                        edits.retain(|e| {
+                            !e["type"]
+                                .as_str()
+                                .is_some_and(|t| t.starts_with("clear_thinking"))
+                        });
+                    }
+                }
+            }
+        }
+        Protocol::Responses => {
+            let items = v.get_mut("input")?.as_array_mut()?;
+            items.retain(|i| !(i["type"] == "reasoning" && is_relayed(&i["encrypted_content"])));
+        }
+        Protocol::Gemini => {
+            for c in v.get_mut("contents")?.as_array_mut()?.iter_mut() {
+                if let Some(parts) = c.get_mut("parts").and_then(Value::as_array_mut) {
+                    for p in parts.iter_mut() {
+                        if is_relayed(&p["thoughtSignature"]) {
+                            if let Some(o) = p.as_object_mut() {
+                                o.remove("thoughtSignature");
+                            }
+                        }
+                    }
+                    // A signature-only thought has nothing left.
+                    parts.retain(|p| !(p["thought"] == true && p["text"] == ""));
+                }
+            }
+        }
+        Protocol::OpenAi => {}
+    }
+    Some(v)
+}
+
 /// An estimate of a request's input tokens (about 4 characters per token over its text,
 /// tool calls, tool results and tool definitions), for token-count endpoints whose model
 /// is served by another kind of provider.

@@ -4,6 +4,12 @@
 
 use serde_json::Value;
 
+/// Marks a signature relayed by modelgate to a client of another protocol than the one that
+/// issued it (Anthropic's in a Responses reasoning item or a Gemini thoughtSignature,
+/// Gemini's in a Responses item), so that coming back it is recognised, unwrapped and sent
+/// only to the provider kind that can check it.
+pub const RELAYED_SIGNATURE_PREFIX: &str = "modelgate-sig:";
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRequest {
     /// System / developer instructions, in order.

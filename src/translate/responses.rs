@@ -8,11 +8,10 @@ use serde_json::{json, Value};
 use super::model::*;
 use super::{parse_data_url, TranslateError};
 
-/// Marks a reasoning item's `encrypted_content` as a provider signature relayed by
-/// modelgate (Anthropic's thinking signature, Gemini's thought signature), so it can be
-/// handed back; OpenAI's own encrypted reasoning means nothing to another provider and is
-/// left out.
-const SIGNATURE_PREFIX: &str = "modelgate-sig:";
+/// A reasoning item's `encrypted_content` carries a relayed provider signature under this
+/// prefix; OpenAI's own encrypted reasoning means nothing to another provider and is left
+/// out.
+const SIGNATURE_PREFIX: &str = RELAYED_SIGNATURE_PREFIX;
 
 // ---------------------------------------------------------------- requests
 

@@ -252,3 +252,67 @@ fn a_streamed_gemini_call_signature_stays_with_its_call() {
         .collect();
     assert_eq!(sigs, [&json!(""), &json!("gemini:SIG1")]);
 }
+
+#[test]
+fn passthrough_bodies_lose_only_the_signatures_their_provider_would_refuse() {
+    let claude = json!({"model": "claude", "max_tokens": 100, "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": "gemini:SIG"},
+                {"type": "tool_use", "id": "t1", "name": "ls", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a"}]}]});
+    let v = strip_relayed_signatures(Protocol::Anthropic, claude.to_string().as_bytes()).unwrap();
+    assert_eq!(v["messages"][1]["content"].as_array().unwrap().len(), 1);
+    assert!(
+        v.get("thinking").is_none(),
+        "the calling turn has no thinking left"
+    );
+    assert_eq!(v["context_management"]["edits"], json!([]));
+    // Anthropic's own signatures, and bodies without any relayed one, are left alone.
+    let own = json!({"model": "claude", "messages": [{"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "x", "signature": "EqQBCg"}]}]});
+    assert!(strip_relayed_signatures(Protocol::Anthropic, own.to_string().as_bytes()).is_none());
+    let codex = json!({"model": "gpt-5", "input": [
+        {"role": "user", "content": "hi"},
+        {"type": "reasoning", "summary": [], "encrypted_content": "modelgate-sig:EqQBCg"},
+        {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-openai-own"}]});
+    let v = strip_relayed_signatures(Protocol::Responses, codex.to_string().as_bytes()).unwrap();
+    assert_eq!(v["input"].as_array().unwrap().len(), 2);
+    assert_eq!(v["input"][1]["encrypted_content"], "gAAAAB-openai-own");
+    let gemini = json!({"contents": [{"role": "model", "parts": [
+        {"text": "thought", "thought": true},
+        {"text": "", "thought": true, "thoughtSignature": "modelgate-sig:EqQBCg"},
+        {"functionCall": {"name": "ls", "args": {}}, "thoughtSignature": "gemini-own"}]}]});
+    let v = strip_relayed_signatures(Protocol::Gemini, gemini.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        v["contents"][0]["parts"],
+        json!([{"text": "thought", "thought": true},
+               {"functionCall": {"name": "ls", "args": {}}, "thoughtSignature": "gemini-own"}])
+    );
+}
+
+#[test]
+fn anthropic_thinking_relayed_through_a_gemini_client_comes_back_whole() {
+    // Gemini CLI on an Anthropic model: the streamed thinking reaches it as pieces plus a
+    // signature part, and its replay must give Anthropic the thinking it signed.
+    let history = json!({"contents": [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [
+            {"text": "Let me ", "thought": true},
+            {"text": "think.", "thought": true},
+            {"text": "", "thought": true, "thoughtSignature": "modelgate-sig:EqQBCg"},
+            {"functionCall": {"name": "ls", "args": {}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {"result": "a"}}}]}],
+        "generationConfig": {"thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2048}}});
+    let (v, _) = to(Protocol::Anthropic, Protocol::Gemini, history);
+    assert_eq!(
+        v["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCg"})
+    );
+    assert_eq!(
+        v["thinking"]["type"], "enabled",
+        "signed: thinking stays on"
+    );
+}

@@ -47,7 +47,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# N distinct free loopback ports (held open together, so none is handed out twice).
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
 
 wait_http() { # URL: wait up to 15 s for it to answer
   local i
@@ -58,14 +65,15 @@ wait_http() { # URL: wait up to 15 s for it to answer
   return 1
 }
 
-GW_PORT="$(free_port)"; METRICS_PORT="$(free_port)"
-RUST_LOG="${RUST_LOG:-info}" "$BIN" --demo --listen "127.0.0.1:$GW_PORT" \
+read -r GW_PORT METRICS_PORT PROXY_PORT <<<"$(free_ports 3)"
+# The access records are how each case's requests are checked: always on.
+RUST_LOG="${RUST_LOG:-info},modelgate::access=info" "$BIN" --demo --listen "127.0.0.1:$GW_PORT" \
   --metrics-listen "127.0.0.1:$METRICS_PORT" >"$WORK/gateway.out" 2>"$WORK/gateway.log" &
 PIDS+=("$!")
 wait_http "http://127.0.0.1:$GW_PORT/health" || { echo "run.sh: gateway did not start" >&2; cat "$WORK/gateway.log" >&2; exit 1; }
 PORT="$GW_PORT"
 if [[ "${CAPTURE:-0}" == 1 ]]; then
-  PORT="$(free_port)"
+  PORT="$PROXY_PORT"
   python3 "$HERE/logproxy.py" "$PORT" "$GW_PORT" "$WORK/requests.jsonl" &
   PIDS+=("$!")
   wait_http "http://127.0.0.1:$PORT/health" || { echo "run.sh: logproxy did not start" >&2; exit 1; }
@@ -200,17 +208,21 @@ for line in "${CASE_LIST[@]}"; do
   h="$(new_home)"
   start=$SECONDS
   rc=0
-  seen=$(grep -c 'modelgate::access' "$WORK/gateway.log" || true)
+  seen=$(wc -l <"$WORK/gateway.log")
   "run_$cli" "$h" "$model" "$mode" || rc=$?
   secs=$((SECONDS - start))
-  # Requests of this case the gateway did not answer with a 2xx (a CLI may recover from
-  # a 400 by retrying differently; that is still a failure of the route).
-  refused=$(tail -n "+$((seen + 1))" "$WORK/gateway.log" | grep 'modelgate::access' | grep -cv ' status=2' || true)
+  sleep 0.2   # the last access record is written just after its response
+  # This case's requests, and those the gateway did not answer with a 2xx (a CLI may
+  # recover from a 400 by retrying differently; that is still a failure of the route).
+  records=$(tail -n "+$((seen + 1))" "$WORK/gateway.log" | grep 'modelgate::access' || true)
+  served=$(grep -c . <<<"$records" || true)
+  refused=$(grep -cv ' status=2' <<<"$records" || true)
   why=""
   if [[ $rc == 124 ]]; then why="timed out after ${CLI_TIMEOUT}s"
   elif [[ $rc != 0 ]]; then why="exit $rc"
   elif ! grep -qF -- "$expected" "$h/out"; then why="answer not found: '$expected'"
-  elif [[ $refused != 0 ]]; then why="$refused request(s) answered non-2xx"
+  elif [[ -z $records ]]; then why="no request reached the gateway"
+  elif [[ $refused != 0 ]]; then why="$refused of $served request(s) answered non-2xx"
   fi
   if [[ -z $why ]]; then
     verdict=PASS; pass=$((pass + 1))

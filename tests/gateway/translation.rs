@@ -252,6 +252,10 @@ async fn provider_errors_reach_the_client_in_its_own_shape() {
 async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
     let mock = MockProvider::start("mixed").await;
     mock.reply(|r| match (r.uri.as_str(), r.json()["stream"] == true) {
+        // An OpenAI-compatible server without the Responses API.
+        ("/v1/responses", _) if r.header("authorization") == Some("Bearer cred-oai") => {
+            Reply::Json(404, json!({"error": {"message": "Not Found", "type": "invalid_request_error", "code": null, "param": null}}))
+        }
         ("/v1/messages", true) => Reply::Sse(
             events(&fixture("responses_to_anthropic", "stream.provider.sse")),
             Duration::from_millis(1),
@@ -345,22 +349,28 @@ keys: [{{ name: k, key: {KEY} }}]
         "consecutive user items become one turn"
     );
 
-    // An OpenAI-compatible server without the Responses API gets Chat Completions.
+    // An OpenAI-compatible server without the Responses API: its 404 makes the gateway
+    // translate to Chat Completions, for this request and (once that worked) the next.
+    let ask = json!({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 500});
+    let n = mock.requests().len();
     let r = gw
-        .post(
-            "/v1/responses",
-            KEY,
-            json!({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 500}),
-        )
+        .post("/v1/responses", KEY, ask.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(mock.last().uri, "/v1/chat/completions");
+    assert_eq!(r.headers()["x-modelgate-attempts"], "1");
+    let uris: Vec<String> = mock.requests()[n..].iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(uris, ["/v1/responses", "/v1/chat/completions"]);
     assert_eq!(mock.last().header("authorization"), Some("Bearer cred-oai"));
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "incomplete");
     assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+    let n = mock.requests().len();
+    let r = gw.post("/v1/responses", KEY, ask).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let uris: Vec<String> = mock.requests()[n..].iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(uris, ["/v1/chat/completions"], "learned: no second probe");
 
     // A server that speaks Responses gets the client's bytes, only the model renamed.
     let body = json!({"model": "gpt-5", "input": "hi", "store": false, "include": ["reasoning.encrypted_content"]});
