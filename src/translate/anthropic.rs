@@ -164,7 +164,11 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                             description: t["description"].as_str().map(String::from),
                             parameters: schema.clone(),
                         }),
-                        _ => req.unmapped.push(format!("tools[{j}]")),
+                        // Named by type, as the other decoders name hosted tools.
+                        _ => req.unmapped.push(format!(
+                            "tools.{}",
+                            t["type"].as_str().unwrap_or(&j.to_string())
+                        )),
                     }
                     // Tool search: other providers get every tool up front.
                     if t.get("defer_loading").is_some_and(|d| d == true)
@@ -255,7 +259,8 @@ fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Dropped) -> Vec
             }
             // Anthropic accepts earlier thinking only with the signature it issued.
             Part::Thinking { text, signature: Some(sig) }
-                if !(to_provider && sig.starts_with(super::gemini::SIGNATURE_TAG)) =>
+                if !(to_provider
+                    && (sig.is_empty() || sig.starts_with(super::gemini::SIGNATURE_TAG))) =>
             {
                 Some(json!({"type": "thinking", "thinking": text, "signature": sig}))
             }

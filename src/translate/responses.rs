@@ -189,8 +189,14 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                         (Some("function") | Some("custom"), Some(n)) => {
                             Some(ToolChoice::Tool(n.to_string()))
                         }
-                        (Some("allowed_tools"), _) if val["mode"] == "required" => {
-                            Some(ToolChoice::Required)
+                        // The allowed subset has no equivalent: any tool may be called.
+                        (Some("allowed_tools"), _) => {
+                            req.unmapped.push("tool_choice.allowed_tools".into());
+                            if val["mode"] == "required" {
+                                Some(ToolChoice::Required)
+                            } else {
+                                Some(ToolChoice::Auto)
+                            }
                         }
                         _ => Some(ToolChoice::Auto),
                     },
@@ -249,6 +255,8 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
             }
             // Nothing is stored either way; encrypted reasoning is returned when a provider
             // signature exists (see SIGNATURE_PREFIX).
+            // Stored responses need a provider that stores them.
+            "store" if val == true => req.unmapped.push("store".into()),
             "store" | "include" | "stream_options" | "background" => {}
             "truncation" if val == "disabled" => {}
             _ if val.is_null() => {}
@@ -765,8 +773,13 @@ impl StreamEncoder {
     }
 
     fn close_calls(&mut self, out: &mut Vec<u8>) {
+        // Calls the provider cut off at its token limit are incomplete.
+        let status = match self.finish {
+            Some(FinishReason::Length) => "incomplete",
+            _ => "completed",
+        };
         for c in std::mem::take(&mut self.calls) {
-            let item = call_item(&c.call_id, &c.name, &c.arguments, c.freeform, "completed");
+            let item = call_item(&c.call_id, &c.name, &c.arguments, c.freeform, status);
             if c.freeform {
                 self.emit(
                     out,
