@@ -406,6 +406,15 @@ pub fn gemini(req: &Value) -> Result<(), String> {
             .enumerate()
         {
             let at = format!("tools[{t}].function_declarations[{d}]");
+            let name = decl["name"].as_str().unwrap_or_default();
+            let valid = name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            if !valid {
+                return Err(format!("Invalid function name at '{at}.name': must start with a letter or an underscore, contain only a-z, A-Z, 0-9, underscores, dots, colons and dashes, at most 64 characters"));
+            }
             if decl.get("parameters").is_some() && decl.get("parametersJsonSchema").is_some() {
                 return Err(format!(
                     "{at}: parameters and parameters_json_schema cannot both be set"

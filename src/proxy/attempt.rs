@@ -15,7 +15,7 @@ use crate::health::{self, TargetId};
 use crate::protocol::{Op, Protocol};
 use crate::rewrite;
 use crate::routing::{ModelRoute, Resolved};
-use crate::translate::{self, Dropped};
+use crate::translate::{self, Translated};
 use crate::upstream::Provider;
 
 /// A target a request may be sent to.
@@ -131,7 +131,7 @@ pub fn provider_request(
     route: &mut RouteState,
     c: &Candidate,
     translate: bool,
-) -> Result<(Bytes, String, Option<Dropped>), GatewayError> {
+) -> Result<(Bytes, String, Option<Translated>), GatewayError> {
     let provider = c.provider();
     let client_protocol = route.op.protocol();
     let provider_protocol = if translate {
@@ -199,5 +199,9 @@ pub fn provider_request(
         .unwrap_or(translate::anthropic::DEFAULT_MAX_TOKENS);
     let p = translate::encode_request(&req, provider_protocol, target_model, default_max)
         .map_err(|e| e.into_gateway_error())?;
-    Ok((p.body, p.path, Some(p.dropped)))
+    let translated = Translated {
+        dropped: p.dropped,
+        tool_names: p.tool_names,
+    };
+    Ok((p.body, p.path, Some(translated)))
 }

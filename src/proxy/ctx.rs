@@ -19,7 +19,7 @@ use crate::rewrite::ModelRenamer;
 use crate::routing::Resolved;
 use crate::runtime::ActiveRequest;
 use crate::translate::model::{ChatRequest, Usage};
-use crate::translate::{Dropped, ResponseTranslator};
+use crate::translate::{ResponseTranslator, Translated};
 use crate::upstream::Provider;
 use crate::usage::UsageTap;
 
@@ -106,8 +106,9 @@ pub struct Attempt {
     pub uri: http::Uri,
     pub body: Bytes,
     pub body_sent: bool,
-    /// Set when the request was translated for the provider's protocol: what was dropped.
-    pub translated: Option<Dropped>,
+    /// Set when the request was translated for the provider's protocol: what was dropped
+    /// and renamed.
+    pub translated: Option<Translated>,
 }
 
 impl RequestCtx {

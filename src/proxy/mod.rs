@@ -714,8 +714,8 @@ impl ProxyHttp for Gateway {
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };
-        if let Some(dropped) = &attempt.translated {
-            if let Some(v) = dropped.header_value() {
+        if let Some(translated) = &attempt.translated {
+            if let Some(v) = translated.dropped.header_value() {
                 resp.insert_header("x-modelgate-dropped", v)?;
             }
             let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
@@ -757,7 +757,9 @@ impl ProxyHttp for Gateway {
                 ResponseTranslator::json(provider, client, public)
             };
             let freeform = route.decoded.as_ref().map(|r| r.freeform_tools.as_slice());
-            let translator = translator.with_freeform_tools(freeform.unwrap_or_default());
+            let translator = translator
+                .with_freeform_tools(freeform.unwrap_or_default())
+                .with_tool_names(&translated.tool_names);
             let (streaming, content_type) = (translator.is_stream(), translator.content_type());
             ctx.translator = Some(translator);
             resp.remove_header(&http::header::CONTENT_LENGTH);

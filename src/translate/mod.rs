@@ -241,6 +241,116 @@ pub struct ProviderRequest {
     pub body: Bytes,
     pub path: String,
     pub dropped: Dropped,
+    pub tool_names: ToolNames,
+}
+
+/// What an attempt's translation changed, for the response: fields dropped (reported in
+/// `x-modelgate-dropped`) and tool names renamed (renamed back in the answer).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Translated {
+    pub dropped: Dropped,
+    pub tool_names: ToolNames,
+}
+
+/// Tool names a provider would refuse (too long, characters outside its pattern), as sent
+/// to it: (name sent, client's name). Calls in the answer get the client's names back.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ToolNames(pub Vec<(String, String)>);
+
+impl ToolNames {
+    /// The client's name for a name the provider used.
+    pub fn client_name<'a>(&'a self, sent: &str) -> Option<&'a str> {
+        self.0
+            .iter()
+            .find(|(s, _)| s == sent)
+            .map(|(_, c)| c.as_str())
+    }
+
+    fn sent_name<'a>(&'a self, client: &str) -> Option<&'a str> {
+        self.0
+            .iter()
+            .find(|(_, c)| c == client)
+            .map(|(s, _)| s.as_str())
+    }
+}
+
+/// A tool name `provider` accepts: OpenAI and Anthropic take `[a-zA-Z0-9_-]{1,64}`, Gemini
+/// also `.` and `:` and wants a letter or `_` first. Others become their valid characters
+/// plus a short hash of the original, so distinct names stay distinct.
+fn wire_tool_name(provider: Protocol, name: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let gemini = provider == Protocol::Gemini;
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-' || (gemini && (c == '.' || c == ':'))
+    };
+    let starts_ok = !gemini || name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    if !name.is_empty() && name.len() <= 64 && name.chars().all(allowed) && starts_ok {
+        return None;
+    }
+    let clean: String = name
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(52)
+        .collect();
+    let hash = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
+    let lead = if gemini && !clean.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        "t_"
+    } else {
+        ""
+    };
+    Some(format!("{lead}{clean}_{hash}"))
+}
+
+/// `req` with every tool name `provider` would refuse renamed (definitions, the forced
+/// choice, calls and results in the history), and the renames made.
+fn rename_tools(req: &ChatRequest, provider: Protocol) -> Option<(ChatRequest, ToolNames)> {
+    let mut names = ToolNames::default();
+    let mut note = |n: &str| {
+        if names.sent_name(n).is_none() {
+            if let Some(wire) = wire_tool_name(provider, n) {
+                names.0.push((wire, n.to_string()));
+            }
+        }
+    };
+    for t in &req.tools {
+        note(&t.name);
+    }
+    for m in &req.messages {
+        for p in &m.parts {
+            match p {
+                Part::ToolCall { name, .. } => note(name),
+                Part::ToolResult {
+                    name: Some(name), ..
+                } => note(name),
+                _ => {}
+            }
+        }
+    }
+    if names.0.is_empty() {
+        return None;
+    }
+    let mut out = req.clone();
+    let rename = |n: &mut String| {
+        if let Some(w) = names.sent_name(n) {
+            *n = w.to_string();
+        }
+    };
+    out.tools.iter_mut().for_each(|t| rename(&mut t.name));
+    if let Some(ToolChoice::Tool(n)) = out.tool_choice.as_mut() {
+        rename(n);
+    }
+    for m in &mut out.messages {
+        for p in &mut m.parts {
+            match p {
+                Part::ToolCall { name, .. } => rename(name),
+                Part::ToolResult {
+                    name: Some(name), ..
+                } => rename(name),
+                _ => {}
+            }
+        }
+    }
+    Some((out, names))
 }
 
 pub fn encode_request(
@@ -256,6 +366,11 @@ pub fn encode_request(
             "n",
         ));
     }
+    let renamed = rename_tools(req, provider);
+    let (req, tool_names) = match &renamed {
+        Some((r, names)) => (r, names.clone()),
+        None => (req, ToolNames::default()),
+    };
     let mut dropped = Dropped::default();
     for f in &req.unmapped {
         dropped.add(f);
@@ -291,6 +406,7 @@ pub fn encode_request(
         body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
         path,
         dropped,
+        tool_names,
     })
 }
 
@@ -346,6 +462,7 @@ enum Inner {
         public_model: String,
         usage: Option<Usage>,
         freeform_tools: Vec<String>,
+        tool_names: ToolNames,
     },
     /// SSE, translated event by event.
     Stream(Box<StreamState>),
@@ -365,6 +482,22 @@ struct StreamState {
     encoder: StreamEncoder,
     events: Vec<StreamEvent>,
     saw_done: bool,
+    tool_names: ToolNames,
+}
+
+impl StreamState {
+    /// Encodes the decoded events, tool names back to the client's.
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        for mut e in self.events.drain(..) {
+            self.saw_done |= e == StreamEvent::Done;
+            if let StreamEvent::ToolCallStart { name, .. } = &mut e {
+                if let Some(c) = self.tool_names.client_name(name) {
+                    *name = c.to_string();
+                }
+            }
+            self.encoder.encode(&e, out);
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -383,7 +516,21 @@ impl ResponseTranslator {
             public_model: public_model.to_string(),
             usage: None,
             freeform_tools: Vec::new(),
+            tool_names: ToolNames::default(),
         })
+    }
+
+    /// Tool names that were changed for the provider: calls come back with the client's.
+    pub fn with_tool_names(mut self, names: &ToolNames) -> Self {
+        if names.0.is_empty() {
+            return self;
+        }
+        match &mut self.0 {
+            Inner::Json { tool_names, .. } => *tool_names = names.clone(),
+            Inner::Stream(s) => s.tool_names = names.clone(),
+            Inner::Error { .. } | Inner::Replace { .. } => {}
+        }
+        self
     }
 
     /// Responses clients: names of their `custom` tools, whose calls go back as
@@ -442,6 +589,7 @@ impl ResponseTranslator {
             encoder,
             events: Vec::new(),
             saw_done: false,
+            tool_names: ToolNames::default(),
         }))))
     }
 
@@ -501,6 +649,7 @@ impl ResponseTranslator {
                 public_model,
                 usage,
                 freeform_tools,
+                tool_names,
             } => {
                 if let Some(c) = chunk {
                     buf.extend_from_slice(&c);
@@ -509,69 +658,54 @@ impl ResponseTranslator {
                     return None;
                 }
                 let body = std::mem::take(buf);
-                let out =
-                    match translate_json(&body, *provider, *client, public_model, freeform_tools) {
-                        Ok((bytes, u)) => {
-                            *usage = u;
-                            bytes
-                        }
-                        Err(msg) => errors::error_body(
-                            *client,
-                            502,
-                            ErrorCode::UpstreamError.as_str(),
-                            &format!("the provider's response could not be translated: {msg}"),
-                            None,
-                        ),
-                    };
+                let names = (freeform_tools.as_slice(), &*tool_names);
+                let out = match translate_json(&body, *provider, *client, public_model, names) {
+                    Ok((bytes, u)) => {
+                        *usage = u;
+                        bytes
+                    }
+                    Err(msg) => errors::error_body(
+                        *client,
+                        502,
+                        ErrorCode::UpstreamError.as_str(),
+                        &format!("the provider's response could not be translated: {msg}"),
+                        None,
+                    ),
+                };
                 Some(out)
             }
             Inner::Stream(state) => {
-                let StreamState {
-                    framer,
-                    decoder,
-                    encoder,
-                    events,
-                    saw_done,
-                } = &mut **state;
                 if let Some(c) = chunk {
-                    framer.push(&c);
+                    state.framer.push(&c);
                 }
                 let mut out = Vec::new();
-                while let Some(ev) = framer.next_event() {
+                while let Some(ev) = state.framer.next_event() {
                     if let Some(data) = sse::event_data(&ev) {
-                        match decoder {
-                            StreamDecoder::OpenAi(d) => d.feed(&data, events),
-                            StreamDecoder::Anthropic(d) => d.feed(&data, events),
-                            StreamDecoder::Gemini(d) => d.feed(&data, events),
+                        match &mut state.decoder {
+                            StreamDecoder::OpenAi(d) => d.feed(&data, &mut state.events),
+                            StreamDecoder::Anthropic(d) => d.feed(&data, &mut state.events),
+                            StreamDecoder::Gemini(d) => d.feed(&data, &mut state.events),
                         }
                     }
-                    for e in events.drain(..) {
-                        *saw_done |= e == StreamEvent::Done;
-                        encoder.encode(&e, &mut out);
-                    }
+                    state.drain(&mut out);
                 }
                 if end {
                     // Gemini has no end marker: its decoder knows whether the stream finished.
-                    if let StreamDecoder::Gemini(d) = decoder {
-                        d.end(events);
-                        for e in events.drain(..) {
-                            *saw_done |= e == StreamEvent::Done;
-                            encoder.encode(&e, &mut out);
-                        }
+                    if let StreamDecoder::Gemini(d) = &mut state.decoder {
+                        d.end(&mut state.events);
+                        state.drain(&mut out);
                     }
-                    if !*saw_done {
+                    if !state.saw_done {
                         // The provider stopped without its end marker: say so in the
                         // client's protocol rather than pretend the answer is complete.
-                        encoder.encode(
-                            &StreamEvent::Error {
-                                message:
-                                    "the provider's stream ended before the response was complete"
-                                        .into(),
-                            },
-                            &mut out,
-                        );
+                        let message =
+                            "the provider's stream ended before the response was complete";
+                        let e = StreamEvent::Error {
+                            message: message.into(),
+                        };
+                        state.encoder.encode(&e, &mut out);
                     }
-                    encoder.finish(&mut out);
+                    state.encoder.finish(&mut out);
                 }
                 (!out.is_empty()).then(|| Bytes::from(out))
             }
@@ -604,16 +738,23 @@ fn translate_json(
     provider: Protocol,
     client: Protocol,
     public_model: &str,
-    freeform_tools: &[String],
+    (freeform_tools, tool_names): (&[String], &ToolNames),
 ) -> Result<(Bytes, Option<Usage>), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let resp = match provider {
+    let mut resp = match provider {
         Protocol::Responses => return Err("a Responses body is never translated from".to_string()),
         Protocol::OpenAi => openai::decode_response(&v),
         Protocol::Anthropic => anthropic::decode_response(&v),
         Protocol::Gemini => gemini::decode_response(&v),
     }
     .map_err(|e| e.message)?;
+    for p in &mut resp.parts {
+        if let Part::ToolCall { name, .. } = p {
+            if let Some(c) = tool_names.client_name(name) {
+                *name = c.to_string();
+            }
+        }
+    }
     let out = match client {
         Protocol::OpenAi => openai::encode_response(&resp, public_model, unix_now()),
         Protocol::Responses => {

@@ -316,3 +316,72 @@ fn anthropic_thinking_relayed_through_a_gemini_client_comes_back_whole() {
         "signed: thinking stays on"
     );
 }
+
+#[test]
+fn tool_names_a_provider_refuses_are_renamed_and_renamed_back() {
+    let long =
+        "mcp__claude-in-chrome__read_the_whole_page_content_including_frames_and_shadow_roots";
+    assert!(long.len() > 64);
+    let body = json!({"model": "m", "max_tokens": 100,
+        "tools": [{"name": long, "input_schema": {"type": "object"}},
+                  {"name": "Bash", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": long},
+        "messages": [{"role": "user", "content": "read it"},
+                     {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": long, "input": {}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "page"}]}]});
+    let req = decode_request(Protocol::Anthropic, body.to_string().as_bytes()).unwrap();
+    let p = encode_request(&req, Protocol::OpenAi, "gpt-4o", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    let sent = v["tools"][0]["function"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sent.len() <= 64 && sent.starts_with("mcp__claude-in-chrome__read"),
+        "{sent}"
+    );
+    assert_eq!(
+        v["tools"][1]["function"]["name"], "Bash",
+        "valid names are kept"
+    );
+    assert_eq!(v["tool_choice"]["function"]["name"], sent.as_str());
+    assert_eq!(
+        v["messages"][1]["tool_calls"][0]["function"]["name"],
+        sent.as_str()
+    );
+    assert_eq!(p.tool_names.client_name(&sent), Some(long));
+
+    // The provider calls the tool by the name it knows; the client gets its own name back.
+    let answer = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": sent, "arguments": "{}"}}]}}]});
+    let mut t = ResponseTranslator::json(Protocol::OpenAi, Protocol::Anthropic, "pub")
+        .with_tool_names(&p.tool_names);
+    let out: Value =
+        serde_json::from_slice(&t.feed(Some(Bytes::from(answer.to_string())), true).unwrap())
+            .unwrap();
+    assert_eq!(out["content"][0]["name"], long);
+    let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": sent, "arguments": "{}"}}]}, "finish_reason": null}]});
+    let sse = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    let mut t =
+        ResponseTranslator::stream(Protocol::OpenAi, Protocol::Anthropic, "pub", false, true)
+            .unwrap()
+            .with_tool_names(&p.tool_names);
+    let out = t.feed(Some(Bytes::from(sse)), true).unwrap();
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(text.contains(&format!("\"name\":\"{long}\"")), "{text}");
+    assert!(!text.contains(&sent), "{text}");
+
+    // Gemini wants a letter or underscore first, and allows dots.
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "9lives", "parameters": {"type": "object"}}},
+                  {"type": "function", "function": {"name": "fs.read", "parameters": {"type": "object"}}}]});
+    let req = decode_request(Protocol::OpenAi, body.to_string().as_bytes()).unwrap();
+    let p = encode_request(&req, Protocol::Gemini, "gemini-2.5-pro", 4096).unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    let decls = &v["tools"][0]["functionDeclarations"];
+    assert!(decls[0]["name"].as_str().unwrap().starts_with("t_9lives_"));
+    assert_eq!(decls[1]["name"], "fs.read");
+}
