@@ -117,6 +117,8 @@ EOF
 
 sed -e 's/"model":"gpt-4o-mini"/"model":"claude-bench"/' "$OUT/post.lua" > "$OUT/post-translated.lua"
 sed -e 's/"model":"gpt-4o-mini"/"model":"claude-stream","stream":true/' "$OUT/post.lua" > "$OUT/post-translated-sse.lua"
+# Codex's protocol: a Responses stream translated to Anthropic.
+sed -e 's/wrk.body = .*/wrk.body = \x27{"model":"claude-stream","stream":true,"instructions":"Be brief.","input":[{"role":"user","content":"Hello!"}]}\x27/' "$OUT/post.lua" > "$OUT/post-responses-sse.lua"
 
 pids=()
 cleanup() {
@@ -144,6 +146,9 @@ for body in '{"model":"claude-bench","messages":[{"role":"user","content":"hi"}]
     -H 'Authorization: Bearer sk-bench-key' -H 'Content-Type: application/json' -d "$body")
   case "$out" in *'How can I help'*) ;; *) echo "translated path answered: $out"; exit 1 ;; esac
 done
+out=$(curl -s -X POST "http://127.0.0.1:$GW_PORT/v1/responses" -H 'Authorization: Bearer sk-bench-key' \
+  -H 'Content-Type: application/json' -d '{"model":"claude-stream","stream":true,"input":"hi"}')
+case "$out" in *'response.completed'*) ;; *) echo "Responses path answered: $out"; exit 1 ;; esac
 
 cpu_ticks() { # sum of utime+stime over pids
   local t=0
@@ -155,9 +160,10 @@ hwm_kib() { local m=0; for p in "$@"; do v=$(awk '/VmHWM/{print $2}' "/proc/$p/s
 # run NAME URL PIDS... -> "rps p50_ms p99_ms cpu_us_per_req"
 one_run() {
   local url=$1; shift
-  taskset -c 0 wrk -t1 -c"$CONNS" -d${WARMUP}s -s "$OUT/${SCRIPT:-post.lua}" "$url/v1/chat/completions" >/dev/null
+  local path=${URL_PATH:-/v1/chat/completions}
+  taskset -c 0 wrk -t1 -c"$CONNS" -d${WARMUP}s -s "$OUT/${SCRIPT:-post.lua}" "$url$path" >/dev/null
   local before; before=$(cpu_ticks "$@")
-  local out; out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d${DURATION}s --latency -s "$OUT/${SCRIPT:-post.lua}" "$url/v1/chat/completions")
+  local out; out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d${DURATION}s --latency -s "$OUT/${SCRIPT:-post.lua}" "$url$path")
   local after; after=$(cpu_ticks "$@")
   local reqs; reqs=$(echo "$out" | awk '/requests in/{print $1}')
   local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
@@ -198,11 +204,12 @@ bench "nginx plain proxy" "http://127.0.0.1:$PROXY_PORT" $PROXY_PIDS
 bench "modelgate passthrough" "http://127.0.0.1:$GW_PORT" "$GW_PID"
 SCRIPT=post-translated.lua bench "modelgate OpenAI->Anthropic" "http://127.0.0.1:$GW_PORT" "$GW_PID"
 SCRIPT=post-translated-sse.lua bench "modelgate OpenAI->Anthropic SSE" "http://127.0.0.1:$GW_PORT" "$GW_PID"
+URL_PATH=/v1/responses SCRIPT=post-responses-sse.lua bench "modelgate Responses->Anthropic SSE" "http://127.0.0.1:$GW_PORT" "$GW_PID"
 read -r n_rps _ _ n_cpu <<<"${RES[nginx plain proxy]}"
 read -r g_rps _ _ g_cpu <<<"${RES[modelgate passthrough]}"
 awk -v a="$g_rps" -v b="$n_rps" -v c="$g_cpu" -v d="$n_cpu" \
   'BEGIN{printf "modelgate / nginx: RPS %.2fx, CPU per request %.2fx\n", a/b, c/d}'
-for t in "modelgate OpenAI->Anthropic" "modelgate OpenAI->Anthropic SSE"; do
+for t in "modelgate OpenAI->Anthropic" "modelgate OpenAI->Anthropic SSE" "modelgate Responses->Anthropic SSE"; do
   read -r _ _ _ t_cpu <<<"${RES[$t]}"
   awk -v c="$t_cpu" -v d="$n_cpu" -v n="$t" 'BEGIN{printf "%s / nginx plain proxy: CPU per request %.2fx\n", n, c/d}'
 done
