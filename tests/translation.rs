@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use modelgate::protocol::Protocol;
+use modelgate::translate::model::ChatRequest;
 use modelgate::translate::{self, ResponseTranslator};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -95,19 +96,19 @@ fn expected_stream(name: &str, client: Protocol) -> Vec<Value> {
 }
 
 fn run_stream(client: Protocol, provider: Protocol, public: &str, pieces: &[&[u8]]) -> Vec<u8> {
-    run_stream_with(client, provider, public, &[], pieces)
+    run_stream_with(client, provider, public, &ChatRequest::default(), pieces)
 }
 
 fn run_stream_with(
     client: Protocol,
     provider: Protocol,
     public: &str,
-    freeform_tools: &[String],
+    request: &ChatRequest,
     pieces: &[&[u8]],
 ) -> Vec<u8> {
     let mut t = ResponseTranslator::stream(provider, client, public, true, true)
         .expect("stream translator")
-        .with_freeform_tools(freeform_tools);
+        .with_client_request(request);
     let mut out = vec![];
     for (i, p) in pieces.iter().enumerate() {
         if let Some(b) = t.feed(Some(Bytes::copy_from_slice(p)), i + 1 == pieces.len()) {
@@ -136,8 +137,7 @@ fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let dropped: String = encoded.dropped.0.iter().map(|d| format!("{d}\n")).collect();
     write("dropped.txt", dropped);
     let public = client_req["model"].as_str().unwrap_or("gem-model");
-    let freeform = decoded.freeform_tools;
-    let mut t = ResponseTranslator::json(provider, client, public).with_freeform_tools(&freeform);
+    let mut t = ResponseTranslator::json(provider, client, public).with_client_request(&decoded);
     let out = t
         .feed(
             Some(Bytes::from(read(name, "response.provider.json"))),
@@ -147,7 +147,7 @@ fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let resp = normalize(serde_json::from_slice(&out).unwrap());
     write("response.client.json", format!("{resp:#}\n"));
     let stream = read(name, "stream.provider.sse");
-    let out = run_stream_with(client, provider, public, &freeform, &[stream.as_bytes()]);
+    let out = run_stream_with(client, provider, public, &decoded, &[stream.as_bytes()]);
     write("stream.client.sse", String::from_utf8(out).unwrap());
 }
 
@@ -179,8 +179,7 @@ fn check_fixture(name: &str) {
         .collect();
     assert_eq!(encoded.dropped.0, dropped, "{name}: dropped fields");
 
-    let freeform = decoded.freeform_tools.clone();
-    let mut t = ResponseTranslator::json(provider, client, &public).with_freeform_tools(&freeform);
+    let mut t = ResponseTranslator::json(provider, client, &public).with_client_request(&decoded);
     let body = read(name, "response.provider.json");
     let out = t.feed(Some(Bytes::from(body)), true).unwrap();
     let got = normalize(serde_json::from_slice(&out).unwrap());
@@ -191,7 +190,7 @@ fn check_fixture(name: &str) {
     );
 
     let stream = read(name, "stream.provider.sse");
-    let run = |pieces: &[&[u8]]| run_stream_with(client, provider, &public, &freeform, pieces);
+    let run = |pieces: &[&[u8]]| run_stream_with(client, provider, &public, &decoded, pieces);
     let whole = run(&[stream.as_bytes()]);
     let items = stream_items(client, &whole);
     assert_eq!(

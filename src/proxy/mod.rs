@@ -756,10 +756,11 @@ impl ProxyHttp for Gateway {
             } else {
                 ResponseTranslator::json(provider, client, public)
             };
-            let freeform = route.decoded.as_ref().map(|r| r.freeform_tools.as_slice());
-            let translator = translator
-                .with_freeform_tools(freeform.unwrap_or_default())
-                .with_tool_names(&translated.tool_names);
+            let translator = match route.decoded.as_ref() {
+                Some(req) => translator.with_client_request(req),
+                None => translator,
+            };
+            let translator = translator.with_tool_names(&translated.tool_names);
             let (streaming, content_type) = (translator.is_stream(), translator.content_type());
             ctx.translator = Some(translator);
             resp.remove_header(&http::header::CONTENT_LENGTH);

@@ -461,7 +461,7 @@ enum Inner {
         client: Protocol,
         public_model: String,
         usage: Option<Usage>,
-        freeform_tools: Vec<String>,
+        responses: responses::ClientRequest,
         tool_names: ToolNames,
     },
     /// SSE, translated event by event.
@@ -515,7 +515,7 @@ impl ResponseTranslator {
             client,
             public_model: public_model.to_string(),
             usage: None,
-            freeform_tools: Vec::new(),
+            responses: responses::ClientRequest::default(),
             tool_names: ToolNames::default(),
         })
     }
@@ -533,17 +533,18 @@ impl ResponseTranslator {
         self
     }
 
-    /// Responses clients: names of their `custom` tools, whose calls go back as
-    /// `custom_tool_call` items.
-    pub fn with_freeform_tools(mut self, names: &[String]) -> Self {
-        if names.is_empty() {
+    /// A Responses client's request, for what its response repeats and the `custom` tools
+    /// whose calls go back as `custom_tool_call` items.
+    pub fn with_client_request(mut self, req: &ChatRequest) -> Self {
+        if req.freeform_tools.is_empty() && req.echo.is_empty() {
             return self;
         }
+        let client = responses::ClientRequest::of(req);
         match &mut self.0 {
-            Inner::Json { freeform_tools, .. } => *freeform_tools = names.to_vec(),
+            Inner::Json { responses, .. } => *responses = client,
             Inner::Stream(s) => {
                 if let StreamEncoder::Responses(e) = &mut s.encoder {
-                    e.set_freeform_tools(names.to_vec());
+                    e.set_client_request(client);
                 }
             }
             Inner::Error { .. } | Inner::Replace { .. } => {}
@@ -574,7 +575,7 @@ impl ResponseTranslator {
             Protocol::Responses => StreamEncoder::Responses(responses::StreamEncoder::new(
                 public_model,
                 unix_now(),
-                Vec::new(),
+                responses::ClientRequest::default(),
             )),
             Protocol::Anthropic => {
                 StreamEncoder::Anthropic(anthropic::StreamEncoder::new(public_model))
@@ -648,7 +649,7 @@ impl ResponseTranslator {
                 client,
                 public_model,
                 usage,
-                freeform_tools,
+                responses,
                 tool_names,
             } => {
                 if let Some(c) = chunk {
@@ -658,7 +659,7 @@ impl ResponseTranslator {
                     return None;
                 }
                 let body = std::mem::take(buf);
-                let names = (freeform_tools.as_slice(), &*tool_names);
+                let names = (&*responses, &*tool_names);
                 let out = match translate_json(&body, *provider, *client, public_model, names) {
                     Ok((bytes, u)) => {
                         *usage = u;
@@ -738,7 +739,7 @@ fn translate_json(
     provider: Protocol,
     client: Protocol,
     public_model: &str,
-    (freeform_tools, tool_names): (&[String], &ToolNames),
+    (responses_client, tool_names): (&responses::ClientRequest, &ToolNames),
 ) -> Result<(Bytes, Option<Usage>), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let mut resp = match provider {
@@ -758,7 +759,7 @@ fn translate_json(
     let out = match client {
         Protocol::OpenAi => openai::encode_response(&resp, public_model, unix_now()),
         Protocol::Responses => {
-            responses::encode_response(&resp, public_model, unix_now(), freeform_tools)
+            responses::encode_response(&resp, public_model, unix_now(), responses_client)
         }
         Protocol::Anthropic => anthropic::encode_response(&resp, public_model),
         Protocol::Gemini => gemini::encode_response(&resp, public_model),

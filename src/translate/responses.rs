@@ -3,7 +3,7 @@
 //! the client's bytes untouched, so there is no provider-side codec. Field and event names
 //! follow platform.openai.com/docs/api-reference/responses and .../responses-streaming.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::model::*;
 use super::{parse_data_url, TranslateError};
@@ -14,6 +14,44 @@ use super::{parse_data_url, TranslateError};
 const SIGNATURE_PREFIX: &str = RELAYED_SIGNATURE_PREFIX;
 
 // ---------------------------------------------------------------- requests
+
+/// Request settings a Responses response object repeats, as the client sent them.
+const ECHOED: &[&str] = &[
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "reasoning",
+    "store",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "truncation",
+    "user",
+];
+
+/// What the response side needs from a Responses request: its free-form tool names and
+/// the settings to repeat.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ClientRequest {
+    pub freeform_tools: Vec<String>,
+    pub echo: Map<String, Value>,
+}
+
+impl ClientRequest {
+    pub fn of(req: &ChatRequest) -> Self {
+        ClientRequest {
+            freeform_tools: req.freeform_tools.clone(),
+            echo: req.echo.clone(),
+        }
+    }
+
+    fn is_freeform(&self, name: &str) -> bool {
+        self.freeform_tools.iter().any(|n| n == name)
+    }
+}
 
 fn bad(message: String, param: &'static str) -> TranslateError {
     TranslateError::param(message, param)
@@ -171,6 +209,11 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
             "'input' holds no user or assistant items; send at least one message".into(),
             "input",
         ));
+    }
+    for k in ECHOED {
+        if let Some(v) = obj.get(*k).filter(|v| !v.is_null()) {
+            req.echo.insert((*k).to_string(), v.clone());
+        }
     }
     for (k, val) in obj {
         match k.as_str() {
@@ -427,6 +470,7 @@ struct Envelope<'a> {
     id: &'a str,
     model: &'a str,
     created: u64,
+    echo: &'a Map<String, Value>,
 }
 
 /// The response object around `output`, in the shape of a Responses API response.
@@ -438,7 +482,7 @@ fn response_object(
     incomplete: Value,
     error: Value,
 ) -> Value {
-    json!({
+    let mut v = json!({
         "id": env.id,
         "object": "response",
         "created_at": env.created,
@@ -462,7 +506,24 @@ fn response_object(
         "usage": usage.map(usage_json),
         "user": null,
         "metadata": {},
-    })
+    });
+    if let Some(o) = v.as_object_mut() {
+        for (k, val) in env.echo {
+            // Objects (`text`, `reasoning`) merge over the defaults, so `text.format` stays
+            // when the client only set `text.verbosity`.
+            match (o.get_mut(k).and_then(Value::as_object_mut), val.as_object()) {
+                (Some(default), Some(given)) => {
+                    for (gk, gv) in given {
+                        default.insert(gk.clone(), gv.clone());
+                    }
+                }
+                _ => {
+                    o.insert(k.clone(), val.clone());
+                }
+            }
+        }
+    }
+    v
 }
 
 fn message_item(id: &str, text: &str, status: &str) -> Value {
@@ -510,7 +571,7 @@ pub fn encode_response(
     r: &ChatResponse,
     public_model: &str,
     created: u64,
-    freeform_tools: &[String],
+    client: &ClientRequest,
 ) -> Value {
     let id = response_id(&r.id);
     let mut output = vec![];
@@ -536,7 +597,7 @@ pub fn encode_response(
                 arguments,
             } => {
                 flush_text(&mut text, &mut output);
-                let freeform = freeform_tools.iter().any(|n| n == name);
+                let freeform = client.is_freeform(name);
                 output.push(call_item(call_id, name, arguments, freeform, "completed"));
             }
             Part::Image(_) | Part::ToolResult { .. } => {}
@@ -554,6 +615,7 @@ pub fn encode_response(
         id: &id,
         model: public_model,
         created,
+        echo: &client.echo,
     };
     response_object(
         &env,
@@ -602,7 +664,7 @@ pub struct StreamEncoder {
     id: String,
     model: String,
     created: u64,
-    freeform_tools: Vec<String>,
+    client: ClientRequest,
     seq: u64,
     started: bool,
     /// Completed output items, for `response.completed`.
@@ -615,12 +677,12 @@ pub struct StreamEncoder {
 }
 
 impl StreamEncoder {
-    pub fn new(public_model: &str, created: u64, freeform_tools: Vec<String>) -> Self {
+    pub fn new(public_model: &str, created: u64, client: ClientRequest) -> Self {
         StreamEncoder {
             id: "resp_modelgate".to_string(),
             model: public_model.to_string(),
             created,
-            freeform_tools,
+            client,
             seq: 0,
             started: false,
             output: Vec::new(),
@@ -636,8 +698,8 @@ impl StreamEncoder {
         self.usage
     }
 
-    pub fn set_freeform_tools(&mut self, names: Vec<String>) {
-        self.freeform_tools = names;
+    pub fn set_client_request(&mut self, client: ClientRequest) {
+        self.client = client;
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
@@ -662,6 +724,7 @@ impl StreamEncoder {
             id: &self.id,
             model: &self.model,
             created: self.created,
+            echo: &self.client.echo,
         };
         response_object(&env, status, output, usage, incomplete, error)
     }
@@ -874,7 +937,7 @@ impl StreamEncoder {
                 self.ensure_started(out);
                 self.close_open(out);
                 let out_index = self.new_index();
-                let freeform = self.freeform_tools.iter().any(|n| n == name);
+                let freeform = self.client.is_freeform(name);
                 let item = call_item(id, name, "", freeform, "in_progress");
                 self.emit(
                     out,
@@ -952,7 +1015,7 @@ impl StreamEncoder {
 /// `response.failed`. The provider's sequence numbers are not tracked on that path, so
 /// these are numbered far above any a real stream reaches, keeping them increasing.
 pub fn stream_failure(code: &str, message: &str) -> Vec<u8> {
-    let mut e = StreamEncoder::new("", 0, Vec::new());
+    let mut e = StreamEncoder::new("", 0, ClientRequest::default());
     e.started = true;
     e.seq = 1 << 40;
     let mut out = Vec::new();
@@ -1002,7 +1065,7 @@ mod tests {
             finish: Some(FinishReason::ToolCalls),
             usage: None,
         };
-        let v = encode_response(&resp, "pub", 0, &req.freeform_tools);
+        let v = encode_response(&resp, "pub", 0, &ClientRequest::of(&req));
         assert_eq!(v["output"][0]["type"], "custom_tool_call");
         assert_eq!(v["output"][0]["input"], "diff");
     }
@@ -1017,7 +1080,7 @@ mod tests {
 
     #[test]
     fn stream_numbers_events_and_ends_with_completed() {
-        let mut e = StreamEncoder::new("pub", 7, vec![]);
+        let mut e = StreamEncoder::new("pub", 7, ClientRequest::default());
         let mut out = vec![];
         for ev in [
             StreamEvent::Start { id: "abc".into() },
