@@ -715,52 +715,10 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         if let Some(translated) = &attempt.translated {
-            if let Some(v) = translated.dropped.header_value() {
-                resp.insert_header("x-modelgate-dropped", v)?;
+            let (translator, error) = response_translator(route, attempt, translated, resp)?;
+            if error.is_some() {
+                ctx.error = error;
             }
-            let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
-            let public = route.resolved.requested.as_str();
-            let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
-            let ctype = resp
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            // A success that is neither JSON nor SSE (an HTML page from a wrong base_url, a
-            // captive proxy) cannot be translated: say so rather than pass a broken 200.
-            let unreadable = resp.status.is_success()
-                && !ctype.is_empty()
-                && !ctype.contains("json")
-                && !ctype.starts_with("text/event-stream");
-            let translator = if unreadable {
-                let message = format!(
-                    "provider {:?} answered {} with content-type {:?}, not JSON or SSE; check its base_url",
-                    attempt.provider.name,
-                    resp.status.as_u16(),
-                    ctype.chars().take(60).collect::<String>()
-                );
-                resp.set_status(502)?;
-                let translator = ResponseTranslator::replace_with_error(client, &message);
-                ctx.error = Some(GatewayError::new(ErrorCode::UpstreamError, message));
-                translator
-            } else if !resp.status.is_success() {
-                ResponseTranslator::error(client, resp.status.as_u16())
-            } else if route.stream {
-                let client_sse = client != Protocol::Gemini
-                    || route
-                        .query
-                        .as_deref()
-                        .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-                ResponseTranslator::stream(provider, client, public, include_usage, client_sse)
-                    .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
-            } else {
-                ResponseTranslator::json(provider, client, public)
-            };
-            let translator = match route.decoded.as_ref() {
-                Some(req) => translator.with_client_request(req),
-                None => translator,
-            };
-            let translator = translator.with_tool_names(&translated.tool_names);
             let (streaming, content_type) = (translator.is_stream(), translator.content_type());
             ctx.translator = Some(translator);
             resp.remove_header(&http::header::CONTENT_LENGTH);
@@ -1087,6 +1045,66 @@ fn stream_error_event(protocol: Protocol, err: &GatewayError, json_array: bool) 
     out.extend_from_slice(&body);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// The translator for a translated attempt's response, chosen by status and content type;
+/// with the gateway error when the provider's body cannot be used at all. Sets the
+/// header's status when that happens, and `x-modelgate-dropped` otherwise.
+fn response_translator(
+    route: &RouteState,
+    attempt: &Attempt,
+    translated: &translate::Translated,
+    resp: &mut ResponseHeader,
+) -> Result<(ResponseTranslator, Option<GatewayError>)> {
+    let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
+    let public = route.resolved.requested.as_str();
+    let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
+    let ctype = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // A success that is neither JSON nor SSE (an HTML page from a wrong base_url, a
+    // captive proxy) cannot be translated: say so rather than pass a broken 200.
+    let unreadable = resp.status.is_success()
+        && !ctype.is_empty()
+        && !ctype.contains("json")
+        && !ctype.starts_with("text/event-stream");
+    if unreadable {
+        let message = format!(
+            "provider {:?} answered {} with content-type {:?}, not JSON or SSE; check its base_url",
+            attempt.provider.name,
+            resp.status.as_u16(),
+            ctype.chars().take(60).collect::<String>()
+        );
+        resp.set_status(502)?;
+        let translator = ResponseTranslator::replace_with_error(client, &message);
+        return Ok((
+            translator,
+            Some(GatewayError::new(ErrorCode::UpstreamError, message)),
+        ));
+    }
+    if let Some(v) = translated.dropped.header_value() {
+        resp.insert_header("x-modelgate-dropped", v)?;
+    }
+    let translator = if !resp.status.is_success() {
+        ResponseTranslator::error(client, resp.status.as_u16())
+    } else if route.stream {
+        let client_sse = client != Protocol::Gemini
+            || route
+                .query
+                .as_deref()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+        ResponseTranslator::stream(provider, client, public, include_usage, client_sse)
+            .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
+    } else {
+        ResponseTranslator::json(provider, client, public)
+    };
+    let translator = match route.decoded.as_ref() {
+        Some(req) => translator.with_client_request(req),
+        None => translator,
+    };
+    Ok((translator.with_tool_names(&translated.tool_names), None))
 }
 
 /// Per-target statistics for `/v1/metrics/providers`.
