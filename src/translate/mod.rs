@@ -44,6 +44,9 @@ impl TranslateError {
     }
 }
 
+/// At most this many fields are listed in `x-modelgate-dropped`.
+const MAX_DROPPED: usize = 32;
+
 /// Client fields the target protocol has no place for; sent back in `x-modelgate-dropped`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dropped(pub Vec<String>);
@@ -62,7 +65,8 @@ impl Dropped {
                 }
             })
             .collect();
-        if !self.0.contains(&field) {
+        // Bounded, so a body of made-up fields cannot make an oversized header.
+        if self.0.len() < MAX_DROPPED && !self.0.contains(&field) {
             self.0.push(field);
         }
     }
@@ -536,7 +540,7 @@ impl ResponseTranslator {
     /// A Responses client's request, for what its response repeats and the `custom` tools
     /// whose calls go back as `custom_tool_call` items.
     pub fn with_client_request(mut self, req: &ChatRequest) -> Self {
-        if req.freeform_tools.is_empty() && req.echo.is_empty() {
+        if req.freeform_tools.is_empty() && req.tool_namespaces.is_empty() && req.echo.is_empty() {
             return self;
         }
         let client = responses::ClientRequest::of(req);

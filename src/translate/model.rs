@@ -38,6 +38,9 @@ pub struct ChatRequest {
     /// Responses `custom` tools: offered to providers as functions taking `{"input": text}`,
     /// and their calls returned to the client as `custom_tool_call` items.
     pub freeform_tools: Vec<String>,
+    /// Responses: (tool, namespace) for function tools given inside a `namespace` tool;
+    /// their calls go back with that `namespace`.
+    pub tool_namespaces: Vec<(String, String)>,
     /// Responses: the request settings its response object repeats (`tools`, `text`, ...).
     pub echo: serde_json::Map<String, Value>,
 }

@@ -37,6 +37,7 @@ const ECHOED: &[&str] = &[
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ClientRequest {
     pub freeform_tools: Vec<String>,
+    pub tool_namespaces: Vec<(String, String)>,
     pub echo: Map<String, Value>,
 }
 
@@ -44,12 +45,23 @@ impl ClientRequest {
     pub fn of(req: &ChatRequest) -> Self {
         ClientRequest {
             freeform_tools: req.freeform_tools.clone(),
+            tool_namespaces: req.tool_namespaces.clone(),
             echo: req.echo.clone(),
         }
     }
 
     fn is_freeform(&self, name: &str) -> bool {
         self.freeform_tools.iter().any(|n| n == name)
+    }
+
+    /// A function-call item as the client's tools define it: `custom_tool_call` for a
+    /// free-form tool, with its `namespace` for a namespaced one.
+    fn call_item(&self, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
+        let mut item = call_item(call_id, name, arguments, self.is_freeform(name), status);
+        if let Some((_, ns)) = self.tool_namespaces.iter().find(|(n, _)| n == name) {
+            item["namespace"] = ns.clone().into();
+        }
+        item
     }
 }
 
@@ -166,9 +178,14 @@ fn decode_tools(val: &Value, req: &mut ChatRequest) -> Result<(), TranslateError
     };
     for (j, t) in val.as_array().into_iter().flatten().enumerate() {
         if t["type"] == "namespace" {
-            // A group of tools: its function tools stand on their own.
+            // A group of tools: its function tools stand on their own, and their calls
+            // carry the namespace back.
+            let ns = t["name"].as_str().unwrap_or_default();
             for (k, inner) in t["tools"].as_array().into_iter().flatten().enumerate() {
                 push(inner, format!("tools[{j}].tools[{k}]"), req)?;
+                if let (Some(name), false) = (inner["name"].as_str(), ns.is_empty()) {
+                    req.tool_namespaces.push((name.to_string(), ns.to_string()));
+                }
             }
         } else {
             push(t, format!("tools[{j}]"), req)?;
@@ -597,8 +614,7 @@ pub fn encode_response(
                 arguments,
             } => {
                 flush_text(&mut text, &mut output);
-                let freeform = client.is_freeform(name);
-                output.push(call_item(call_id, name, arguments, freeform, "completed"));
+                output.push(client.call_item(call_id, name, arguments, "completed"));
             }
             Part::Image(_) | Part::ToolResult { .. } => {}
         }
@@ -842,7 +858,9 @@ impl StreamEncoder {
             _ => "completed",
         };
         for c in std::mem::take(&mut self.calls) {
-            let item = call_item(&c.call_id, &c.name, &c.arguments, c.freeform, status);
+            let item = self
+                .client
+                .call_item(&c.call_id, &c.name, &c.arguments, status);
             if c.freeform {
                 self.emit(
                     out,
@@ -938,7 +956,7 @@ impl StreamEncoder {
                 self.close_open(out);
                 let out_index = self.new_index();
                 let freeform = self.client.is_freeform(name);
-                let item = call_item(id, name, "", freeform, "in_progress");
+                let item = self.client.call_item(id, name, "", "in_progress");
                 self.emit(
                     out,
                     "response.output_item.added",
@@ -1068,6 +1086,41 @@ mod tests {
         let v = encode_response(&resp, "pub", 0, &ClientRequest::of(&req));
         assert_eq!(v["output"][0]["type"], "custom_tool_call");
         assert_eq!(v["output"][0]["input"], "diff");
+    }
+
+    #[test]
+    fn namespaced_tools_are_flattened_and_their_calls_name_the_namespace() {
+        let req = decode_request(&json!({"model": "m", "input": "spawn one",
+            "tools": [{"type": "namespace", "name": "multi_agent_v1", "description": "agents",
+                       "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}}]},
+                      {"type": "function", "name": "exec_command", "parameters": {"type": "object"}}]}))
+        .unwrap();
+        let names: Vec<&str> = req.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["spawn_agent", "exec_command"]);
+        let resp = ChatResponse {
+            id: "x".into(),
+            parts: vec![
+                Part::ToolCall {
+                    id: "c1".into(),
+                    name: "spawn_agent".into(),
+                    arguments: "{}".into(),
+                },
+                Part::ToolCall {
+                    id: "c2".into(),
+                    name: "exec_command".into(),
+                    arguments: "{}".into(),
+                },
+            ],
+            finish: Some(FinishReason::ToolCalls),
+            usage: None,
+        };
+        let v = encode_response(&resp, "pub", 0, &ClientRequest::of(&req));
+        assert_eq!(v["output"][0]["namespace"], "multi_agent_v1");
+        assert!(v["output"][1].get("namespace").is_none());
+        assert_eq!(
+            v["tools"][0]["type"], "namespace",
+            "the request's tools are repeated"
+        );
     }
 
     #[test]
