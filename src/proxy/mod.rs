@@ -730,6 +730,28 @@ impl ProxyHttp for Gateway {
             }
             return Ok(());
         }
+        let html = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+        if resp.status.is_success() && html {
+            // No API answers a web page: a wrong base_url (a dashboard, a login page).
+            let message = format!(
+                "provider {:?} answered {} with a web page (text/html), not the API; check its base_url",
+                attempt.provider.name,
+                resp.status.as_u16()
+            );
+            resp.set_status(502)?;
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            ctx.translator = Some(ResponseTranslator::replace_with_error(
+                route.op.protocol(),
+                &message,
+            ));
+            ctx.error = Some(GatewayError::new(ErrorCode::UpstreamError, message));
+            return Ok(());
+        }
         if resp.status.is_success()
             && route.op == Op::ChatCompletions
             && route.stream

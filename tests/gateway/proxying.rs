@@ -316,6 +316,21 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_instead_of_the_api_is_a_502_naming_the_base_url() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| Reply::Raw(200, "text/html", "<html><body>Sign in</body></html>".into()));
+    let gw = gateway_for(&mock, "", "").await;
+    let r = gw.chat(KEY, "gpt-4o").await;
+    let (s, code, v) = error_code(r).await;
+    assert_eq!((s, code.as_str()), (502, "upstream_error"));
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("base_url") && !message.contains("Sign in"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
     let mock = MockProvider::start("p").await;
     mock.reply(|r| {
