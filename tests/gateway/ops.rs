@@ -505,7 +505,17 @@ async fn graceful_upgrade_hands_the_listeners_over() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // It listens on the upgrade socket once started; a fixed sleep was too short under load.
+    let sock = old.config_path.with_file_name("upgrade.sock");
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < ready_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        sock.exists(),
+        "the new process never listened on the upgrade socket"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
     old.signal("QUIT");
     // Requests keep being answered through the hand-over, then by the new process only.
     let deadline = Instant::now() + Duration::from_secs(8);
