@@ -111,15 +111,22 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
                 } else {
                     parts.push(Part::Text(t.to_string()));
                 }
-            } else if let Some(d) = p.get("inlineData") {
-                parts.push(Part::Image(Image::Base64 {
-                    media_type: d["mimeType"].as_str().unwrap_or("image/png").to_string(),
-                    data: d["data"].as_str().unwrap_or_default().to_string(),
+            } else if let Some(d) = p.get("inlineData").or_else(|| p.get("fileData")) {
+                // Only images have a place in the other protocols (no audio, video, PDF).
+                let media_type = d["mimeType"].as_str().unwrap_or("image/png");
+                if !media_type.starts_with("image/") {
+                    return Err(TranslateError::param(
+                        format!("contents[{i}].parts[{j}] holds {media_type}, which this model's provider cannot take (only images translate); use a Gemini model"),
+                        "contents",
+                    ));
+                }
+                parts.push(Part::Image(match d.get("fileUri") {
+                    Some(uri) => Image::Url(uri.as_str().unwrap_or_default().to_string()),
+                    None => Image::Base64 {
+                        media_type: media_type.to_string(),
+                        data: d["data"].as_str().unwrap_or_default().to_string(),
+                    },
                 }));
-            } else if let Some(f) = p.get("fileData") {
-                parts.push(Part::Image(Image::Url(
-                    f["fileUri"].as_str().unwrap_or_default().to_string(),
-                )));
             } else if let Some(fc) = p.get("functionCall") {
                 let name = fc["name"].as_str().unwrap_or_default().to_string();
                 let id = fc["id"]

@@ -385,3 +385,18 @@ fn tool_names_a_provider_refuses_are_renamed_and_renamed_back() {
     assert!(decls[0]["name"].as_str().unwrap().starts_with("t_9lives_"));
     assert_eq!(decls[1]["name"], "fs.read");
 }
+
+#[test]
+fn gemini_media_other_than_images_is_refused_clearly() {
+    let body = json!({"contents": [{"role": "user", "parts": [
+        {"text": "summarize"}, {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}]}]});
+    let e = decode_request(Protocol::Gemini, body.to_string().as_bytes()).unwrap_err();
+    assert!(e.message.contains("application/pdf"), "{}", e.message);
+    let body = json!({"contents": [{"role": "user", "parts": [
+        {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}}]}]});
+    let req = decode_request(Protocol::Gemini, body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        req.messages[0].parts[0],
+        Part::Image(Image::Url("https://example.com/cat.jpg".into()))
+    );
+}
