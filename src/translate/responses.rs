@@ -552,15 +552,14 @@ fn message_item(id: &str, text: &str, status: &str) -> Value {
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
 
-fn reasoning_item(id: &str, text: &str, signature: Option<&str>, done: bool) -> Value {
+/// A reasoning item; started (`response.output_item.added`) with no text nor signature.
+fn reasoning_item(id: &str, text: &str, signature: Option<&str>) -> Value {
     let mut v = json!({"id": id, "type": "reasoning", "summary": []});
-    if done {
-        if !text.is_empty() {
-            v["summary"] = json!([{"type": "summary_text", "text": text}]);
-        }
-        if let Some(sig) = signature {
-            v["encrypted_content"] = format!("{SIGNATURE_PREFIX}{sig}").into();
-        }
+    if !text.is_empty() {
+        v["summary"] = json!([{"type": "summary_text", "text": text}]);
+    }
+    if let Some(sig) = signature {
+        v["encrypted_content"] = format!("{SIGNATURE_PREFIX}{sig}").into();
     }
     v
 }
@@ -606,7 +605,7 @@ pub fn encode_response(
             Part::Thinking { text: t, signature } => {
                 flush_text(&mut text, &mut output);
                 let item_id = format!("rs_{}_{}", id.trim_start_matches("resp_"), output.len());
-                output.push(reasoning_item(&item_id, t, signature.as_deref(), true));
+                output.push(reasoning_item(&item_id, t, signature.as_deref()));
             }
             Part::ToolCall {
                 id: call_id,
@@ -772,7 +771,7 @@ impl StreamEncoder {
         self.emit(
             out,
             "response.output_item.added",
-            json!({"output_index": index, "item": reasoning_item(&id, "", None, false)}),
+            json!({"output_index": index, "item": reasoning_item(&id, "", None)}),
         );
         if signature.is_none() {
             self.emit(
@@ -840,7 +839,7 @@ impl StreamEncoder {
                         json!({"item_id": id, "output_index": index, "summary_index": 0, "part": part}),
                     );
                 }
-                let item = reasoning_item(&id, &text, signature.as_deref(), true);
+                let item = reasoning_item(&id, &text, signature.as_deref());
                 self.emit(
                     out,
                     "response.output_item.done",
