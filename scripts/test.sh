@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit + integration tests, then the official-SDK tests in Python.
-# Needs cmake (for pingora's zlib-ng) and python3 with venv; .ci/run installs them on Debian.
+# Needs cmake (for pingora's zlib-ng), a C compiler and make, and python3 with venv; the
+# check below installs missing Debian packages when it can (root or passwordless sudo),
+# or stops with the command that installs them. The SDKs come from PyPI (network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# shellcheck source=lib/prereqs.sh
+. scripts/lib/prereqs.sh
+needs=(build python)
+# .ci/run sets this: deploy/prometheus is then checked with promtool, not skipped.
+if [ "${MODELGATE_REQUIRE_PROMTOOL:-0}" = 1 ]; then
+  needs+=(promtool)
+fi
+prereqs_ensure "${needs[@]}" || exit 1
 
 cargo test --all-targets
 
