@@ -1,9 +1,34 @@
 //! Cost of limit admission per request: `cargo bench --bench limits`.
 
+use std::future::Future;
 use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use modelgate::limits::{admit, KeyLimits, LimitSet};
+use modelgate::limits::{Admission, KeyLimits, LimitRequest, LimitSet, Limiter, Rejection};
+
+/// The local backend never waits: its future is ready at the first poll.
+fn admit(
+    lim: &Limiter,
+    key_name: &str,
+    key_limits: &KeyLimits,
+    model: &str,
+    model_limits: Option<(&str, &LimitSet)>,
+    estimate: u64,
+) -> Result<Admission, Box<Rejection>> {
+    let r = LimitRequest {
+        key_name,
+        key_limits,
+        model,
+        model_limits,
+        estimate,
+    };
+    let mut fut = std::pin::pin!(lim.admit(&r));
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => unreachable!("the local backend does not wait"),
+    }
+}
 
 fn bench(name: &str, iters: u32, mut f: impl FnMut(u32)) {
     for i in 0..iters / 10 {
@@ -18,6 +43,7 @@ fn bench(name: &str, iters: u32, mut f: impl FnMut(u32)) {
 }
 
 fn main() {
+    let lim = Limiter::default();
     let none = KeyLimits::default();
     let all = KeyLimits {
         base: LimitSet {
@@ -49,20 +75,30 @@ fn main() {
         2_000
     };
     bench("key without limits", n, |_| {
-        black_box(admit("bench", &none, "gpt-4o", None, 100).ok());
+        black_box(admit(&lim, "bench", &none, "gpt-4o", None, 100).ok());
     });
     bench("rpm + tpm + concurrency, reconciled", n, |_| {
-        let mut a = admit("bench", &all, "gpt-4o", None, 100).ok();
+        let mut a = admit(&lim, "bench", &all, "gpt-4o", None, 100).ok();
         if let Some(a) = a.as_mut() {
-            a.reconcile(Some(120));
+            a.settle(Some(120));
         }
         black_box(a);
     });
     bench("key + model group + global model limits", n, |_| {
-        black_box(admit("bench", &grouped, "gpt-4o", Some(("gpt-4o", &global)), 100).ok());
+        black_box(
+            admit(
+                &lim,
+                "bench",
+                &grouped,
+                "gpt-4o",
+                Some(("gpt-4o", &global)),
+                100,
+            )
+            .ok(),
+        );
     });
     bench("1000 distinct keys, all limits", n, |i| {
         let key = format!("key-{}", i % 1000);
-        black_box(admit(&key, &all, "gpt-4o", None, 100).ok());
+        black_box(admit(&lim, &key, &all, "gpt-4o", None, 100).ok());
     });
 }

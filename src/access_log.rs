@@ -1,12 +1,11 @@
 //! One access record per request: written to the log (`key=value` text or a JSON line, at
 //! info level on the `modelgate::access` target) and, when the management API is on, kept
-//! in a bounded in-memory ring for `GET /v0/management/logs`. Never a key, a credential or
+//! in a bounded in-memory ring (owned by the runtime) for `GET /v0/management/logs`. Never a key, a credential or
 //! message content: only the key's name.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use once_cell::sync::Lazy;
 use serde::Serialize;
 
 use crate::config::LogFormat;
@@ -36,14 +35,36 @@ pub struct AccessRecord {
     pub bytes_out: usize,
 }
 
-static RING: Lazy<Mutex<VecDeque<Arc<AccessRecord>>>> = Lazy::new(|| Mutex::new(VecDeque::new()));
+/// The most recent access records, for the management API.
+#[derive(Default)]
+pub struct AccessRing {
+    ring: Mutex<VecDeque<Arc<AccessRecord>>>,
+}
+
+impl AccessRing {
+    /// Keeps `rec`, dropping the oldest beyond `keep`.
+    pub fn push(&self, rec: AccessRecord, keep: usize) {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        while ring.len() >= keep.max(1) {
+            ring.pop_front();
+        }
+        ring.push_back(Arc::new(rec));
+    }
+
+    /// The last `limit` records, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<Arc<AccessRecord>> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.iter().rev().take(limit).cloned().collect()
+    }
+}
 
 /// Whether building a record is worth it: the access log is on or the ring keeps records.
 pub fn wanted(keep: usize) -> bool {
     keep > 0 || log::log_enabled!(target: "modelgate::access", log::Level::Info)
 }
 
-pub fn record(rec: AccessRecord, format: LogFormat, keep: usize) {
+/// Logs `rec` and keeps it in `ring` when `keep` > 0.
+pub fn record(ring: &AccessRing, rec: AccessRecord, format: LogFormat, keep: usize) {
     if log::log_enabled!(target: "modelgate::access", log::Level::Info) {
         match format {
             LogFormat::Json => match serde_json::to_string(&rec) {
@@ -75,18 +96,8 @@ pub fn record(rec: AccessRecord, format: LogFormat, keep: usize) {
         }
     }
     if keep > 0 {
-        let mut ring = RING.lock().unwrap_or_else(|p| p.into_inner());
-        while ring.len() >= keep {
-            ring.pop_front();
-        }
-        ring.push_back(Arc::new(rec));
+        ring.push(rec, keep);
     }
-}
-
-/// The last `limit` records, newest first.
-pub fn recent(limit: usize) -> Vec<Arc<AccessRecord>> {
-    let ring = RING.lock().unwrap_or_else(|p| p.into_inner());
-    ring.iter().rev().take(limit).cloned().collect()
 }
 
 pub fn now_rfc3339() -> String {

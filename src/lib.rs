@@ -1,9 +1,11 @@
 //! modelgate: an LLM API gateway on Pingora.
 //!
 //! One module per concern: `config` (YAML -> validated model), `auth`, `routing`,
-//! `upstream` (providers, DNS, peers), `protocol` (endpoints and wire shapes), `rewrite`
-//! and `sse` (body rewriting), `errors`, `metrics`, `runtime` (reload, drain) and
-//! `proxy` (the Pingora conductor). `server` assembles them into a Pingora server.
+//! `upstream` (providers, DNS, peers, request preparation), `protocol` (endpoints),
+//! `translate` (each wire protocol's format and the translation between them), `health`
+//! (cooldowns, retry budget, probes, stats), `limits`, `errors`, `metrics`, `runtime`
+//! (live config and state, reload, drain) and `proxy` (the Pingora conductor). `server`
+//! assembles them into a Pingora server.
 
 pub mod access_log;
 pub mod auth;
@@ -13,7 +15,6 @@ pub mod errors;
 pub mod health;
 pub mod limits;
 pub mod metrics;
-pub mod probe;
 pub mod protocol;
 pub mod proxy;
 pub mod rewrite;

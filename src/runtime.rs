@@ -1,7 +1,8 @@
-//! The live configuration and process lifecycle: an `ArcSwap<Config>` that requests
-//! snapshot once, SIGHUP reloads, and SIGTERM draining (`/health` 503 for `drain_delay`,
-//! then stop accepting and exit as soon as in-flight requests are done, within
-//! `grace_period`).
+//! The live configuration, the live state and the process lifecycle: an `ArcSwap<Config>`
+//! that requests snapshot once, the `State` that outlives every config (health, limits,
+//! the access ring), SIGHUP reloads, and SIGTERM draining (`/health` 503 for
+//! `drain_delay`, then stop accepting and exit as soon as in-flight requests are done,
+//! within `grace_period`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,11 +14,24 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 
+use crate::access_log::AccessRing;
 use crate::config::{self, Config};
+use crate::health::Health;
+use crate::limits::Limiter;
 use crate::metrics;
+
+/// Live state: everything a request changes that must outlive the config it ran under.
+/// No statics hold request state; tests build one `State` per case.
+#[derive(Default)]
+pub struct State {
+    pub health: Health,
+    pub limits: Limiter,
+    pub access: AccessRing,
+}
 
 pub struct Runtime {
     config: ArcSwap<Config>,
+    pub state: State,
     /// The file SIGHUP re-reads; `None` in demo mode.
     path: Option<PathBuf>,
     draining: AtomicBool,
@@ -30,6 +44,7 @@ impl Runtime {
     pub fn new(config: Config, path: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Runtime {
             config: ArcSwap::from_pointee(config),
+            state: State::default(),
             path,
             draining: AtomicBool::new(false),
             active_requests: AtomicUsize::new(0),

@@ -99,7 +99,7 @@ pub fn run(opts: RunOptions) -> ! {
     }
     server.add_service(background_service(
         "health checker",
-        crate::probe::HealthChecker {
+        crate::health::checker::HealthChecker {
             runtime: runtime.clone(),
         },
     ));

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::health::ProviderId;
 use crate::protocol::Protocol;
 
 /// Whether an OpenAI-kind provider has the Responses API (`/v1/responses`).
@@ -131,6 +133,28 @@ pub struct ProviderSpec {
     pub responses_api: ResponsesApi,
 }
 
+/// The Messages API version sent when the client names none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Anthropic client headers, kept only for Anthropic providers.
+const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+];
+
+/// Client headers that must never reach a provider (credentials) or that the gateway sets.
+const STRIPPED_REQUEST_HEADERS: [&str; 8] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "cookie",
+    "transfer-encoding",
+    "expect",
+    "accept-encoding",
+];
+
 struct DnsEntry {
     addrs: Vec<SocketAddr>,
     resolved_at: Instant,
@@ -143,8 +167,8 @@ pub struct Provider {
     pub name: String,
     /// The base URL as text: with the name, identifies the provider across reloads.
     pub endpoint: String,
-    /// `health::provider_key` of name and endpoint.
-    pub health_key: u64,
+    /// Name and endpoint: what health state is kept for across reloads.
+    pub id: ProviderId,
     pub kind: ProviderKind,
     pub url: BaseUrl,
     /// `Host` header value: host, plus the port when it is not the scheme's default.
@@ -197,7 +221,7 @@ impl Provider {
             url.path_prefix
         );
         Provider {
-            health_key: crate::health::provider_key(&spec.name, &endpoint),
+            id: ProviderId::new(&spec.name, &endpoint),
             endpoint,
             name: spec.name,
             kind: spec.kind,
@@ -293,6 +317,42 @@ impl Provider {
 
     pub fn credential_count(&self) -> usize {
         self.credentials.len()
+    }
+
+    /// Makes `req` a request to this provider: the client's credentials and hop headers
+    /// out, this provider's host, credential `credential`, protocol version and configured
+    /// headers in, identity encoding (usage and model names are read from the body).
+    /// The one place provider header policy lives: the proxy and the health checker both
+    /// call it. `client_sets_version`: the client sent its own `anthropic-version`.
+    pub fn prepare_request(
+        &self,
+        req: &mut RequestHeader,
+        credential: usize,
+        client_sets_version: bool,
+    ) -> pingora::Result<()> {
+        for h in STRIPPED_REQUEST_HEADERS {
+            req.remove_header(h);
+        }
+        req.insert_header(http::header::HOST, self.host_header.as_str())?;
+        if let Some(cred) = self.credential(credential) {
+            req.insert_header(self.auth_header(), cred.clone())?;
+        }
+        if self.kind == ProviderKind::Anthropic {
+            if !client_sets_version {
+                req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
+            }
+        } else {
+            // Anthropic's version and beta flags mean nothing to other providers (whose
+            // own checks may trip on them).
+            for h in ANTHROPIC_REQUEST_HEADERS {
+                req.remove_header(h);
+            }
+        }
+        for (k, v) in &self.headers {
+            req.insert_header(k.clone(), v.clone())?;
+        }
+        req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        Ok(())
     }
 
     /// Upstream path for a client path: the base URL's prefix joined with the path.

@@ -26,6 +26,19 @@ impl Protocol {
     }
 }
 
+impl Endpoint {
+    pub fn is_management(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::ManagementReload
+                | Endpoint::ManagementConfigGet
+                | Endpoint::ManagementConfigPut
+                | Endpoint::ManagementLogs
+                | Endpoint::ManagementOther
+        )
+    }
+}
+
 /// A request the gateway forwards to a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

@@ -1,133 +1,82 @@
-//! One upstream attempt: which candidate target comes next (weighted first pick, the
-//! model's other targets in order, then each fallback model's), skipping targets that
-//! are cooling down, and the provider request for it (the client's bytes with the model
-//! spliced in, or a translation when the provider speaks another protocol).
+//! One upstream attempt: its target (from the failover state machine), the provider
+//! request for it (the client's bytes with the model spliced in, or a translation when the
+//! provider speaks another protocol), its header, and what a transport failure means to
+//! the client.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::{Error, ErrorSource, ErrorType};
 
-use super::ctx::RouteState;
-use crate::config::Config;
+use super::ctx::{Attempt, RequestCtx, RouteState};
+use super::failover::{Candidate, Pick};
 use crate::errors::{ErrorCode, GatewayError};
-use crate::health::{self, TargetId};
-use crate::protocol::{Op, Protocol};
+use crate::health::Health;
+use crate::metrics;
+use crate::protocol::Protocol;
 use crate::rewrite;
-use crate::routing::{ModelRoute, Resolved};
 use crate::translate::{self, Translated};
-use crate::upstream::Provider;
 
-/// A target a request may be sent to.
-#[derive(Clone)]
-pub struct Candidate {
-    pub route: Arc<ModelRoute>,
-    pub index: usize,
-    /// The provider's model name for this target.
-    pub upstream_model: String,
-}
-
-impl Candidate {
-    pub fn provider(&self) -> &Arc<Provider> {
-        &self.route.targets[self.index].provider
-    }
-}
-
-/// The request's candidates in the order they are tried.
-pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
-    let model = &resolved.route;
-    let mut out = Vec::with_capacity(model.targets.len());
-    let first = model.pick_first();
-    let order = first
-        .into_iter()
-        .chain((0..model.targets.len()).filter(|i| Some(*i) != first));
-    for i in order {
-        out.push(Candidate {
-            route: model.clone(),
-            index: i,
-            upstream_model: model.upstream_model(i, &resolved.requested).to_string(),
-        });
-    }
-    for name in &model.fallbacks {
-        if let Some(fb) = config.models.get(name) {
-            for i in 0..fb.targets.len() {
-                out.push(Candidate {
-                    route: fb.clone(),
-                    index: i,
-                    upstream_model: fb.upstream_model(i, &fb.name).to_string(),
-                });
+/// Picks the next target and builds its request into `ctx.attempt`. A fallback whose
+/// protocol cannot express this request is skipped rather than failing a request that is
+/// failing over.
+pub fn start(ctx: &mut RequestCtx, health: &Health) -> Result<Attempt, GatewayError> {
+    let previous = ctx.attempt.take();
+    let Some(route) = ctx.route.as_mut() else {
+        return Err(GatewayError::new(
+            ErrorCode::Internal,
+            "no route for a proxied request",
+        ));
+    };
+    let (pick, candidate, (body, client_path, translated)) = loop {
+        let pick = match route.failover.pick(route.op, health, Instant::now()) {
+            Ok(p) => p,
+            Err(none) => {
+                let what = format!("{} {}", route.op.protocol().as_str(), route.path);
+                return Err(none.into_error(&route.resolved.requested, &what));
             }
+        };
+        let candidate = route.failover.candidates[pick.candidate].clone();
+        match provider_request(route, &candidate, pick.translate) {
+            Ok(r) => break (pick, candidate, r),
+            Err(_) if !pick.again && route.failover.unservable() => continue,
+            Err(e) => return Err(e),
         }
+    };
+    route.failover.commit(pick, health);
+    let provider = candidate.provider().clone();
+    if let Some(p) = previous.as_ref().filter(|_| !pick.again) {
+        metrics::FAILOVERS
+            .with_label_values(&[&route.resolved.route.name, &p.provider.name, &provider.name])
+            .inc();
     }
-    out
-}
-
-/// Whether a request of `op` can be sent to `provider`: in the client's own protocol, or
-/// translated (chat-shaped operations only).
-pub fn servable(op: Op, provider: &Provider) -> bool {
-    provider.wire_protocol(op.protocol()) == op.protocol()
-        || matches!(
-            op,
-            Op::ChatCompletions
-                | Op::Responses
-                | Op::Messages
-                | Op::GenerateContent
-                | Op::StreamGenerateContent
-        )
-}
-
-/// The next candidate that can serve the request and is not cooling down, with the
-/// credential to use. Advances past what it skips; `soonest` learns when a skipped
-/// target recovers.
-pub fn next_candidate(
-    route: &mut RouteState,
-    soonest: &mut Option<Instant>,
-) -> Option<(usize, usize, TargetId)> {
-    while route.next < route.candidates.len() {
-        let pos = route.next;
-        route.next += 1;
-        let c = &route.candidates[pos];
-        let provider = c.provider();
-        if !servable(route.op, provider) {
-            route.unservable = true;
-            continue;
-        }
-        if provider.health_check.is_some() && !health::provider_healthy(provider.health_key) {
-            // Recovery is known only at the next probe.
-            let next_probe = Instant::now()
-                + provider
-                    .health_check
-                    .as_ref()
-                    .map_or(std::time::Duration::from_secs(1), |h| h.interval);
-            *soonest = Some(soonest.map_or(next_probe, |s| s.min(next_probe)));
-            continue;
-        }
-        let n = provider.credential_count().max(1);
-        let start = provider.credential_cursor();
-        for k in 0..n {
-            let cred = (start + k) % n;
-            let id = TargetId::new(&provider.name, &provider.endpoint, &c.upstream_model, cred);
-            match health::cooling_until(id) {
-                None => return Some((pos, cred, id)),
-                Some(until) => *soonest = Some(soonest.map_or(until, |s| s.min(until))),
-            }
-        }
+    let mut path = provider.upstream_path(&client_path);
+    if let Some(q) = route.query.as_ref().filter(|_| translated.is_none()) {
+        path.push('?');
+        path.push_str(q);
     }
-    None
-}
-
-/// Whether any candidate after the current one could still be tried.
-pub fn has_more(route: &RouteState) -> bool {
-    route.candidates[route.next.min(route.candidates.len())..]
-        .iter()
-        .any(|c| servable(route.op, c.provider()))
+    let Ok(uri) = path.parse::<http::Uri>() else {
+        let msg = format!(
+            "the model name {:?} cannot be used in a URL path",
+            candidate.upstream_model
+        );
+        return Err(GatewayError::new(ErrorCode::InvalidRequest, msg));
+    };
+    Ok(Attempt {
+        provider,
+        target_model: candidate.upstream_model,
+        uri,
+        body,
+        body_sent: false,
+        translated,
+    })
 }
 
 /// The provider request for a candidate: body, path (before the base URL prefix) and,
-/// when translated, what was dropped.
-/// `translate`: translate even where the provider would take the client's protocol (a
-/// retry after the provider turned out to lack it).
-pub fn provider_request(
+/// when translated, what was dropped. `translate`: translate even where the provider
+/// would take the client's protocol (a retry after it turned out to lack it).
+fn provider_request(
     route: &mut RouteState,
     c: &Candidate,
     translate: bool,
@@ -141,35 +90,11 @@ pub fn provider_request(
     };
     let target_model = c.upstream_model.as_str();
     if provider_protocol == client_protocol {
-        // Passthrough: only the model name changes, spliced into the client's bytes, unless
-        // the client replays signatures relayed from another provider kind.
-        let body = match (
-            translate::strip_relayed_signatures(client_protocol, &route.body),
-            &route.model_span,
-        ) {
-            (Some(mut v), _) => {
-                if v.get("model").is_some() {
-                    v["model"] = target_model.into();
-                }
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-            }
-            (None, Some(span)) if target_model != route.resolved.requested => {
-                rewrite::splice_json_string(&route.body, span.clone(), target_model)
-            }
-            (None, _) => route.body.clone(),
-        };
-        let path = match route.op.gemini_action() {
-            Some(action) => {
-                let version = if route.path.starts_with("/v1beta/") {
-                    "v1beta"
-                } else {
-                    "v1"
-                };
-                format!("/{version}/models/{target_model}:{action}")
-            }
-            None => route.path.clone(),
-        };
-        return Ok((body, path, None));
+        return Ok((
+            passthrough_body(route, target_model),
+            passthrough_path(route, target_model),
+            None,
+        ));
     }
     if route.decoded.is_none() {
         let mut req = translate::decode_request(client_protocol, &route.body)
@@ -204,4 +129,103 @@ pub fn provider_request(
         tool_names: p.tool_names,
     };
     Ok((p.body, p.path, Some(translated)))
+}
+
+/// Passthrough: only the model name changes, spliced into the client's bytes, unless the
+/// client replays signatures relayed from another provider kind.
+fn passthrough_body(route: &RouteState, target_model: &str) -> Bytes {
+    let client_protocol = route.op.protocol();
+    match (
+        translate::strip_relayed_signatures(client_protocol, &route.body),
+        &route.model_span,
+    ) {
+        (Some(mut v), _) => {
+            if v.get("model").is_some() {
+                v["model"] = target_model.into();
+            }
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        }
+        (None, Some(span)) if target_model != route.resolved.requested => {
+            rewrite::splice_json_string(&route.body, span.clone(), target_model)
+        }
+        (None, _) => route.body.clone(),
+    }
+}
+
+fn passthrough_path(route: &RouteState, target_model: &str) -> String {
+    match route.op.gemini_action() {
+        Some(action) => {
+            let version = if route.path.starts_with("/v1beta/") {
+                "v1beta"
+            } else {
+                "v1"
+            };
+            format!("/{version}/models/{target_model}:{action}")
+        }
+        None => route.path.clone(),
+    }
+}
+
+/// The attempt's request header: the provider's policy (`Provider::prepare_request`),
+/// then this attempt's path, length and request id.
+pub fn prepare_header(
+    attempt: &Attempt,
+    pick: Option<Pick>,
+    req: &mut RequestHeader,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let client_sets_version = req.headers.contains_key("anthropic-version");
+    let credential = pick.map_or(0, |p| p.credential);
+    attempt
+        .provider
+        .prepare_request(req, credential, client_sets_version)?;
+    req.set_uri(attempt.uri.clone());
+    req.insert_header(http::header::CONTENT_LENGTH, attempt.body.len().to_string())?;
+    req.insert_header("x-request-id", request_id)?;
+    Ok(())
+}
+
+/// The `modelgate_upstream_attempts_total` outcome of a transport failure.
+pub fn outcome(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout => "timeout",
+        // A reset or broken connection: the contract's closest outcome.
+        _ => "connect_error",
+    }
+}
+
+/// The client-facing error for a failure Pingora reported while proxying; `None` when
+/// the client itself went away (nothing to answer).
+pub fn proxy_error(e: &Error, provider: &str) -> Option<GatewayError> {
+    let (code, msg) = match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
+            ErrorCode::UpstreamRequestTimeout,
+            format!("provider {provider:?} did not accept a connection in time"),
+        ),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
+            ErrorCode::UpstreamRequestTimeout,
+            format!("provider {provider:?} did not answer in time (timeouts.first_byte)"),
+        ),
+        _ if e.esource() == &ErrorSource::Downstream => return None,
+        ErrorType::ConnectRefused => (
+            ErrorCode::UpstreamError,
+            format!("provider {provider:?} refused the connection"),
+        ),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => (
+            ErrorCode::UpstreamError,
+            format!("TLS with provider {provider:?} failed"),
+        ),
+        ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::SocketError => (
+            ErrorCode::UpstreamError,
+            format!("could not connect to provider {provider:?}"),
+        ),
+        _ => (
+            ErrorCode::UpstreamError,
+            format!("provider {provider:?} failed before answering (connection reset or invalid response)"),
+        ),
+    };
+    Some(GatewayError::new(code, msg))
 }

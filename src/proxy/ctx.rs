@@ -1,4 +1,5 @@
-//! Per-request state carried through Pingora's phases.
+//! Per-request state carried through Pingora's phases, grouped by concern: the admitted
+//! route (with its failover state), the current attempt, limits, and the response.
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -9,19 +10,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use once_cell::sync::Lazy;
 
+use super::failover::Failover;
+use super::response::BodyPlan;
 use crate::auth::ClientKey;
 use crate::config::Config;
 use crate::errors::GatewayError;
 use crate::limits::Admission;
 use crate::metrics::InflightSlot;
 use crate::protocol::{Op, Protocol};
-use crate::rewrite::ModelRenamer;
 use crate::routing::Resolved;
 use crate::runtime::ActiveRequest;
 use crate::translate::model::{ChatRequest, Usage};
-use crate::translate::{ResponseTranslator, Translated};
+use crate::translate::Translated;
 use crate::upstream::Provider;
-use crate::usage::UsageTap;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -33,43 +34,37 @@ pub struct RequestCtx {
     pub protocol: Protocol,
     pub client_ip: Option<IpAddr>,
     pub key: Option<Arc<ClientKey>>,
+    /// The admitted model request, with its failover state.
     pub route: Option<RouteState>,
+    /// The current upstream attempt.
     pub attempt: Option<Attempt>,
-    /// Upstream attempts made so far (the failover seam: `upstream_peer` runs per attempt).
-    pub attempts: u32,
-    /// Set when a pooled connection turned out dead before the provider answered: the
-    /// next attempt goes to the same target on a fresh connection.
-    pub retry_same_target: bool,
-    /// The current attempt's outcome is already in the per-target statistics.
-    pub attempt_recorded: bool,
-    /// A dead pooled connection was already retried once in this request.
-    pub stale_retried: bool,
-    /// `upstream_response_filter` turned a provider status into a retry.
-    pub status_retry: bool,
-    /// A provider answered 404/405 to a passed-through Responses request: the retry on the
-    /// same target is translated to Chat Completions.
-    pub responses_fallback: bool,
-    /// Why the last attempt failed: the answer when no candidate is left.
-    pub last_failure: Option<GatewayError>,
-    /// A response header has gone to the client: nothing may be retried any more.
-    pub response_started: bool,
-    pub ttfb: Option<Duration>,
+    pub limits: LimitState,
+    pub response: ResponseState,
     /// The gateway error answered with (or to answer with from `fail_to_proxy`).
     pub error: Option<GatewayError>,
-    pub renamer: Option<ModelRenamer>,
-    pub translator: Option<ResponseTranslator>,
-    /// Watches passthrough responses for their usage.
-    pub usage_tap: Option<UsageTap>,
-    /// The request's place in its key's and model's limits (slots released on drop).
+    _inflight: Option<InflightSlot>,
+    _active: ActiveRequest,
+}
+
+/// The request's place in its key's and model's limits.
+#[derive(Default)]
+pub struct LimitState {
+    /// Slots and reservations (released on drop, settled in `logging`).
     pub admission: Option<Admission>,
     /// `x-ratelimit-*` headers for keys with limits, on every response.
-    pub rate_headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// What went back to the client.
+#[derive(Default)]
+pub struct ResponseState {
+    pub ttfb: Option<Duration>,
+    /// How the provider's body becomes the client's, chosen once per response.
+    pub plan: BodyPlan,
     /// Token usage of the response, when known.
     pub usage: Option<Usage>,
     /// Status sent to the client (set for locally written responses).
     pub status: u16,
-    pub _inflight: Option<InflightSlot>,
-    pub _active: ActiveRequest,
 }
 
 /// The routed model request.
@@ -85,23 +80,23 @@ pub struct RouteState {
     /// The client's path (without query) and query with any `key=` removed.
     pub path: String,
     pub query: Option<String>,
-    /// Targets in the order they are tried (built at the first attempt).
-    pub candidates: Vec<super::attempt::Candidate>,
-    /// The next candidate to consider.
-    pub next: usize,
-    /// A candidate was skipped because its protocol cannot serve this request.
-    pub unservable: bool,
+    pub failover: Failover,
     /// The request decoded into the internal model, once a target needed translation.
     pub decoded: Option<ChatRequest>,
+}
+
+impl RouteState {
+    /// A Gemini client streaming with `alt=sse` (otherwise its stream is a JSON array).
+    pub fn gemini_sse(&self) -> bool {
+        self.query
+            .as_deref()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"))
+    }
 }
 
 /// One upstream attempt.
 pub struct Attempt {
     pub provider: Arc<Provider>,
-    /// Position in `RouteState::candidates`.
-    pub candidate: usize,
-    pub credential: usize,
-    pub target: crate::health::TargetId,
     pub target_model: String,
     pub uri: http::Uri,
     pub body: Bytes,
@@ -122,26 +117,22 @@ impl RequestCtx {
             key: None,
             route: None,
             attempt: None,
-            attempts: 0,
-            retry_same_target: false,
-            attempt_recorded: false,
-            stale_retried: false,
-            status_retry: false,
-            responses_fallback: false,
-            last_failure: None,
-            response_started: false,
-            ttfb: None,
+            limits: LimitState::default(),
+            response: ResponseState::default(),
             error: None,
-            renamer: None,
-            translator: None,
-            usage_tap: None,
-            admission: None,
-            rate_headers: Vec::new(),
-            usage: None,
-            status: 0,
             _inflight: None,
             _active: active,
         }
+    }
+
+    /// The authenticated key; counted in flight until the request ends.
+    pub fn set_key(&mut self, key: Arc<ClientKey>) {
+        self._inflight = Some(InflightSlot::acquire(&key.name));
+        self.key = Some(key);
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.route.as_ref().map_or(0, |r| r.failover.attempts)
     }
 
     /// The `model` metrics label: the public name (aliases fold into it; a wildcard route

@@ -12,8 +12,81 @@ use super::ctx::RequestCtx;
 use crate::auth::ClientKey;
 use crate::config::Config;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::protocol::{self, ListedModel, Protocol};
+use crate::health::{Health, ModelId, TargetId};
+use crate::protocol::{self, Endpoint, ListedModel, Protocol};
 use crate::runtime::Runtime;
+
+/// Endpoints answered without a client key: health, warm-ups, errors of the path, and the
+/// management API (its own secret). `None`: not one of them.
+pub async fn before_auth(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    runtime: &std::sync::Arc<Runtime>,
+    endpoint: &Endpoint,
+) -> Option<Result<bool>> {
+    let answered = match endpoint {
+        Endpoint::Health => health(session, ctx, runtime).await,
+        Endpoint::WarmUp => {
+            let body = serde_json::json!({"status": "ok", "service": "modelgate"});
+            respond_json(session, ctx, 200, &body).await
+        }
+        Endpoint::NotFound => {
+            let hint = protocol::not_found_hint(session.req_header().uri.path());
+            respond_error(session, ctx, GatewayError::new(ErrorCode::NotFound, hint)).await
+        }
+        Endpoint::WrongMethod { allowed } => {
+            let req = session.req_header();
+            let msg = format!("{} accepts {allowed}, not {}", req.uri.path(), req.method);
+            let mut e = GatewayError::new(ErrorCode::MethodNotAllowed, msg);
+            e.allow = Some(allowed);
+            respond_error(session, ctx, e).await
+        }
+        e if e.is_management() => {
+            let config = ctx.config.clone();
+            if let Err(err) = authorize_management(&config, ctx, session) {
+                return Some(respond_error(session, ctx, err).await);
+            }
+            let query = session.req_header().uri.query().map(str::to_string);
+            super::management::handle(session, ctx, runtime, e, query.as_deref()).await
+        }
+        _ => return None,
+    };
+    Some(answered)
+}
+
+/// Local endpoints for an authenticated key: model lists and provider status.
+pub async fn after_auth(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    runtime: &Runtime,
+    key: &ClientKey,
+    endpoint: &Endpoint,
+) -> Result<bool> {
+    let config = ctx.config.clone();
+    match endpoint {
+        Endpoint::ListModels => {
+            let req = session.req_header();
+            let shape = if req.headers.contains_key("anthropic-version") {
+                Protocol::Anthropic
+            } else {
+                Protocol::OpenAi
+            };
+            let query = req.uri.query().map(str::to_string);
+            list_models(session, ctx, &config, key, shape, query.as_deref()).await
+        }
+        Endpoint::GeminiListModels => {
+            list_models(session, ctx, &config, key, Protocol::Gemini, None).await
+        }
+        Endpoint::ProviderStatus => {
+            let body = provider_status(&config, &runtime.state.health);
+            respond_json(session, ctx, 200, &body).await
+        }
+        _ => {
+            let e = GatewayError::new(ErrorCode::NotFound, "no endpoint here");
+            respond_error(session, ctx, e).await
+        }
+    }
+}
 
 /// Writes a complete response. Returns `Ok(true)`: the request is answered.
 pub async fn respond(
@@ -25,11 +98,11 @@ pub async fn respond(
     extra: &[(&'static str, String)],
 ) -> Result<bool> {
     super::body::discard_unread_body(session).await;
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len() + ctx.rate_headers.len()))?;
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len() + ctx.limits.headers.len()))?;
     h.insert_header("content-type", content_type)?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
+    for (k, v) in extra.iter().chain(ctx.limits.headers.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
     let head = session.req_header().method == http::Method::HEAD;
@@ -37,7 +110,7 @@ pub async fn respond(
     if !head {
         session.write_response_body(Some(body), true).await?;
     }
-    ctx.status = status;
+    ctx.response.status = status;
     Ok(true)
 }
 
@@ -120,8 +193,7 @@ pub async fn list_models(
 
 /// `GET /v1/metrics/providers`: each provider with its active health and, per target,
 /// cooldown, request and error counts, median latency and last error.
-pub fn provider_status(config: &Config) -> serde_json::Value {
-    use crate::health;
+pub fn provider_status(config: &Config, health: &Health) -> serde_json::Value {
     let now = std::time::Instant::now();
     let wall = std::time::SystemTime::now();
     let rfc3339 = |at: std::time::Instant| {
@@ -133,8 +205,8 @@ pub fn provider_status(config: &Config) -> serde_json::Value {
         .providers
         .values()
         .map(|p| {
-            let probe = health::probe_state(p.health_key);
-            let provider_healthy = p.health_check.is_none() || health::provider_healthy(p.health_key);
+            let probe = health.probes.state(p.id);
+            let provider_healthy = p.health_check.is_none() || health.probes.healthy(p.id);
             let mut targets = vec![];
             let mut seen = std::collections::HashSet::new();
             for route in config.models.routes() {
@@ -146,10 +218,10 @@ pub fn provider_status(config: &Config) -> serde_json::Value {
                     // Cooling down when every credential is: until the first one recovers.
                     let n = p.credential_count().max(1);
                     let until: Option<std::time::Instant> = (0..n)
-                        .map(|c| health::cooling_until(health::TargetId::new(&p.name, &p.endpoint, &model, c)))
+                        .map(|c| health.cooldowns.until(TargetId::new(p.id, &model, c), now))
                         .try_fold(None::<std::time::Instant>, |acc, u| u.map(|u| Some(acc.map_or(u, |a| a.min(u)))))
                         .flatten();
-                    let stats = health::target_stats(health::stats_key(p.health_key, &model));
+                    let stats = health.stats.get(ModelId::new(p.id, &model));
                     targets.push(serde_json::json!({
                         "model": model,
                         "healthy": provider_healthy && until.is_none(),

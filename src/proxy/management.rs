@@ -55,7 +55,7 @@ pub async fn handle(
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(100)
                 .min(ctx.config.management.log_buffer);
-            let recent = access_log::recent(limit);
+            let recent = runtime.state.access.recent(limit);
             let records: Vec<&access_log::AccessRecord> = recent.iter().map(|r| &**r).collect();
             local::respond_json(session, ctx, 200, &json!({ "records": records })).await
         }

@@ -1,9 +1,8 @@
 //! Active health checks: a background service that, for each provider with a
-//! `health_check`, sends `GET <path>` (with the provider's credential) every `interval`
-//! through Pingora's own connector, and marks the provider healthy or unhealthy after the
-//! configured number of results in a row. Unhealthy providers are skipped like cooled
-//! targets. State lives in `health` keyed by provider name and endpoint, so it survives a
-//! reload for providers that did not change.
+//! `health_check`, sends `GET <path>` every `interval` through Pingora's own connector,
+//! prepared exactly like a proxied request (`Provider::prepare_request`: credential,
+//! version and configured headers), and records the result in `State::health.probes`.
+//! Unhealthy providers are skipped like cooled-down targets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +15,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::Config;
-use crate::health;
+use crate::health::ProviderId;
 use crate::metrics;
 use crate::runtime::Runtime;
-use crate::upstream::{HealthCheck, Provider, ProviderKind};
+use crate::upstream::{HealthCheck, Provider};
 
 pub struct HealthChecker {
     pub runtime: Arc<Runtime>,
@@ -29,7 +28,7 @@ pub struct HealthChecker {
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let connector = Arc::new(Connector::new(None));
-        let mut last_probe: HashMap<u64, Instant> = HashMap::new();
+        let mut last_probe: HashMap<ProviderId, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
@@ -42,19 +41,24 @@ impl BackgroundService for HealthChecker {
                     continue;
                 };
                 let due = last_probe
-                    .get(&provider.health_key)
+                    .get(&provider.id)
                     .is_none_or(|t| t.elapsed() >= hc.interval);
                 if !due {
                     continue;
                 }
-                last_probe.insert(provider.health_key, Instant::now());
-                let (provider, connector, config) =
-                    (provider.clone(), connector.clone(), config.clone());
+                last_probe.insert(provider.id, Instant::now());
+                let (provider, connector, config, runtime) = (
+                    provider.clone(),
+                    connector.clone(),
+                    config.clone(),
+                    self.runtime.clone(),
+                );
                 tokio::spawn(async move {
                     let result = probe(&connector, &provider, &hc).await;
-                    let was = health::provider_healthy(provider.health_key);
-                    let healthy = health::record_probe(
-                        provider.health_key,
+                    let probes = &runtime.state.health.probes;
+                    let was = probes.healthy(provider.id);
+                    let healthy = probes.record(
+                        provider.id,
                         result.is_ok(),
                         result.as_ref().err().cloned(),
                         hc.healthy_threshold,
@@ -104,26 +108,11 @@ async fn probe(connector: &Connector, provider: &Provider, hc: &HealthCheck) -> 
         let path = provider.upstream_path(&hc.path);
         let mut req =
             RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        let headers = [
-            (
-                http::header::HOST.as_str(),
-                Some(provider.host_header.as_str()),
-            ),
-            ("user-agent", Some("modelgate-health-check")),
-            (
-                "anthropic-version",
-                (provider.kind == ProviderKind::Anthropic).then_some("2023-06-01"),
-            ),
-        ];
-        for (k, v) in headers {
-            if let Some(v) = v {
-                req.insert_header(k, v).map_err(|e| e.to_string())?;
-            }
-        }
-        if let Some(cred) = provider.credential(0) {
-            req.insert_header(provider.auth_header(), cred.clone())
-                .map_err(|e| e.to_string())?;
-        }
+        req.insert_header("user-agent", "modelgate-health-check")
+            .map_err(|e| e.to_string())?;
+        provider
+            .prepare_request(&mut req, 0, false)
+            .map_err(|e| e.to_string())?;
         session
             .write_request_header(Box::new(req))
             .await

@@ -1,0 +1,158 @@
+//! Passive health: a target that failed is skipped until its cooldown ends, and one that
+//! answers again is restored at once. The wait honours what the provider asked for
+//! (`Retry-After`, `retry-after-ms`, Anthropic's reset headers), capped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::TargetId;
+
+/// Cooldowns by target. Times are passed in, so the rules are testable without sleeping.
+#[derive(Default)]
+pub struct Cooldowns {
+    until: Mutex<HashMap<TargetId, Instant>>,
+    /// Entries in `until`, so the common all-healthy case takes no lock.
+    active: AtomicUsize,
+}
+
+impl Cooldowns {
+    /// When `t` may be tried again, if it is cooling down at `now`.
+    pub fn until(&self, t: TargetId, now: Instant) -> Option<Instant> {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&t) {
+            Some(until) if *until > now => Some(*until),
+            Some(_) => {
+                map.remove(&t);
+                self.active.store(map.len(), Ordering::Relaxed);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Cools `t` down for `for_` from `now` (capped; a longer cooldown already set stays).
+    pub fn cool_down(&self, t: TargetId, for_: Duration, now: Instant) {
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = now + for_.min(MAX_PROVIDER_WAIT);
+        let e = map.entry(t).or_insert(until);
+        *e = (*e).max(until);
+        self.active.store(map.len(), Ordering::Relaxed);
+    }
+
+    pub fn restore(&self, t: TargetId) {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&t);
+        self.active.store(map.len(), Ordering::Relaxed);
+    }
+}
+
+/// Longest wait a provider's header may impose (a bogus value must not park a target).
+pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
+/// How long a provider asked us to wait: `Retry-After` (seconds or HTTP date),
+/// `retry-after-ms`, or Anthropic's `anthropic-ratelimit-*-reset` (RFC 3339).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    provider_wait(headers).map(|d| d.min(MAX_PROVIDER_WAIT))
+}
+
+fn secs(v: f64) -> Option<Duration> {
+    (v.is_finite() && v >= 0.0)
+        .then(|| Duration::from_secs_f64(v.min(MAX_PROVIDER_WAIT.as_secs_f64())))
+}
+
+fn provider_wait(headers: &http::HeaderMap) -> Option<Duration> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(d) = get("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| secs(ms / 1000.0))
+    {
+        return Some(d);
+    }
+    if let Some(v) = get("retry-after") {
+        if let Ok(s) = v.parse::<f64>() {
+            return secs(s);
+        }
+        if let Ok(at) = httpdate::parse_http_date(v) {
+            return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+        }
+    }
+    for n in [
+        "anthropic-ratelimit-requests-reset",
+        "anthropic-ratelimit-tokens-reset",
+    ] {
+        if let Some(v) = get(n) {
+            if let Ok(t) =
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            {
+                let at: SystemTime = t.into();
+                return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::ProviderId;
+
+    #[test]
+    fn cooldown_expires_and_restore_clears() {
+        let c = Cooldowns::default();
+        let t = TargetId::new(ProviderId::new("p", "http://x"), "m", 0);
+        let now = Instant::now();
+        assert!(c.until(t, now).is_none());
+        c.cool_down(t, Duration::from_secs(5), now);
+        assert_eq!(c.until(t, now), Some(now + Duration::from_secs(5)));
+        assert!(c.until(t, now + Duration::from_secs(6)).is_none());
+        c.cool_down(t, Duration::from_secs(30), now);
+        c.cool_down(t, Duration::from_secs(1), now);
+        assert_eq!(
+            c.until(t, now),
+            Some(now + Duration::from_secs(30)),
+            "the longer wait stays"
+        );
+        c.restore(t);
+        assert!(c.until(t, now).is_none());
+        c.cool_down(t, Duration::from_secs(1_000_000), now);
+        assert_eq!(c.until(t, now), Some(now + MAX_PROVIDER_WAIT));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = http::HeaderMap::new();
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert("retry-after", later.parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+        for bogus in ["inf", "1e400", "-5", "NaN"] {
+            let mut h = http::HeaderMap::new();
+            h.insert("retry-after-ms", bogus.parse().unwrap());
+            assert!(
+                retry_after(&h).is_none_or(|d| d <= MAX_PROVIDER_WAIT),
+                "{bogus}"
+            );
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "99999999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_PROVIDER_WAIT));
+    }
+}

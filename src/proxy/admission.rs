@@ -1,0 +1,254 @@
+//! "May this request go out?", decided in one place before any upstream work: the
+//! request's facts (id, protocol, client address), the key, then for model requests the
+//! body, its peek, the model's resolution and scope, local token counts, and the limits
+//! (last, so a request refused for any other reason uses no quota).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::body::{self, BodyError};
+use super::ctx::{request_id, RequestCtx, RouteState};
+use super::failover::{self, Failover};
+use crate::auth::{self, ClientKey};
+use crate::errors::{ErrorCode, GatewayError};
+use crate::limits::{self, LimitRequest, Limiter};
+use crate::protocol::{self, Endpoint, Op, Protocol};
+use crate::rewrite;
+use crate::translate;
+
+/// A request that may not go out, or could not be read.
+pub enum Refused {
+    Error(GatewayError),
+    Io(Box<pingora::Error>),
+}
+
+impl From<GatewayError> for Refused {
+    fn from(e: GatewayError) -> Self {
+        Refused::Error(e)
+    }
+}
+
+/// What an admitted model request comes to.
+pub enum Admitted {
+    /// Forward it (the route goes into the context).
+    Forward(Box<RouteState>),
+    /// Answer it locally: a 200 JSON body with these extra headers.
+    Local(Bytes, Vec<(&'static str, String)>),
+}
+
+/// The request's endpoint, with its id, error protocol and client address noted in `ctx`.
+pub fn classify(session: &Session, ctx: &mut RequestCtx) -> Endpoint {
+    let req = session.req_header();
+    ctx.request_id = request_id(req.headers.get("x-request-id"));
+    let endpoint = protocol::classify(&req.method, req.uri.path());
+    ctx.protocol = match &endpoint {
+        Endpoint::Proxy { op, .. } => op.protocol(),
+        Endpoint::GeminiListModels => Protocol::Gemini,
+        e if e.is_management() => Protocol::OpenAi,
+        _ => protocol::guess_protocol(req.uri.path(), &req.headers),
+    };
+    let peer_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    ctx.client_ip = auth::client_ip(peer_ip, &req.headers, &ctx.config.server.trusted_proxies);
+    endpoint
+}
+
+/// The client's key, from whichever header or query parameter its SDK uses.
+pub fn authenticate(
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<Arc<ClientKey>, GatewayError> {
+    let req = session.req_header();
+    let key = auth::authenticate(
+        &ctx.config.keys,
+        &req.headers,
+        req.uri.query(),
+        ctx.client_ip,
+    )?;
+    ctx.set_key(key.clone());
+    Ok(key)
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::OpenAi => "the OpenAI API",
+        Protocol::Responses => "the OpenAI Responses API",
+        Protocol::Anthropic => "the Anthropic Messages API",
+        Protocol::Gemini => "the Gemini API",
+    }
+}
+
+/// Reads and checks a model request of `op` (`gemini_model`: the model named in a Gemini
+/// path) and admits it against its key's scope and limits.
+pub async fn admit(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    limiter: &Limiter,
+    op: Op,
+    gemini_model: Option<String>,
+) -> Result<Admitted, Refused> {
+    let body = read_body(session, ctx).await?;
+    let proto_name = protocol_name(op.protocol());
+    if body.is_empty() {
+        let msg = format!("the request has no body; {proto_name} expects a JSON object");
+        return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
+    }
+    let peek = rewrite::peek_request(&body)
+        .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
+    let requested = match (gemini_model, peek.model) {
+        (Some(m), _) => m,
+        (None, Some(m)) if !m.is_empty() => m,
+        _ => {
+            let msg = format!("the request is missing 'model'; {proto_name} needs the model name in the JSON body");
+            return Err(GatewayError::new(ErrorCode::InvalidRequest, msg)
+                .with_param("model")
+                .into());
+        }
+    };
+    let Some(resolved) = ctx.config.models.resolve(&requested) else {
+        let msg = format!("the model {requested:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
+        return Err(GatewayError::new(ErrorCode::ModelNotFound, msg)
+            .with_param("model")
+            .into());
+    };
+    let Some(key) = ctx.key.clone() else {
+        return Err(GatewayError::new(ErrorCode::Internal, "no key for a model request").into());
+    };
+    if !key.allows_model(&[&requested, &resolved.route.name]) {
+        let msg = format!("the API key {:?} may not use the model {requested:?}; GET /v1/models lists the models it may use", key.name);
+        return Err(GatewayError::new(ErrorCode::ModelNotAllowed, msg)
+            .with_param("model")
+            .into());
+    }
+    // Token counting for a model served by another kind: an estimate, said to be one.
+    let counts_tokens = matches!(op, Op::MessagesCountTokens | Op::CountTokens);
+    let served_natively = resolved
+        .route
+        .targets
+        .first()
+        .is_some_and(|t| t.provider.kind.protocol() == op.protocol());
+    if counts_tokens && !served_natively {
+        let n =
+            translate::estimate_tokens(op.protocol(), &body).map_err(|e| e.into_gateway_error())?;
+        let v = match op {
+            Op::CountTokens => serde_json::json!({"totalTokens": n}),
+            _ => serde_json::json!({"input_tokens": n}),
+        };
+        let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        return Ok(Admitted::Local(
+            body,
+            vec![("x-modelgate-token-count", "estimated".to_string())],
+        ));
+    }
+    // Limits come last: a request refused for any other reason uses no quota.
+    let public = if resolved.route.is_pattern {
+        requested.as_str()
+    } else {
+        resolved.route.name.as_str()
+    };
+    let request = LimitRequest {
+        key_name: &key.name,
+        key_limits: &key.limits,
+        model: public,
+        model_limits: resolved
+            .route
+            .limits
+            .as_ref()
+            .map(|l| (resolved.route.name.as_str(), l)),
+        estimate: limits::estimate_prompt_tokens(body.len())
+            .saturating_add(peek.max_output_tokens.unwrap_or(0)),
+    };
+    match limiter.admit(&request).await {
+        Ok(admission) => {
+            if let Some(status) = &admission.status {
+                ctx.limits.headers = status.headers();
+            }
+            ctx.limits.admission = Some(admission);
+        }
+        Err(rejection) => {
+            ctx.limits.headers = rejection.status.headers();
+            let code = if rejection.limit == "tpm" {
+                ErrorCode::TokenRateLimitExceeded
+            } else {
+                ErrorCode::RateLimitExceeded
+            };
+            let msg = format!(
+                "{}; retry after {}s",
+                rejection.message, rejection.retry_after
+            );
+            let mut e = GatewayError::new(code, msg);
+            e.retry_after = Some(rejection.retry_after);
+            return Err(e.into());
+        }
+    }
+    let req = session.req_header();
+    let failover = Failover::new(failover::candidates(&ctx.config, &resolved));
+    Ok(Admitted::Forward(Box::new(RouteState {
+        op,
+        body,
+        model_span: peek.model_span,
+        stream: peek.stream || op == Op::StreamGenerateContent,
+        stream_usage: peek.stream_usage,
+        path: req.uri.path().to_string(),
+        query: upstream_query(req.uri.query()),
+        resolved,
+        failover,
+        decoded: None,
+    })))
+}
+
+/// The body of a model request, bounded by `server.max_body_bytes`; multipart refused.
+async fn read_body(session: &mut Session, ctx: &RequestCtx) -> Result<Bytes, Refused> {
+    let headers = &session.req_header().headers;
+    let is_multipart = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    if is_multipart {
+        let msg =
+            "multipart bodies (file uploads) are not supported by modelgate yet; send a JSON body";
+        return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
+    }
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let max = ctx.config.server.max_body_bytes;
+    if expects_continue && body::declared_length(session).unwrap_or(0) <= max {
+        // curl waits a second for this before sending bodies over 1 KiB.
+        session
+            .write_continue_response()
+            .await
+            .map_err(Refused::Io)?;
+    }
+    match body::read_request_body(session, max).await {
+        Ok(b) => Ok(b),
+        Err(BodyError::TooLarge) => {
+            session.set_keepalive(None);
+            let msg = format!("the request body is larger than this gateway's limit of {max} bytes (server.max_body_bytes); retrying the same payload will not work");
+            Err(GatewayError::new(ErrorCode::RequestTooLarge, msg).into())
+        }
+        Err(BodyError::UnknownLengthTooLarge) => {
+            let msg = "request bodies over 64 KiB need a Content-Length header (chunked uploads that large are not supported)";
+            Err(GatewayError::new(ErrorCode::LengthRequired, msg).into())
+        }
+        Err(BodyError::Read(e)) => Err(Refused::Io(e)),
+    }
+}
+
+/// The client's query string without its `key=` (a client credential).
+fn upstream_query(query: Option<&str>) -> Option<String> {
+    let q = query?;
+    if !form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "key") {
+        return Some(q.to_string());
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k != "key") {
+        out.append_pair(&k, &v);
+    }
+    let s = out.finish();
+    (!s.is_empty()).then_some(s)
+}

@@ -1,0 +1,267 @@
+//! The client's response: its headers, and the body plan chosen once from the attempt and
+//! the provider's status and content type: translate it, relay it (model renamed, usage
+//! read), replace it with an error, or leave it untouched. Also how a stream that fails
+//! midway is ended in the client's protocol.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+
+use super::ctx::{Attempt, RequestCtx, RouteState};
+use super::relay::Relay;
+use crate::errors::{self, ErrorCode, GatewayError};
+use crate::protocol::{Op, Protocol};
+use crate::translate::model::Usage;
+use crate::translate::{self, ResponseTranslator, Translated};
+
+/// Provider response headers that describe the gateway's provider account, not the client's.
+const PROVIDER_ACCOUNT_HEADERS: [&str; 4] = [
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+];
+
+/// Provider rate-limit headers, replaced by the key's own for keys with limits.
+const RATE_LIMIT_HEADERS: [&str; 6] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+];
+
+/// How the provider's body becomes the client's.
+#[derive(Default)]
+pub enum BodyPlan {
+    #[default]
+    Untouched,
+    /// Into the client's protocol.
+    Translate(Box<ResponseTranslator>),
+    /// Passthrough: public model name restored, usage read on the way.
+    Relay(Relay),
+    /// A body the gateway cannot use, discarded; this error goes instead (at the end).
+    Replace(Option<Bytes>),
+}
+
+impl BodyPlan {
+    /// Feeds one provider chunk; returns what the client gets now, and the usage once the
+    /// body has ended.
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> (Option<Bytes>, Option<Usage>) {
+        match self {
+            BodyPlan::Untouched => (chunk, None),
+            BodyPlan::Translate(t) => {
+                let out = t.feed(chunk, end);
+                (out, if end { t.usage() } else { None })
+            }
+            BodyPlan::Relay(r) => r.feed(chunk, end),
+            BodyPlan::Replace(body) => (if end { body.take() } else { None }, None),
+        }
+    }
+
+    /// The usage seen so far, for a body cut short.
+    pub fn usage_so_far(&mut self) -> Option<Usage> {
+        match self {
+            BodyPlan::Translate(t) => t.usage(),
+            BodyPlan::Relay(r) => r.usage_so_far(),
+            _ => None,
+        }
+    }
+}
+
+/// The provider's content type, looked at once.
+enum Kind {
+    Json,
+    Sse,
+    Html,
+    /// Another non-empty type (kept for the error message).
+    Other(String),
+    Unknown,
+}
+
+fn kind(resp: &ResponseHeader) -> Kind {
+    let ctype = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ctype.starts_with("text/event-stream") {
+        Kind::Sse
+    } else if ctype.contains("json") {
+        Kind::Json
+    } else if ctype.starts_with("text/html") {
+        Kind::Html
+    } else if ctype.is_empty() {
+        Kind::Unknown
+    } else {
+        Kind::Other(ctype.chars().take(60).collect())
+    }
+}
+
+/// The gateway's headers on every proxied response.
+pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    for h in PROVIDER_ACCOUNT_HEADERS {
+        resp.remove_header(h);
+    }
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some(a) = &ctx.attempt {
+        resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
+    }
+    resp.insert_header("x-modelgate-attempts", ctx.attempts().to_string())?;
+    if !ctx.limits.headers.is_empty() {
+        // The key's limits replace the provider's (those describe the gateway's account).
+        for h in RATE_LIMIT_HEADERS {
+            resp.remove_header(h);
+        }
+        for (k, v) in &ctx.limits.headers {
+            resp.insert_header(*k, v.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// Chooses the body plan and adjusts the header to it; with the gateway error when the
+/// provider's body cannot be used at all (the status is then 502).
+pub fn plan(
+    route: &RouteState,
+    attempt: &Attempt,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<(BodyPlan, Option<GatewayError>)> {
+    let kind = kind(resp);
+    let success = resp.status.is_success();
+    let client = route.op.protocol();
+    // No API answers a success with a web page or another non-JSON type: a wrong base_url
+    // (a dashboard, a login page, a captive proxy). Say so rather than pass a broken 200.
+    let unusable = match (&kind, &attempt.translated) {
+        (Kind::Html, _) => Some("a web page (text/html), not the API".to_string()),
+        (Kind::Other(t), Some(_)) => Some(format!("content-type {t:?}, not JSON or SSE")),
+        _ => None,
+    };
+    if let Some(what) = unusable.filter(|_| success) {
+        let message = format!(
+            "provider {:?} answered {} with {what}; check its base_url",
+            attempt.provider.name,
+            resp.status.as_u16()
+        );
+        resp.set_status(502)?;
+        chunked(resp, "application/json")?;
+        let body = errors::error_body(
+            client,
+            502,
+            ErrorCode::UpstreamError.as_str(),
+            &message,
+            None,
+        );
+        let e = GatewayError::new(ErrorCode::UpstreamError, message);
+        return Ok((BodyPlan::Replace(Some(body)), Some(e)));
+    }
+    if let Some(translated) = &attempt.translated {
+        let t = translator(route, attempt, translated, resp.status.as_u16());
+        if let Some(v) = translated.dropped.header_value() {
+            resp.insert_header("x-modelgate-dropped", v)?;
+        }
+        chunked(resp, t.content_type())?;
+        if t.is_stream() {
+            resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+        }
+        return Ok((BodyPlan::Translate(Box::new(t)), None));
+    }
+    if !success {
+        return Ok((BodyPlan::Untouched, None));
+    }
+    if route.op == Op::ChatCompletions && route.stream && !route.stream_usage {
+        // The provider reports no usage in such a stream: the gateway's token counts for
+        // it (limits) are the request's estimate.
+        resp.insert_header("x-modelgate-usage", "estimated")?;
+    }
+    // The client sees the public name it asked for, not the provider's model name.
+    let sse = matches!(kind, Kind::Sse);
+    // A Gemini stream without alt=sse is one JSON array: its model is left as it is.
+    let renamable = sse || (matches!(kind, Kind::Json) && route.op != Op::StreamGenerateContent);
+    let rename = (renamable
+        && attempt.target_model != route.resolved.requested
+        && !resp.headers.contains_key(http::header::CONTENT_ENCODING))
+    .then(|| route.resolved.requested.clone());
+    // Embeddings report no usage worth copying their large bodies for.
+    let usage = route.op != Op::Embeddings;
+    if rename.is_none() && !usage {
+        return Ok((BodyPlan::Untouched, None));
+    }
+    let relay = Relay::new(sse, rename, usage);
+    if relay.renames() {
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok((BodyPlan::Relay(relay), None))
+}
+
+fn chunked(resp: &mut ResponseHeader, content_type: &str) -> pingora::Result<()> {
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    resp.remove_header(&http::header::CONTENT_ENCODING);
+    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    Ok(())
+}
+
+/// The translator for a translated attempt's response.
+fn translator(
+    route: &RouteState,
+    attempt: &Attempt,
+    translated: &Translated,
+    status: u16,
+) -> ResponseTranslator {
+    let (client, provider) = (route.op.protocol(), attempt.provider.kind.protocol());
+    let public = route.resolved.requested.as_str();
+    let t = if !(200..300).contains(&status) {
+        ResponseTranslator::error(client, status)
+    } else if route.stream {
+        let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
+        let client_sse = client != Protocol::Gemini || route.gemini_sse();
+        ResponseTranslator::stream(provider, client, public, include_usage, client_sse)
+            .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
+    } else {
+        ResponseTranslator::json(provider, client, public)
+    };
+    let t = match route.decoded.as_ref() {
+        Some(req) => t.with_client_request(req),
+        None => t,
+    };
+    t.with_tool_names(&translated.tool_names)
+}
+
+/// What ends a client's stream after the provider failed midway: the translator's own
+/// ending, or an error event in the client's protocol.
+pub fn stream_failure(ctx: &mut RequestCtx, err: &GatewayError) -> Option<Bytes> {
+    let route = ctx.route.as_ref().filter(|r| r.stream)?;
+    if let BodyPlan::Translate(t) = &mut ctx.response.plan {
+        return t.feed(None, true);
+    }
+    let json_array = ctx.protocol == Protocol::Gemini && !route.gemini_sse();
+    Some(stream_error_event(ctx.protocol, err, json_array))
+}
+
+/// An error event that ends a stream in `protocol`'s own way.
+fn stream_error_event(protocol: Protocol, err: &GatewayError, json_array: bool) -> Bytes {
+    if protocol == Protocol::Responses {
+        return Bytes::from(translate::responses::stream_failure(
+            err.code.as_str(),
+            &err.message,
+        ));
+    }
+    let body = err.body(protocol);
+    let mut out = Vec::with_capacity(body.len() + 24);
+    if json_array {
+        // Gemini's stream without alt=sse is a JSON array: close it with the error.
+        out.extend_from_slice(b",\r\n");
+        out.extend_from_slice(&body);
+        out.push(b']');
+        return Bytes::from(out);
+    }
+    if protocol == Protocol::Anthropic {
+        out.extend_from_slice(b"event: error\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}

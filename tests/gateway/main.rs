@@ -1,0 +1,13 @@
+//! Integration tests: the real gateway binary against mock providers over loopback sockets.
+
+mod support;
+
+mod auth;
+mod clients;
+mod deploy;
+mod failover;
+mod limits;
+mod ops;
+mod proxying;
+mod routing;
+mod translation;
