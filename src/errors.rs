@@ -1,4 +1,4 @@
-//! The gateway's own errors: one code per failure (interface.md's table), rendered in the
+//! The gateway's own errors: one code per failure (the table in docs/api.md), rendered in the
 //! client's protocol so each SDK raises its own exception class.
 
 use bytes::Bytes;

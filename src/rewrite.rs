@@ -1,15 +1,12 @@
-//! Model-name rewriting without re-serialising bodies: the request's `model` is swapped for
-//! the provider's name, and the response's `model` back to the public name the client asked
-//! for. Values are located with borrowed `RawValue`s and spliced, so everything else in the
-//! body stays byte-for-byte what the other side sent.
+//! Model-name rewriting without re-serialising bodies: the request's `model` is located
+//! with a borrowed `RawValue` and spliced (responses are renamed back by the relay the
+//! same way), so everything else in the body stays byte-for-byte what the other side sent.
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-use crate::sse::SseFramer;
 
 /// What the gateway needs to know about a request body before routing it.
 #[derive(Debug)]
@@ -88,7 +85,7 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
 }
 
 /// The position of `inner` (a sub-slice of `outer`) within `outer`.
-fn span_of(outer: &[u8], inner: &str) -> Range<usize> {
+pub fn span_of(outer: &[u8], inner: &str) -> Range<usize> {
     let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
     start..start + inner.len()
 }
@@ -101,121 +98,6 @@ pub fn splice_json_string(body: &[u8], span: Range<usize>, name: &str) -> Bytes 
     out.extend_from_slice(quoted.as_bytes());
     out.extend_from_slice(&body[span.end..]);
     out.freeze()
-}
-
-#[derive(Deserialize)]
-struct Inner<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-}
-
-/// Where providers put the model name in a response object or stream event: top level
-/// (OpenAI, Anthropic non-stream), `modelVersion` (Gemini), `message.model` (Anthropic's
-/// `message_start`), `response.model` (OpenAI Responses events).
-#[derive(Deserialize)]
-struct ResponsePeek<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow, rename = "modelVersion")]
-    model_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<Inner<'a>>,
-    #[serde(borrow)]
-    response: Option<Inner<'a>>,
-}
-
-/// Replaces the model name in one JSON object; leaves anything unparsable untouched.
-pub fn rename_model_in_json(json: &[u8], public: &str) -> Option<Bytes> {
-    let p: ResponsePeek = serde_json::from_slice(json).ok()?;
-    let raw = p
-        .model
-        .or(p.model_version)
-        .or(p.message.and_then(|m| m.model))
-        .or(p.response.and_then(|r| r.model))?;
-    if !raw.get().starts_with('"') {
-        return None;
-    }
-    Some(splice_json_string(json, span_of(json, raw.get()), public))
-}
-
-/// Renames the model in a response body as it streams by.
-pub enum ModelRenamer {
-    /// A whole JSON body, renamed once complete (non-stream responses are not streamed,
-    /// so holding them costs no latency).
-    Json { buf: BytesMut, public: String },
-    /// Server-sent events, renamed event by event as each completes.
-    Sse { framer: SseFramer, public: String },
-}
-
-impl ModelRenamer {
-    pub fn json(public: String) -> Self {
-        ModelRenamer::Json {
-            buf: BytesMut::new(),
-            public,
-        }
-    }
-
-    pub fn sse(public: String) -> Self {
-        ModelRenamer::Sse {
-            framer: SseFramer::default(),
-            public,
-        }
-    }
-
-    /// Feeds one chunk; returns what can be sent now.
-    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
-        match self {
-            ModelRenamer::Json { buf, public } => {
-                if let Some(c) = chunk {
-                    buf.extend_from_slice(&c);
-                }
-                if !end {
-                    return None;
-                }
-                let whole = std::mem::take(buf).freeze();
-                Some(rename_model_in_json(&whole, public).unwrap_or(whole))
-            }
-            ModelRenamer::Sse { framer, public } => {
-                let mut out = BytesMut::new();
-                if let Some(c) = chunk {
-                    framer.push(&c);
-                }
-                while let Some(event) = framer.next_event() {
-                    rename_in_event(&event, public, &mut out);
-                }
-                if end {
-                    if let Some(rest) = framer.take_rest() {
-                        rename_in_event(&rest, public, &mut out);
-                    }
-                }
-                (!out.is_empty()).then(|| out.freeze())
-            }
-        }
-    }
-}
-
-/// Copies one SSE event to `out`, renaming the model inside each `data:` line's JSON.
-fn rename_in_event(event: &[u8], public: &str, out: &mut BytesMut) {
-    for line in event.split_inclusive(|b| *b == b'\n') {
-        let payload = line
-            .strip_prefix(b"data:")
-            .map(|p| p.strip_prefix(b" ").unwrap_or(p));
-        match payload {
-            Some(p) if p.trim_ascii_start().starts_with(b"{") => {
-                let body_end = p.len() - (p.len() - p.trim_ascii_end().len());
-                let json = &p[..body_end];
-                match rename_model_in_json(json, public) {
-                    Some(renamed) => {
-                        out.extend_from_slice(&line[..line.len() - p.len()]);
-                        out.extend_from_slice(&renamed);
-                        out.extend_from_slice(&p[body_end..]);
-                    }
-                    None => out.extend_from_slice(line),
-                }
-            }
-            _ => out.extend_from_slice(line),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -244,38 +126,5 @@ mod tests {
             .unwrap_err()
             .contains("not valid JSON"));
         assert!(peek_request(b"").is_err());
-    }
-
-    #[test]
-    fn renames_nested_and_gemini_models() {
-        let r = rename_model_in_json(
-            br#"{"type":"message_start","message":{"id":"m","model":"claude-x"}}"#,
-            "pub",
-        )
-        .unwrap();
-        assert_eq!(
-            &r[..],
-            br#"{"type":"message_start","message":{"id":"m","model":"pub"}}"#
-        );
-        let r =
-            rename_model_in_json(br#"{"candidates":[],"modelVersion":"gemini-2.5"}"#, "g").unwrap();
-        assert_eq!(&r[..], br#"{"candidates":[],"modelVersion":"g"}"#);
-        assert!(rename_model_in_json(b"not json", "x").is_none());
-    }
-
-    #[test]
-    fn sse_rename_is_identical_at_every_split() {
-        let stream = b"data: {\"id\":\"1\",\"model\":\"up\",\"choices\":[]}\n\n: keepalive\n\ndata: {\"model\":\"up\"}\r\n\r\ndata: [DONE]\n\n";
-        let expected = b"data: {\"id\":\"1\",\"model\":\"pub\",\"choices\":[]}\n\n: keepalive\n\ndata: {\"model\":\"pub\"}\r\n\r\ndata: [DONE]\n\n";
-        for split in 0..=stream.len() {
-            let mut r = ModelRenamer::sse("pub".into());
-            let mut got = Vec::new();
-            for (i, part) in [&stream[..split], &stream[split..]].iter().enumerate() {
-                if let Some(b) = r.feed(Some(Bytes::copy_from_slice(part)), i == 1) {
-                    got.extend_from_slice(&b);
-                }
-            }
-            assert_eq!(got, expected.to_vec(), "split at {split}");
-        }
     }
 }

@@ -1,61 +1,16 @@
-//! Token usage read from responses that pass through untranslated, in any protocol: the
-//! body is watched as it goes by (never held back), and only JSON that mentions usage is
-//! parsed.
+//! Token usage objects of responses that pass through untranslated, in any protocol's
+//! shape (the relay finds them; see `proxy/relay.rs`).
 
-use bytes::BytesMut;
 use serde_json::Value;
 
-use crate::sse::{self, SseFramer};
 use crate::translate::model::Usage;
 
-/// Most a non-stream body is copied for usage; larger ones (images, embeddings of many
-/// inputs) are not worth the memory.
-const MAX_JSON_COPY: usize = 4 * 1024 * 1024;
-
-/// Usage from one response object or stream event, whichever protocol wrote it: OpenAI
-/// (`usage.prompt_tokens`), OpenAI Responses (`response.usage.input_tokens`), Anthropic
-/// (`usage` / `message.usage` with cache counts apart), Gemini (`usageMetadata`).
-pub fn from_json(v: &Value) -> Option<Usage> {
-    let u = [
-        &v["usage"],
-        &v["message"]["usage"],
-        &v["response"]["usage"],
-        &v["usageMetadata"],
-    ]
-    .into_iter()
-    .find(|u| u.is_object())?;
-    from_usage_object(u)
-}
-
-#[derive(serde::Deserialize)]
-struct Inner {
-    usage: Option<Value>,
-}
-
-/// Only the fields that can hold usage are materialised; the rest of the body is skipped
-/// by the parser without allocating.
-#[derive(serde::Deserialize)]
-struct Peek {
-    usage: Option<Value>,
-    #[serde(rename = "usageMetadata")]
-    usage_metadata: Option<Value>,
-    message: Option<Inner>,
-    response: Option<Inner>,
-}
-
-/// Usage from one JSON object's bytes (see `from_json`).
-pub fn from_bytes(json: &[u8]) -> Option<Usage> {
-    let p: Peek = serde_json::from_slice(json).ok()?;
-    [
-        p.usage,
-        p.usage_metadata,
-        p.message.and_then(|m| m.usage),
-        p.response.and_then(|r| r.usage),
-    ]
-    .into_iter()
-    .flatten()
-    .find(Value::is_object)
-    .and_then(|u| from_usage_object(&u))
+/// Usage from one usage object's JSON text, whichever protocol wrote it: OpenAI
+/// (`prompt_tokens`), OpenAI Responses and Anthropic (`input_tokens`, with Anthropic's
+/// cache counts apart), Gemini (`promptTokenCount`).
+pub fn from_usage_json(json: &str) -> Option<Usage> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    from_usage_object(&v)
 }
 
 fn from_usage_object(u: &Value) -> Option<Usage> {
@@ -95,86 +50,12 @@ fn from_usage_object(u: &Value) -> Option<Usage> {
 
 /// Keeps the largest value seen for each count: streams report partial, then cumulative
 /// numbers (Anthropic: input at the start, output at the end).
-fn merge(acc: &mut Option<Usage>, u: Usage) {
+pub fn merge(acc: &mut Option<Usage>, u: Usage) {
     let a = acc.get_or_insert_with(Usage::default);
     a.prompt_tokens = a.prompt_tokens.max(u.prompt_tokens);
     a.completion_tokens = a.completion_tokens.max(u.completion_tokens);
     a.cached_tokens = a.cached_tokens.max(u.cached_tokens);
     a.reasoning_tokens = a.reasoning_tokens.max(u.reasoning_tokens);
-}
-
-pub enum UsageTap {
-    Json {
-        buf: BytesMut,
-        overflow: bool,
-    },
-    Sse {
-        framer: SseFramer,
-        usage: Option<Usage>,
-    },
-}
-
-impl UsageTap {
-    pub fn json() -> Self {
-        UsageTap::Json {
-            buf: BytesMut::new(),
-            overflow: false,
-        }
-    }
-
-    pub fn sse() -> Self {
-        UsageTap::Sse {
-            framer: SseFramer::default(),
-            usage: None,
-        }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        match self {
-            UsageTap::Json { buf, overflow } => {
-                if !*overflow && buf.len() + chunk.len() <= MAX_JSON_COPY {
-                    buf.extend_from_slice(chunk);
-                } else {
-                    *overflow = true;
-                    buf.clear();
-                }
-            }
-            UsageTap::Sse { framer, usage } => {
-                framer.push(chunk);
-                while let Some(ev) = framer.next_event() {
-                    if memchr::memmem::find(&ev, b"sage").is_none() {
-                        continue;
-                    }
-                    if let Some(u) =
-                        sse::event_data(&ev).and_then(|data| from_bytes(data.as_bytes()))
-                    {
-                        merge(usage, u);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn finish(self) -> Option<Usage> {
-        match self {
-            UsageTap::Json { buf, overflow } => {
-                if overflow {
-                    return None;
-                }
-                // A Gemini stream without alt=sse is a JSON array of responses.
-                if buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                    let items: Vec<Value> = serde_json::from_slice(&buf).ok()?;
-                    let mut acc = None;
-                    for u in items.iter().filter_map(from_json) {
-                        merge(&mut acc, u);
-                    }
-                    return acc;
-                }
-                from_bytes(&buf)
-            }
-            UsageTap::Sse { usage, .. } => usage,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -183,37 +64,35 @@ mod tests {
 
     #[test]
     fn every_protocols_usage_is_read() {
-        let openai = serde_json::json!({"usage": {"prompt_tokens": 9, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 2}}});
+        let openai = r#"{"prompt_tokens": 9, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 1}}"#;
         assert_eq!(
-            from_json(&openai).unwrap(),
+            from_usage_json(openai).unwrap(),
             Usage {
                 prompt_tokens: 9,
                 completion_tokens: 3,
                 cached_tokens: Some(2),
-                reasoning_tokens: None
+                reasoning_tokens: Some(1)
             }
         );
-        let anthropic = serde_json::json!({"usage": {"input_tokens": 5, "output_tokens": 7, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 1}});
-        assert_eq!(from_json(&anthropic).unwrap().prompt_tokens, 16);
-        let gemini = serde_json::json!({"usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "thoughtsTokenCount": 2}});
-        assert_eq!(from_json(&gemini).unwrap().completion_tokens, 8);
-        let responses = serde_json::json!({"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4}}});
-        assert_eq!(from_json(&responses).unwrap().completion_tokens, 4);
-        assert!(from_json(&serde_json::json!({"choices": []})).is_none());
-        for v in [openai, anthropic, gemini, responses] {
-            assert_eq!(from_bytes(v.to_string().as_bytes()), from_json(&v), "{v}");
-        }
-        assert!(from_bytes(br#"{"usage": null, "choices": []}"#).is_none());
-    }
-
-    #[test]
-    fn anthropic_stream_usage_is_merged_across_events() {
-        let mut tap = UsageTap::sse();
-        let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n";
-        for c in stream.chunks(7) {
-            tap.feed(c);
-        }
-        let u = tap.finish().unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens), (25, 15));
+        let anthropic = r#"{"input_tokens": 5, "output_tokens": 7, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 1}"#;
+        assert_eq!(from_usage_json(anthropic).unwrap().prompt_tokens, 16);
+        // Anthropic's message_delta carries only the output count.
+        assert_eq!(
+            from_usage_json(r#"{"output_tokens": 15}"#)
+                .unwrap()
+                .completion_tokens,
+            15
+        );
+        let gemini =
+            r#"{"promptTokenCount": 4, "candidatesTokenCount": 6, "thoughtsTokenCount": 2}"#;
+        let g = from_usage_json(gemini).unwrap();
+        assert_eq!((g.completion_tokens, g.reasoning_tokens), (8, Some(2)));
+        let responses = r#"{"input_tokens": 3, "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 2}}"#;
+        assert_eq!(
+            from_usage_json(responses).unwrap().reasoning_tokens,
+            Some(2)
+        );
+        assert!(from_usage_json(r#"{"total": 3}"#).is_none());
+        assert!(from_usage_json("null").is_none());
     }
 }

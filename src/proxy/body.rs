@@ -3,7 +3,7 @@
 //! body replay alive: Pingora calls `request_body_filter` on each attempt only when its
 //! retry buffer holds data, and that buffer is capped at 64 KiB. So buffering is switched
 //! on only for the last <= 64 KiB of the body; `request_body_filter` then swaps in the
-//! full (possibly rewritten) body. See research/pingora-0.9-notes.md §2.
+//! full (possibly rewritten) body. (Pingora 0.9: `BODY_BUF_LIMIT` in pingora-core.)
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;

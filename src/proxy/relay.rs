@@ -1,57 +1,343 @@
-//! Passthrough bodies on their way to the client: the provider's model name replaced by
-//! the public one, and the usage read, without holding a stream back.
+//! Passthrough bodies on their way to the client, in one pass: one SSE framer (or one
+//! JSON buffer), and per event or body one borrowed parse that yields both the model
+//! name's position (to put the public name back) and the usage. Streams are never held
+//! back beyond the event being completed; a body whose model is not renamed is passed on
+//! as it came and only watched.
 
-use bytes::Bytes;
+use std::ops::Range;
 
-use crate::rewrite::ModelRenamer;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::rewrite::{span_of, splice_json_string};
+use crate::sse::SseFramer;
 use crate::translate::model::Usage;
-use crate::usage::UsageTap;
+use crate::usage;
+
+/// Most a non-stream body is copied for its usage when it is not renamed; larger ones
+/// (images, embeddings of many inputs) are not worth the memory.
+const MAX_JSON_COPY: usize = 4 * 1024 * 1024;
 
 pub struct Relay {
-    renamer: Option<ModelRenamer>,
-    tap: Option<UsageTap>,
+    sse: bool,
+    /// The public model name to put back.
+    rename: Option<String>,
+    read_usage: bool,
+    framer: SseFramer,
+    /// A JSON body, kept whole when renamed, else copied for its usage (up to the cap).
+    json: BytesMut,
+    overflow: bool,
+    usage: Option<Usage>,
 }
 
 impl Relay {
     /// `sse`: a stream of events (else one JSON body); `rename`: the public model name to
-    /// put back; `usage`: whether to read the usage.
-    pub fn new(sse: bool, rename: Option<String>, usage: bool) -> Self {
-        let renamer = rename.map(|public| {
-            if sse {
-                ModelRenamer::sse(public)
-            } else {
-                ModelRenamer::json(public)
-            }
-        });
-        let tap = usage.then(|| {
-            if sse {
-                UsageTap::sse()
-            } else {
-                UsageTap::json()
-            }
-        });
-        Relay { renamer, tap }
+    /// put back; `read_usage`: whether to read the usage.
+    pub fn new(sse: bool, rename: Option<String>, read_usage: bool) -> Self {
+        Relay {
+            sse,
+            rename,
+            read_usage,
+            framer: SseFramer::default(),
+            json: BytesMut::new(),
+            overflow: false,
+            usage: None,
+        }
     }
 
     /// Whether the body changes (its length is then unknown in advance).
     pub fn renames(&self) -> bool {
-        self.renamer.is_some()
+        self.rename.is_some()
     }
 
+    /// Feeds one chunk; returns what goes to the client now, and the usage at the end.
     pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> (Option<Bytes>, Option<Usage>) {
-        if let (Some(tap), Some(b)) = (self.tap.as_mut(), chunk.as_ref()) {
-            tap.feed(b);
-        }
-        let usage = if end { self.usage_so_far() } else { None };
-        let out = match self.renamer.as_mut() {
-            Some(r) => r.feed(chunk, end),
-            None => chunk,
+        let out = if self.sse {
+            self.feed_sse(chunk, end)
+        } else {
+            self.feed_json(chunk, end)
         };
-        (out, usage)
+        (out, if end { self.usage } else { None })
     }
 
-    /// The usage reported so far (all of it once the body ended).
+    /// The usage reported so far, for a body cut short.
     pub fn usage_so_far(&mut self) -> Option<Usage> {
-        self.tap.take().and_then(UsageTap::finish)
+        self.usage
+    }
+
+    fn feed_sse(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
+        let Some(public) = self.rename.take() else {
+            // Watched only: the chunk goes on untouched.
+            if let Some(c) = &chunk {
+                self.framer.push(c);
+                while let Some(ev) = self.framer.next_event() {
+                    self.watch_event(&ev);
+                }
+            }
+            return chunk;
+        };
+        let mut out = BytesMut::new();
+        if let Some(c) = chunk {
+            self.framer.push(&c);
+        }
+        while let Some(ev) = self.framer.next_event() {
+            self.relay_event(&ev, &public, &mut out);
+        }
+        if end {
+            if let Some(rest) = self.framer.take_rest() {
+                self.relay_event(&rest, &public, &mut out);
+            }
+        }
+        self.rename = Some(public);
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// Usage from an event that is not renamed; only events that mention it are parsed.
+    fn watch_event(&mut self, event: &[u8]) {
+        if !self.read_usage || memchr::memmem::find(event, b"sage").is_none() {
+            return;
+        }
+        for line in event.split(|b| *b == b'\n') {
+            if let Some(json) = data_json(line) {
+                if let Some(f) = facts(json) {
+                    self.note_usage(f.usage);
+                }
+            }
+        }
+    }
+
+    /// Copies one event to `out` with the model renamed inside each `data:` line's JSON,
+    /// reading the usage from the same parse.
+    fn relay_event(&mut self, event: &[u8], public: &str, out: &mut BytesMut) {
+        for line in event.split_inclusive(|b| *b == b'\n') {
+            let Some(json) = data_json(line) else {
+                out.extend_from_slice(line);
+                continue;
+            };
+            let f = facts(json);
+            let model = f.as_ref().and_then(|f| f.model.clone());
+            if let Some(f) = f {
+                self.note_usage(f.usage);
+            }
+            match model {
+                Some(span) => {
+                    // `json` lies inside `line`: keep what surrounds it.
+                    let start = json.as_ptr() as usize - line.as_ptr() as usize;
+                    out.extend_from_slice(&line[..start]);
+                    out.extend_from_slice(&splice_json_string(json, span, public));
+                    out.extend_from_slice(&line[start + json.len()..]);
+                }
+                None => out.extend_from_slice(line),
+            }
+        }
+    }
+
+    fn feed_json(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
+        let renames = self.rename.is_some();
+        if let Some(c) = &chunk {
+            if renames || (!self.overflow && self.json.len() + c.len() <= MAX_JSON_COPY) {
+                self.json.extend_from_slice(c);
+            } else {
+                self.overflow = true;
+                self.json.clear();
+            }
+        }
+        if end {
+            let body = std::mem::take(&mut self.json).freeze();
+            let renamed = self.finish_json(&body);
+            if renames {
+                return Some(renamed.unwrap_or(body));
+            }
+        }
+        // Not renamed: the body goes on as it came, chunk by chunk.
+        if renames {
+            None
+        } else {
+            chunk
+        }
+    }
+
+    /// The whole JSON body: its usage noted, and renamed when asked.
+    fn finish_json(&mut self, body: &Bytes) -> Option<Bytes> {
+        if self.overflow {
+            return None;
+        }
+        // A Gemini stream without alt=sse is a JSON array of responses (never renamed).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            if self.read_usage {
+                let items: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
+                for item in items {
+                    if let Some(f) = facts(item.get().as_bytes()) {
+                        self.note_usage(f.usage);
+                    }
+                }
+            }
+            return None;
+        }
+        let f = facts(body)?;
+        self.note_usage(f.usage);
+        let (span, public) = (f.model?, self.rename.as_deref()?);
+        Some(splice_json_string(body, span, public))
+    }
+
+    /// Keeps the largest value seen for each count: streams report partial, then
+    /// cumulative numbers (Anthropic: input at the start, output at the end).
+    fn note_usage(&mut self, u: Option<Usage>) {
+        if let (true, Some(u)) = (self.read_usage, u) {
+            usage::merge(&mut self.usage, u);
+        }
+    }
+}
+
+/// The JSON object of an SSE `data:` line, without its line ending.
+fn data_json(line: &[u8]) -> Option<&[u8]> {
+    let p = line.strip_prefix(b"data:")?;
+    let p = p.strip_prefix(b" ").unwrap_or(p);
+    let p = p.trim_ascii_end();
+    p.starts_with(b"{").then_some(p)
+}
+
+/// What the relay needs from one response object or event.
+struct Facts {
+    /// The model name string (quotes included), for the splice.
+    model: Option<Range<usize>>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Inner<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+/// Where providers put the model name and the usage: top level (OpenAI, Anthropic
+/// non-stream), `modelVersion` / `usageMetadata` (Gemini), `message.*` (Anthropic's
+/// `message_start`), `response.*` (OpenAI Responses events). Only these fields are
+/// materialised; the rest is skipped by the parser without allocating.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, rename = "modelVersion")]
+    model_version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, rename = "usageMetadata")]
+    usage_metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<Inner<'a>>,
+    #[serde(borrow)]
+    response: Option<Inner<'a>>,
+}
+
+/// One borrowed parse of `json`: the model's span and the usage.
+fn facts(json: &[u8]) -> Option<Facts> {
+    let p: Peek = serde_json::from_slice(json).ok()?;
+    let (message, response) = (p.message.as_ref(), p.response.as_ref());
+    let model = [
+        p.model,
+        p.model_version,
+        message.and_then(|m| m.model),
+        response.and_then(|r| r.model),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|raw| raw.get().starts_with('"'))
+    .map(|raw| span_of(json, raw.get()));
+    let usage = [
+        p.usage,
+        p.usage_metadata,
+        message.and_then(|m| m.usage),
+        response.and_then(|r| r.usage),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|raw| raw.get().starts_with('{'))
+    .find_map(|raw| usage::from_usage_json(raw.get()));
+    Some(Facts { model, usage })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(relay: &mut Relay, parts: &[&[u8]]) -> Vec<u8> {
+        let mut got = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let (out, _) = relay.feed(Some(Bytes::copy_from_slice(part)), i + 1 == parts.len());
+            if let Some(b) = out {
+                got.extend_from_slice(&b);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn sse_rename_and_usage_are_identical_at_every_split() {
+        let stream = b"data: {\"id\":\"1\",\"model\":\"up\",\"choices\":[]}\n\n: keepalive\n\ndata: {\"model\":\"up\",\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\n\n";
+        let expected = b"data: {\"id\":\"1\",\"model\":\"pub\",\"choices\":[]}\n\n: keepalive\n\ndata: {\"model\":\"pub\",\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\n\n";
+        for split in 0..=stream.len() {
+            for rename in [true, false] {
+                let mut r = Relay::new(true, rename.then(|| "pub".to_string()), true);
+                let got = run(&mut r, &[&stream[..split], &stream[split..]]);
+                let want: &[u8] = if rename { expected } else { stream };
+                assert_eq!(got, want.to_vec(), "split at {split}, rename {rename}");
+                let u = r.usage_so_far().expect("usage");
+                assert_eq!((u.prompt_tokens, u.completion_tokens), (9, 3));
+            }
+        }
+    }
+
+    #[test]
+    fn anthropic_stream_usage_is_merged_across_events() {
+        let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n";
+        let mut r = Relay::new(true, Some("claude".into()), true);
+        let parts: Vec<&[u8]> = stream.chunks(7).collect();
+        let got = run(&mut r, &parts);
+        assert!(String::from_utf8(got)
+            .unwrap()
+            .contains("\"model\":\"claude\""));
+        let u = r.usage_so_far().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (25, 15));
+    }
+
+    #[test]
+    fn json_bodies_are_renamed_whole_or_passed_on_as_they_came() {
+        let body = br#"{"candidates":[],"modelVersion":"gemini-2.5","usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"thoughtsTokenCount":2}}"#;
+        let mut r = Relay::new(false, Some("g".into()), true);
+        let got = run(&mut r, &[&body[..10], &body[10..]]);
+        assert_eq!(
+            got,
+            br#"{"candidates":[],"modelVersion":"g","usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"thoughtsTokenCount":2}}"#.to_vec()
+        );
+        assert_eq!(r.usage_so_far().unwrap().completion_tokens, 8);
+        let mut r = Relay::new(false, None, true);
+        let (first, _) = r.feed(Some(Bytes::copy_from_slice(&body[..10])), false);
+        assert_eq!(first.as_deref(), Some(&body[..10]), "not held back");
+        let (_, u) = r.feed(Some(Bytes::copy_from_slice(&body[10..])), true);
+        assert_eq!(u.unwrap().prompt_tokens, 4);
+    }
+
+    #[test]
+    fn a_gemini_json_array_stream_gives_its_usage() {
+        let body = br#"[{"candidates":[],"usageMetadata":{"promptTokenCount":4}},
+{"candidates":[],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7}}]"#;
+        let mut r = Relay::new(false, None, true);
+        let (_, u) = r.feed(Some(Bytes::copy_from_slice(body)), true);
+        let u = u.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 7));
+    }
+
+    #[test]
+    fn unparsable_or_nested_models_are_left_alone() {
+        let mut r = Relay::new(false, Some("x".into()), true);
+        assert_eq!(run(&mut r, &[b"not json"]), b"not json".to_vec());
+        let r2 =
+            facts(br#"{"type":"message_start","message":{"id":"m","model":"claude-x"}}"#).unwrap();
+        let json = br#"{"type":"message_start","message":{"id":"m","model":"claude-x"}}"#;
+        assert_eq!(&json[r2.model.unwrap()], b"\"claude-x\"");
     }
 }
