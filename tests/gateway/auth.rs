@@ -4,28 +4,32 @@
 use crate::support::*;
 use serde_json::Value;
 
-const KEYS: &str = r#"
-keys:
-  - { name: team-a, key: sk-team-a-0123456789, models: ["gpt-*"] }
-  - { name: all, key: sk-all-0123456789 }
-  - { name: off, key: sk-off-0123456789, disabled: true }
-  - { name: old, key: sk-old-0123456789, expires_at: "2020-01-01T00:00:00Z" }
-  - { name: office, key: sk-office-0123456789, allowed_ips: ["10.0.0.0/8"] }
-"#;
-
 fn config(mock: &MockProvider) -> String {
-    format!(
-        r#"providers:
-  p: {{ kind: openai, base_url: "{}", credentials: ["provider-secret-cred"] }}
-  down: {{ kind: openai, base_url: "http://127.0.0.1:{}" }}
-models:
-  gpt-4o: {{ targets: [{{ provider: p }}] }}
-  claude-x: {{ targets: [{{ provider: p }}] }}
-  dead: {{ targets: [{{ provider: down }}] }}
-{KEYS}"#,
-        mock.url(),
-        free_port()
-    )
+    Config::new()
+        .provider_with(
+            "p",
+            Kind::OpenAi,
+            &mock.url(),
+            "credentials: [provider-secret-cred]",
+        )
+        .provider("down", Kind::OpenAi, &closed_url())
+        .route("gpt-4o", "p")
+        .route("claude-x", "p")
+        .route("dead", "down")
+        .key_with("team-a", "sk-team-a-0123456789", r#"models: ["gpt-*"]"#)
+        .key("all", "sk-all-0123456789")
+        .key_with("off", "sk-off-0123456789", "disabled: true")
+        .key_with(
+            "old",
+            "sk-old-0123456789",
+            r#"expires_at: "2020-01-01T00:00:00Z""#,
+        )
+        .key_with(
+            "office",
+            "sk-office-0123456789",
+            r#"allowed_ips: ["10.0.0.0/8"]"#,
+        )
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

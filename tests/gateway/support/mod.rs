@@ -18,6 +18,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+mod config;
+pub use config::{closed_url, Config, Kind};
+
 /// One request as the mock provider received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
