@@ -10,19 +10,21 @@ const KEY: &str = "sk-routing-test-0001";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliases_and_wildcards_rewrite_the_upstream_model_only() {
     let mock = MockProvider::start("p").await;
-    let cfg = format!(
-        r#"providers:
-  p: {{ kind: openai, base_url: "{}/prefix/v1", credentials: ["c1"] }}
-models:
-  gpt-4o:
-    aliases: [gpt4o]
-    targets: [{{ provider: p, model: gpt-4o-2024-08-06 }}]
-  "llama-*": {{ targets: [{{ provider: p }}] }}
-  "mistral-*": {{ targets: [{{ provider: p, model: mistral-large-latest }}] }}
-keys: [{{ name: k, key: {KEY} }}]
-"#,
-        mock.url()
-    );
+    let cfg = Config::new()
+        .provider_with(
+            "p",
+            Kind::OpenAi,
+            &format!("{}/prefix/v1", mock.url()),
+            "credentials: [c1]",
+        )
+        .model(
+            "gpt-4o",
+            "aliases: [gpt4o], targets: [{ provider: p, model: gpt-4o-2024-08-06 }]",
+        )
+        .route("llama-*", "p")
+        .route_as("mistral-*", "p", "mistral-large-latest")
+        .key("k", KEY)
+        .yaml();
     let gw = Gateway::start("", &cfg).await;
     for (asked, upstream) in [
         ("gpt4o", "gpt-4o-2024-08-06"),
@@ -62,23 +64,13 @@ async fn weights_spread_requests_and_credentials_rotate() {
     let a = MockProvider::start("a").await;
     let b = MockProvider::start("b").await;
     let standby = MockProvider::start("standby").await;
-    let cfg = format!(
-        r#"providers:
-  a: {{ kind: openai, base_url: "{}", credentials: ["cred-1", "cred-2"] }}
-  b: {{ kind: openai, base_url: "{}", credentials: ["cred-b"] }}
-  s: {{ kind: openai, base_url: "{}", credentials: ["cred-s"] }}
-models:
-  m:
-    targets:
-      - {{ provider: a, weight: 3 }}
-      - {{ provider: b, weight: 1 }}
-      - {{ provider: s, weight: 0 }}
-keys: [{{ name: k, key: {KEY} }}]
-"#,
-        a.url(),
-        b.url(),
-        standby.url()
-    );
+    let cfg = Config::new()
+        .provider_with("a", Kind::OpenAi, &a.url(), "credentials: [cred-1, cred-2]")
+        .provider_with("b", Kind::OpenAi, &b.url(), "credentials: [cred-b]")
+        .provider_with("s", Kind::OpenAi, &standby.url(), "credentials: [cred-s]")
+        .model("m", "targets: [{ provider: a, weight: 3 }, { provider: b, weight: 1 }, { provider: s, weight: 0 }]")
+        .key("k", KEY)
+        .yaml();
     let gw = Gateway::start("", &cfg).await;
     for _ in 0..8 {
         let r = gw.chat(KEY, "m").await;
@@ -111,10 +103,11 @@ async fn streamed_model_names_are_rewritten_per_event() {
             Duration::from_millis(5),
         )
     });
-    let cfg = format!(
-        "providers:\n  p: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  fast: {{ targets: [{{ provider: p, model: real-model-1 }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\n",
-        mock.url()
-    );
+    let cfg = Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .route_as("fast", "p", "real-model-1")
+        .key("k", KEY)
+        .yaml();
     let gw = Gateway::start("", &cfg).await;
     let mut body = chat("fast");
     body["stream"] = true.into();
