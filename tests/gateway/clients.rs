@@ -14,22 +14,22 @@ fn fixture(file: &str) -> Value {
 }
 
 async fn gateway(mock: &MockProvider) -> Gateway {
-    let cfg = format!(
-        r#"providers:
-  oai: {{ kind: openai, base_url: "{url}", credentials: ["cred-oai"] }}
-  oai-b: {{ kind: openai, base_url: "{url}/b", credentials: ["cred-oai-b"] }}
-  gem: {{ kind: gemini, base_url: "{url}", credentials: ["cred-gem"] }}
-  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
-models:
-  claude-sonnet-4-5: {{ targets: [{{ provider: oai, model: gpt-4o }}, {{ provider: oai-b, model: gpt-4o }}], max_tokens: 16384 }}
-  claude-on-gemini: {{ targets: [{{ provider: gem, model: gemini-3-pro-preview }}] }}
-  claude-native: {{ targets: [{{ provider: ant, model: claude-sonnet-4-5-20250929 }}] }}
-  gemini-2.5-pro: {{ targets: [{{ provider: oai, model: gpt-4.1 }}] }}
-  gemini-on-claude: {{ targets: [{{ provider: ant, model: claude-sonnet-4-5-20250929 }}] }}
-keys: [{{ name: cli, key: {KEY} }}]
-"#,
-        url = mock.url()
-    );
+    let url = mock.url();
+    let cfg = Config::new()
+        .provider_with("oai", Kind::OpenAi, &url, "credentials: [cred-oai]")
+        .provider_with("oai-b", Kind::OpenAi, &format!("{url}/b"), "credentials: [cred-oai-b]")
+        .provider_with("gem", Kind::Gemini, &url, "credentials: [cred-gem]")
+        .provider_with("ant", Kind::Anthropic, &url, "credentials: [cred-ant]")
+        .model(
+            "claude-sonnet-4-5",
+            "targets: [{ provider: oai, model: gpt-4o }, { provider: oai-b, model: gpt-4o }], max_tokens: 16384",
+        )
+        .route_as("claude-on-gemini", "gem", "gemini-3-pro-preview")
+        .route_as("claude-native", "ant", "claude-sonnet-4-5-20250929")
+        .route_as("gemini-2.5-pro", "oai", "gpt-4.1")
+        .route_as("gemini-on-claude", "ant", "claude-sonnet-4-5-20250929")
+        .key("cli", KEY)
+        .yaml();
     Gateway::start("", &cfg).await
 }
 
