@@ -21,17 +21,17 @@ fn events(sse: &str) -> Vec<String> {
 }
 
 async fn gateway(mock: &MockProvider) -> Gateway {
-    let cfg = format!(
-        r#"providers:
-  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
-  oai: {{ kind: openai, base_url: "{url}", credentials: ["cred-oai"] }}
-models:
-  claude-sonnet-4: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}], max_tokens: 8192 }}
-  gpt-4o: {{ targets: [{{ provider: oai, model: gpt-4o-2024-08-06 }}] }}
-keys: [{{ name: k, key: {KEY} }}]
-"#,
-        url = mock.url()
-    );
+    let url = mock.url();
+    let cfg = Config::new()
+        .provider_with("ant", Kind::Anthropic, &url, "credentials: [cred-ant]")
+        .provider_with("oai", Kind::OpenAi, &url, "credentials: [cred-oai]")
+        .model(
+            "claude-sonnet-4",
+            "targets: [{ provider: ant, model: claude-sonnet-4-20250514 }], max_tokens: 8192",
+        )
+        .route_as("gpt-4o", "oai", "gpt-4o-2024-08-06")
+        .key("k", KEY)
+        .yaml();
     Gateway::start("", &cfg).await
 }
 
@@ -276,19 +276,21 @@ async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
                    "output": [], "usage": {"input_tokens": 2, "output_tokens": 1, "total_tokens": 3}}),
         ),
     });
-    let cfg = format!(
-        r#"providers:
-  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
-  chat-only: {{ kind: openai, base_url: "{url}", credentials: ["cred-oai"] }}
-  native: {{ kind: openai, base_url: "{url}", credentials: ["cred-native"], responses_api: true }}
-models:
-  codex-claude: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
-  gpt-4o-mini: {{ targets: [{{ provider: chat-only, model: gpt-4o-mini-2024-07-18 }}] }}
-  gpt-5: {{ targets: [{{ provider: native, model: gpt-5-2025-08-07 }}] }}
-keys: [{{ name: k, key: {KEY} }}]
-"#,
-        url = mock.url()
-    );
+    let url = mock.url();
+    let cfg = Config::new()
+        .provider_with("ant", Kind::Anthropic, &url, "credentials: [cred-ant]")
+        .provider_with("chat-only", Kind::OpenAi, &url, "credentials: [cred-oai]")
+        .provider_with(
+            "native",
+            Kind::OpenAi,
+            &url,
+            "credentials: [cred-native], responses_api: true",
+        )
+        .route_as("codex-claude", "ant", "claude-sonnet-4-20250514")
+        .route_as("gpt-4o-mini", "chat-only", "gpt-4o-mini-2024-07-18")
+        .route_as("gpt-5", "native", "gpt-5-2025-08-07")
+        .key("k", KEY)
+        .yaml();
     let gw = Gateway::start("", &cfg).await;
 
     // Codex's request, streamed, to an Anthropic provider.
