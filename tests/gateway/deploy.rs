@@ -73,12 +73,21 @@ async fn deploy_artifacts_are_valid_and_match_the_exported_metrics() {
     // once they have a sample, so this gateway produces each: a failover (the first target
     // is a closed port), a 429 (rpm 1) and a health-checked provider.
     let mock = MockProvider::start("p").await;
-    let gw = Gateway::start("", &format!(
-        "providers:\n  down: {{ kind: openai, base_url: \"http://127.0.0.1:{}\" }}\n  p: {{ kind: openai, base_url: \"{}\", health_check: {{ path: /v1/models, interval: 100ms }} }}\nmodels:\n  m: {{ targets: [{{ provider: down }}, {{ provider: p, weight: 0 }}] }}\nkeys: [{{ name: k, key: sk-deploy-0001, limits: {{ rpm: 1 }} }}]\n",
-        free_port(),
-        mock.url()
-    ))
-    .await;
+    let cfg = Config::new()
+        .provider("down", Kind::OpenAi, &closed_url())
+        .provider_with(
+            "p",
+            Kind::OpenAi,
+            &mock.url(),
+            "health_check: { path: /v1/models, interval: 100ms }",
+        )
+        .model(
+            "m",
+            "targets: [{ provider: down }, { provider: p, weight: 0 }]",
+        )
+        .key_with("k", "sk-deploy-0001", "limits: { rpm: 1 }")
+        .yaml();
+    let gw = Gateway::start("", &cfg).await;
     assert_eq!(gw.chat("sk-deploy-0001", "m").await.status(), 200);
     assert_eq!(gw.chat("sk-deploy-0001", "m").await.status(), 429);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
