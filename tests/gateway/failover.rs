@@ -12,25 +12,25 @@ const KEY: &str = "sk-failover-test-01";
 /// Model `m` on targets a then b (a first: b is a weight-0 standby), plus `x` falling
 /// back to an Anthropic model.
 fn config(a: &str, b: &str, retry: &str) -> String {
-    format!(
-        r#"providers:
-  a: {{ kind: openai, base_url: "{a}", timeouts: {{ first_byte: 500ms }} }}
-  b: {{ kind: openai, base_url: "{b}" }}
-  ant: {{ kind: anthropic, base_url: "{b}" }}
-models:
-  m: {{ targets: [{{ provider: a }}, {{ provider: b, weight: 0 }}] }}
-  x: {{ targets: [{{ provider: a }}], fallbacks: [claude] }}
-  claude: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
-keys: [{{ name: k, key: {KEY} }}]
-retry: {{ {retry} }}
-"#
-    )
+    Config::new()
+        .provider_with("a", Kind::OpenAi, a, "timeouts: { first_byte: 500ms }")
+        .provider("b", Kind::OpenAi, b)
+        .provider("ant", Kind::Anthropic, b)
+        .model(
+            "m",
+            "targets: [{ provider: a }, { provider: b, weight: 0 }]",
+        )
+        .model("x", "targets: [{ provider: a }], fallbacks: [claude]")
+        .route_as("claude", "ant", "claude-sonnet-4-20250514")
+        .key("k", KEY)
+        .retry(retry)
+        .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_mode_fails_over_to_the_next_target() {
     let b = MockProvider::start("b").await;
-    let closed = format!("http://127.0.0.1:{}", free_port());
+    let closed = closed_url();
     type Mode = (&'static str, Box<dyn Fn() -> Reply + Send + Sync>);
     let modes: Vec<Mode> = vec![
         (
@@ -311,12 +311,17 @@ async fn the_retry_budget_stops_amplification_in_a_full_outage() {
     for m in [&a, &b, &c] {
         m.reply(|_| Reply::Json(503, json!({})));
     }
-    let cfg = format!(
-        "providers:\n  a: {{ kind: openai, base_url: \"{}\" }}\n  b: {{ kind: openai, base_url: \"{}\" }}\n  c: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: a }}, {{ provider: b }}, {{ provider: c }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\nretry: {{ max_attempts: 3, cooldown: 1ms, budget: 0.2, budget_min: 2 }}\n",
-        a.url(),
-        b.url(),
-        c.url()
-    );
+    let cfg = Config::new()
+        .provider("a", Kind::OpenAi, &a.url())
+        .provider("b", Kind::OpenAi, &b.url())
+        .provider("c", Kind::OpenAi, &c.url())
+        .model(
+            "m",
+            "targets: [{ provider: a }, { provider: b }, { provider: c }]",
+        )
+        .key("k", KEY)
+        .retry("max_attempts: 3, cooldown: 1ms, budget: 0.2, budget_min: 2")
+        .yaml();
     let gw = Gateway::start("", &cfg).await;
     let n = 40;
     for _ in 0..n {
@@ -352,12 +357,21 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
             Reply::Json(200, chat_completion("m", "hello from a"))
         }
     });
-    let cfg = format!(
-        "providers:\n  a: {{ kind: openai, base_url: \"{}\", credentials: [\"cred-a\"], health_check: {{ path: /v1/models, interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1 }} }}\n  b: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: a }}, {{ provider: b, weight: 0 }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\n",
-        a.url(),
-        b.url()
-    );
-    let gw = Gateway::start("", &cfg).await;
+    let cfg = |interval: &str| {
+        let health = format!(
+            "credentials: [cred-a], health_check: {{ path: /v1/models, interval: {interval}, unhealthy_threshold: 2, healthy_threshold: 1 }}"
+        );
+        Config::new()
+            .provider_with("a", Kind::OpenAi, &a.url(), &health)
+            .provider("b", Kind::OpenAi, &b.url())
+            .model(
+                "m",
+                "targets: [{ provider: a }, { provider: b, weight: 0 }]",
+            )
+            .key("k", KEY)
+            .yaml()
+    };
+    let gw = Gateway::start("", &cfg("100ms")).await;
     wait_metric(
         &gw,
         "modelgate_upstream_healthy",
@@ -422,7 +436,7 @@ async fn health_checks_take_a_provider_out_and_back_across_reloads() {
     assert!(pb["targets"][0]["p50_ms"].is_number(), "{v}");
 
     // a reload that keeps provider a keeps its health state
-    gw.rewrite_config(&cfg.replace("interval: 100ms", "interval: 150ms"));
+    gw.rewrite_config(&cfg("150ms"));
     gw.signal("HUP");
     wait_metric(
         &gw,
