@@ -6,11 +6,12 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn config(mock: &MockProvider, keys: &str, model_extra: &str) -> String {
-    format!(
-        "providers:\n  p: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: p }}] {model_extra} }}\n  other: {{ targets: [{{ provider: p }}] }}\n{keys}",
-        mock.url()
-    )
+/// Provider `p` serving models `m` and `other`; each test adds its keys.
+fn config(mock: &MockProvider) -> Config {
+    Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .route("m", "p")
+        .route("other", "p")
 }
 
 async fn wait_inflight(gw: &Gateway, key: &str, n: f64) {
@@ -32,7 +33,10 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
         v["id"] = "x".into();
         Reply::Json(200, v)
     });
-    let gw = Gateway::start("", &config(&mock, "keys: [{ name: limited, key: sk-lim-000001, limits: { rpm: 3 } }, { name: free, key: sk-free-000001 }]\n", "")).await;
+    let cfg = config(&mock)
+        .key_with("limited", "sk-lim-000001", "limits: { rpm: 3 }")
+        .key("free", "sk-free-000001");
+    let gw = Gateway::start("", &cfg.yaml()).await;
     for left in ["2", "1", "0"] {
         let r = gw.chat("sk-lim-000001", "m").await;
         assert_eq!(r.status(), 200);
@@ -80,11 +84,11 @@ async fn rpm_refuses_the_next_request_with_headers_and_retry_after() {
     assert_eq!(v["error"]["type"], "rate_limit_error");
 
     // a reload keeps the counters of keys that still exist
-    gw.rewrite_config(&config(
-        &mock,
-        "keys: [{ name: limited, key: sk-lim-000001, limits: { rpm: 4 } }]\n",
-        "",
-    ));
+    gw.rewrite_config(
+        &config(&mock)
+            .key_with("limited", "sk-lim-000001", "limits: { rpm: 4 }")
+            .yaml(),
+    );
     gw.signal("HUP");
     wait_metric(
         &gw,
@@ -111,15 +115,8 @@ async fn tpm_is_checked_before_and_reconciled_from_the_streamed_usage() {
         events.insert(events.len() - 1, format!("data: {usage}\n\n"));
         Reply::Sse(events, Duration::from_millis(1))
     });
-    let gw = Gateway::start(
-        "",
-        &config(
-            &mock,
-            "keys: [{ name: t, key: sk-tpm-000001, limits: { tpm: 1000 } }]\n",
-            "",
-        ),
-    )
-    .await;
+    let cfg = config(&mock).key_with("t", "sk-tpm-000001", "limits: { tpm: 1000 }");
+    let gw = Gateway::start("", &cfg.yaml()).await;
     // a small estimate is let through; the provider then reports 950 tokens
     let mut body = chat("m");
     body["stream"] = true.into();
@@ -178,15 +175,11 @@ async fn concurrency_slots_free_after_streams_errors_and_disconnects() {
             )
         }
     });
-    let gw = Gateway::start(
-        "",
-        &config(
-            &mock,
-            "keys: [{ name: c, key: sk-conc-00001, limits: { concurrency: 2 } }]\n# 500s pass through here (no failover, no cooldown)\nretry: { on_status: [429] }\n",
-            "",
-        ),
-    )
-    .await;
+    let cfg = config(&mock)
+        .key_with("c", "sk-conc-00001", "limits: { concurrency: 2 }")
+        // 500s pass through here (no failover, no cooldown)
+        .retry("on_status: [429]");
+    let gw = Gateway::start("", &cfg.yaml()).await;
     let mut body = chat("m");
     body["stream"] = true.into();
     let a = gw
@@ -260,8 +253,17 @@ async fn concurrency_slots_free_after_streams_errors_and_disconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_model_limits_inside_a_key_and_for_everyone() {
     let mock = MockProvider::start("p").await;
-    let keys = "keys:\n  - { name: a, key: sk-model-a-001, limits: { models: { \"m*\": { rpm: 1 } } } }\n  - { name: b, key: sk-model-b-001 }\n";
-    let gw = Gateway::start("", &config(&mock, keys, ", limits: { rpm: 2 }")).await;
+    let cfg = Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .model("m", "targets: [{ provider: p }], limits: { rpm: 2 }")
+        .route("other", "p")
+        .key_with(
+            "a",
+            "sk-model-a-001",
+            r#"limits: { models: { "m*": { rpm: 1 } } }"#,
+        )
+        .key("b", "sk-model-b-001");
+    let gw = Gateway::start("", &cfg.yaml()).await;
     assert_eq!(gw.chat("sk-model-a-001", "m").await.status(), 200);
     let r = gw.chat("sk-model-a-001", "m").await;
     assert_eq!(r.status(), 429);
