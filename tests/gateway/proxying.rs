@@ -9,26 +9,27 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "sk-proxy-test-0001";
 
-async fn gateway_for(mock: &MockProvider, server_extra: &str, provider_extra: &str) -> Gateway {
-    let cfg = format!(
-        r#"providers:
-  p: {{ kind: openai, base_url: "{url}", credentials: ["cred-p"] {provider_extra} }}
-  ant: {{ kind: anthropic, base_url: "{url}", credentials: ["cred-ant"] }}
-  gem: {{ kind: gemini, base_url: "{url}", credentials: ["cred-gem"] }}
-  down: {{ kind: openai, base_url: "http://127.0.0.1:{closed}" }}
-models:
-  gpt-4o: {{ targets: [{{ provider: p }}] }}
-  claude-sonnet-4: {{ targets: [{{ provider: ant, model: claude-sonnet-4-20250514 }}] }}
-  "gemini-*": {{ targets: [{{ provider: gem }}] }}
-  gem-alias: {{ targets: [{{ provider: gem, model: gemini-2.5-flash }}] }}
-  dead: {{ targets: [{{ provider: down }}] }}
-keys: [{{ name: k, key: {KEY} }}]
-retry: {{ cooldown: 300ms }}
-"#,
-        url = mock.url(),
-        closed = free_port(),
-    );
-    Gateway::start(server_extra, &cfg).await
+/// Provider `p`'s fields beyond its credentials come from `p_extra` (e.g. timeouts).
+async fn gateway_for(mock: &MockProvider, server_extra: &str, p_extra: &str) -> Gateway {
+    let url = mock.url();
+    let cfg = Config::new()
+        .provider_with(
+            "p",
+            Kind::OpenAi,
+            &url,
+            &format!("credentials: [cred-p], {p_extra}"),
+        )
+        .provider_with("ant", Kind::Anthropic, &url, "credentials: [cred-ant]")
+        .provider_with("gem", Kind::Gemini, &url, "credentials: [cred-gem]")
+        .provider("down", Kind::OpenAi, &closed_url())
+        .route("gpt-4o", "p")
+        .route_as("claude-sonnet-4", "ant", "claude-sonnet-4-20250514")
+        .route("gemini-*", "gem")
+        .route_as("gem-alias", "gem", "gemini-2.5-flash")
+        .route("dead", "down")
+        .key("k", KEY)
+        .retry("cooldown: 300ms");
+    Gateway::start(server_extra, &cfg.yaml()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +223,7 @@ async fn bad_requests_and_unknown_paths_are_explained() {
 async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
     let mock = MockProvider::start("p").await;
     mock.reply(|_| Reply::Hang);
-    let gw = gateway_for(&mock, "", ", timeouts: { first_byte: 600ms }").await;
+    let gw = gateway_for(&mock, "", "timeouts: { first_byte: 600ms }").await;
     let start = Instant::now();
     let r = gw.chat(KEY, "gpt-4o").await;
     let (s, code, v) = error_code(r).await;
@@ -288,7 +289,7 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
         "/v1/embeddings" => Reply::Json(200, json!({"object": "list", "model": "gpt-4o", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}]})),
         _ => Reply::Json(400, json!({"error": {"message": "Invalid 'messages': empty", "type": "invalid_request_error", "param": "messages", "code": null}})),
     });
-    let gw = gateway_for(&mock, "", ", responses_api: true").await;
+    let gw = gateway_for(&mock, "", "responses_api: true").await;
     for path in [
         "/v1/embeddings",
         "/v1/completions",
@@ -409,10 +410,12 @@ async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
 async fn https_providers_by_hostname_with_sni_and_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (mock, ca) = MockProvider::start_tls("tls", dir.path()).await;
-    let cfg = format!(
-        "providers:\n  secure: {{ kind: openai, base_url: \"https://localhost:{}\", credentials: [\"cred-tls\"] }}\nmodels:\n  m: {{ targets: [{{ provider: secure }}] }}\nkeys: [{{ name: k, key: {KEY} }}]\n",
-        mock.addr.port()
-    );
+    let secure = format!("https://localhost:{}", mock.addr.port());
+    let cfg = Config::new()
+        .provider_with("secure", Kind::OpenAi, &secure, "credentials: [cred-tls]")
+        .route("m", "secure")
+        .key("k", KEY)
+        .yaml();
     // trusted through server.ca_file
     let gw = Gateway::start(&format!("  ca_file: \"{}\"", ca.display()), &cfg).await;
     let r = gw.chat(KEY, "m").await;
