@@ -6,11 +6,11 @@ use futures_util::StreamExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn config(mock: &MockProvider, keys: &str) -> String {
-    format!(
-        "providers:\n  p: {{ kind: openai, base_url: \"{}\" }}\nmodels:\n  m: {{ targets: [{{ provider: p }}] }}\n{keys}",
-        mock.url()
-    )
+/// Provider `p` serving model `m`; each test adds its keys.
+fn config(mock: &MockProvider) -> Config {
+    Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .route("m", "p")
 }
 
 async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
@@ -26,18 +26,11 @@ async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
     let mock = MockProvider::start("p").await;
-    let gw = Gateway::start(
-        "",
-        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
-    )
-    .await;
+    let gw = Gateway::start("", &config(&mock).key("a", "sk-key-a-000001").yaml()).await;
     assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     assert_eq!(gw.chat_status("sk-key-b-000001", "m").await, 401);
 
-    gw.rewrite_config(&config(
-        &mock,
-        "keys: [{ name: b, key: sk-key-b-000001 }]\n",
-    ));
+    gw.rewrite_config(&config(&mock).key("b", "sk-key-b-000001").yaml());
     gw.signal("HUP");
     wait_for_reloads(&gw, "success", 1.0).await;
     assert_eq!(
@@ -51,7 +44,7 @@ async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
         "removed key is refused"
     );
 
-    gw.rewrite_config("models:\n  m: { targets: [{ provider: nowhere }] }\n");
+    gw.rewrite_config(&Config::new().route("m", "nowhere").yaml());
     gw.signal("HUP");
     wait_for_reloads(&gw, "failure", 1.0).await;
     assert_eq!(
@@ -86,11 +79,7 @@ async fn in_flight_requests_finish_on_the_old_config() {
             Duration::from_millis(300),
         )
     });
-    let gw = Gateway::start(
-        "",
-        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
-    )
-    .await;
+    let gw = Gateway::start("", &config(&mock).key("a", "sk-key-a-000001").yaml()).await;
     let mut body = chat("m");
     body["stream"] = true.into();
     let resp = gw
@@ -98,10 +87,7 @@ async fn in_flight_requests_finish_on_the_old_config() {
         .send()
         .await
         .unwrap();
-    gw.rewrite_config(&config(
-        &mock,
-        "keys: [{ name: b, key: sk-key-b-000001 }]\n",
-    ));
+    gw.rewrite_config(&config(&mock).key("b", "sk-key-b-000001").yaml());
     gw.signal("HUP");
     let text = resp.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
@@ -112,11 +98,16 @@ async fn in_flight_requests_finish_on_the_old_config() {
 fn dash_t_validates_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
-    std::fs::write(
-        &good,
-        "providers:\n  openai: { kind: openai, base_url: https://api.openai.com, credentials: [\"${TEST_CRED:-x}\"] }\nmodels:\n  gpt-4o: { targets: [{ provider: openai }] }\nkeys: [{ name: a, key: k1 }]\n",
-    )
-    .unwrap();
+    let cfg = Config::new()
+        .provider_with(
+            "openai",
+            Kind::OpenAi,
+            "https://api.openai.com",
+            r#"credentials: ["${TEST_CRED:-x}"]"#,
+        )
+        .route("gpt-4o", "openai")
+        .key("a", "k1");
+    std::fs::write(&good, cfg.yaml()).unwrap();
     let out = Command::new(bin())
         .arg("-t")
         .arg("-c")
@@ -139,11 +130,13 @@ fn dash_t_validates_and_names_the_field() {
     assert_eq!(out.status.code(), Some(0));
 
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "providers:\n  openai: { kind: openai, base_url: https://api.openai.com }\nmodels:\n  gpt-4o:\n    targets:\n      - { provider: openai }\n      - { provider: opnai }\n",
-    )
-    .unwrap();
+    let cfg = Config::new()
+        .provider("openai", Kind::OpenAi, "https://api.openai.com")
+        .model(
+            "gpt-4o",
+            "targets: [{ provider: openai }, { provider: opnai }]",
+        );
+    std::fs::write(&bad, cfg.yaml()).unwrap();
     let out = Command::new(bin())
         .arg("-t")
         .arg("-c")
@@ -158,6 +151,7 @@ fn dash_t_validates_and_names_the_field() {
     );
 
     let syntax = dir.path().join("syntax.yaml");
+    // Literal text: a syntax error the builder cannot write, reported at its line.
     std::fs::write(&syntax, "models:\n  a: [\n").unwrap();
     let out = Command::new(bin())
         .arg("-t")
@@ -173,11 +167,8 @@ fn dash_t_validates_and_names_the_field() {
     );
 
     let missing_var = dir.path().join("var.yaml");
-    std::fs::write(
-        &missing_var,
-        "management: { secret_key: \"${MODELGATE_TEST_UNSET_VAR}\" }\n",
-    )
-    .unwrap();
+    let cfg = Config::new().management(r#"secret_key: "${MODELGATE_TEST_UNSET_VAR}""#);
+    std::fs::write(&missing_var, cfg.yaml()).unwrap();
     let out = Command::new(bin())
         .arg("-t")
         .arg("-c")
@@ -191,11 +182,7 @@ fn dash_t_validates_and_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_stay_off_the_public_port() {
     let mock = MockProvider::start("p").await;
-    let gw = Gateway::start(
-        "",
-        &config(&mock, "keys: [{ name: team-a, key: sk-key-a-000001 }]\n"),
-    )
-    .await;
+    let gw = Gateway::start("", &config(&mock).key("team-a", "sk-key-a-000001").yaml()).await;
     for _ in 0..3 {
         assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     }
@@ -261,8 +248,8 @@ async fn metrics_count_requests_and_stay_off_the_public_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_reload_needs_the_secret() {
     let mock = MockProvider::start("p").await;
-    let base = config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n");
-    let gw = Gateway::start("", &base).await;
+    let base = config(&mock).key("a", "sk-key-a-000001");
+    let gw = Gateway::start("", &base.yaml()).await;
     let url = format!("{}/v0/management/reload", gw.url);
     assert_eq!(
         client()
@@ -275,7 +262,7 @@ async fn management_reload_needs_the_secret() {
         404
     );
 
-    let with_secret = format!("{base}management: {{ secret_key: \"${{ADMIN_SECRET}}\" }}\n");
+    let with_secret = base.management(r#"secret_key: "${ADMIN_SECRET}""#).yaml();
     let gw =
         Gateway::start_with_env("", &with_secret, &[("ADMIN_SECRET", "admin-secret-123")]).await;
     let url = format!("{}/v0/management/reload", gw.url);
@@ -320,7 +307,7 @@ async fn sigterm_drains_then_exits_after_the_stream_completes() {
     });
     let mut gw = Gateway::start(
         "  drain_delay: 400ms",
-        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+        &config(&mock).key("a", "sk-key-a-000001").yaml(),
     )
     .await;
     let mut body = chat("m");
@@ -356,15 +343,15 @@ async fn sigterm_drains_then_exits_after_the_stream_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_config_logs_and_json_access_lines() {
     let mock = MockProvider::start("p").await;
-    let rest = |extra_key: &str| {
-        format!(
-            "providers:\n  p: {{ kind: openai, base_url: \"{}\", credentials: [\"prov-cred-secret\"], headers: {{ X-Org: hdr-secret }} }}\nmodels:\n  m: {{ targets: [{{ provider: p }}] }}\nkeys:\n  - {{ name: client-a, key: sk-mgmt-client-01 }}\n{extra_key}management: {{ secret_key: \"${{ADMIN_SECRET}}\", log_buffer: 50 }}\n",
-            mock.url()
-        )
-    };
+    let headers = "credentials: [prov-cred-secret], headers: { X-Org: hdr-secret }";
+    let rest = Config::new()
+        .provider_with("p", Kind::OpenAi, &mock.url(), headers)
+        .route("m", "p")
+        .key("client-a", "sk-mgmt-client-01")
+        .management(r#"secret_key: "${ADMIN_SECRET}", log_buffer: 50"#);
     let gw = Gateway::start_with_env(
         "  log_format: json",
-        &rest(""),
+        &rest.yaml(),
         &[("ADMIN_SECRET", "admin-secret-123")],
     )
     .await;
@@ -438,7 +425,7 @@ async fn management_config_logs_and_json_access_lines() {
     // an invalid config is refused with its errors and changes nothing
     let before = std::fs::read_to_string(&gw.config_path).unwrap();
     let r = admin(client().put(url("config")))
-        .body("models:\n  m: { targets: [{ provider: nope }] }\n")
+        .body(Config::new().route("m", "nope").yaml())
         .send()
         .await
         .unwrap();
@@ -454,10 +441,11 @@ async fn management_config_logs_and_json_access_lines() {
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), before);
 
     // a valid one replaces the file (old one kept as .bak) and works at once
-    let new_text = before.replace(
-        "management:",
-        "  - { name: client-b, key: sk-mgmt-client-02 }\nmanagement:",
-    );
+    let server_section = before
+        .strip_suffix(&rest.yaml())
+        .expect("the file as written");
+    let new_rest = rest.key("client-b", "sk-mgmt-client-02").yaml();
+    let new_text = format!("{server_section}{new_rest}");
     let r = admin(client().put(url("config")))
         .body(new_text.clone())
         .send()
@@ -493,7 +481,7 @@ async fn graceful_upgrade_hands_the_listeners_over() {
     let mock = MockProvider::start("p").await;
     let mut old = Gateway::start(
         "  grace_period: 2s",
-        &config(&mock, "keys: [{ name: a, key: sk-key-a-000001 }]\n"),
+        &config(&mock).key("a", "sk-key-a-000001").yaml(),
     )
     .await;
     // The new process waits on the upgrade socket for the old one's listening sockets.
