@@ -8,10 +8,7 @@ use std::time::Duration;
 
 /// Provider `p` serving models `m` and `other`; each test adds its keys.
 fn config(mock: &MockProvider) -> Config {
-    Config::new()
-        .provider("p", Kind::OpenAi, &mock.url())
-        .route("m", "p")
-        .route("other", "p")
+    Config::basic(&mock.url()).route("other", "p")
 }
 
 async fn wait_inflight(gw: &Gateway, key: &str, n: f64) {

@@ -6,13 +6,6 @@ use futures_util::StreamExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Provider `p` serving model `m`; each test adds its keys.
-fn config(mock: &MockProvider) -> Config {
-    Config::new()
-        .provider("p", Kind::OpenAi, &mock.url())
-        .route("m", "p")
-}
-
 async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
     wait_metric(
         gw,
@@ -26,11 +19,21 @@ async fn wait_for_reloads(gw: &Gateway, result: &str, n: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_valid_configs_and_keeps_the_old_on_errors() {
     let mock = MockProvider::start("p").await;
-    let gw = Gateway::start("", &config(&mock).key("a", "sk-key-a-000001").yaml()).await;
+    let gw = Gateway::start(
+        "",
+        &Config::basic(&mock.url())
+            .key("a", "sk-key-a-000001")
+            .yaml(),
+    )
+    .await;
     assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     assert_eq!(gw.chat_status("sk-key-b-000001", "m").await, 401);
 
-    gw.rewrite_config(&config(&mock).key("b", "sk-key-b-000001").yaml());
+    gw.rewrite_config(
+        &Config::basic(&mock.url())
+            .key("b", "sk-key-b-000001")
+            .yaml(),
+    );
     gw.signal("HUP");
     wait_for_reloads(&gw, "success", 1.0).await;
     assert_eq!(
@@ -79,7 +82,13 @@ async fn in_flight_requests_finish_on_the_old_config() {
             Duration::from_millis(300),
         )
     });
-    let gw = Gateway::start("", &config(&mock).key("a", "sk-key-a-000001").yaml()).await;
+    let gw = Gateway::start(
+        "",
+        &Config::basic(&mock.url())
+            .key("a", "sk-key-a-000001")
+            .yaml(),
+    )
+    .await;
     let mut body = chat("m");
     body["stream"] = true.into();
     let resp = gw
@@ -87,7 +96,11 @@ async fn in_flight_requests_finish_on_the_old_config() {
         .send()
         .await
         .unwrap();
-    gw.rewrite_config(&config(&mock).key("b", "sk-key-b-000001").yaml());
+    gw.rewrite_config(
+        &Config::basic(&mock.url())
+            .key("b", "sk-key-b-000001")
+            .yaml(),
+    );
     gw.signal("HUP");
     let text = resp.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
@@ -182,7 +195,13 @@ fn dash_t_validates_and_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_stay_off_the_public_port() {
     let mock = MockProvider::start("p").await;
-    let gw = Gateway::start("", &config(&mock).key("team-a", "sk-key-a-000001").yaml()).await;
+    let gw = Gateway::start(
+        "",
+        &Config::basic(&mock.url())
+            .key("team-a", "sk-key-a-000001")
+            .yaml(),
+    )
+    .await;
     for _ in 0..3 {
         assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     }
@@ -248,7 +267,7 @@ async fn metrics_count_requests_and_stay_off_the_public_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_reload_needs_the_secret() {
     let mock = MockProvider::start("p").await;
-    let base = config(&mock).key("a", "sk-key-a-000001");
+    let base = Config::basic(&mock.url()).key("a", "sk-key-a-000001");
     let gw = Gateway::start("", &base.yaml()).await;
     let url = format!("{}/v0/management/reload", gw.url);
     assert_eq!(
@@ -307,7 +326,9 @@ async fn sigterm_drains_then_exits_after_the_stream_completes() {
     });
     let mut gw = Gateway::start(
         "  drain_delay: 400ms",
-        &config(&mock).key("a", "sk-key-a-000001").yaml(),
+        &Config::basic(&mock.url())
+            .key("a", "sk-key-a-000001")
+            .yaml(),
     )
     .await;
     let mut body = chat("m");
@@ -481,7 +502,9 @@ async fn graceful_upgrade_hands_the_listeners_over() {
     let mock = MockProvider::start("p").await;
     let mut old = Gateway::start(
         "  grace_period: 2s",
-        &config(&mock).key("a", "sk-key-a-000001").yaml(),
+        &Config::basic(&mock.url())
+            .key("a", "sk-key-a-000001")
+            .yaml(),
     )
     .await;
     // The new process waits on the upgrade socket for the old one's listening sockets.

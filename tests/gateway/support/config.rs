@@ -36,12 +36,11 @@ impl Config {
         Config::default()
     }
 
-    /// The common setup: an OpenAI provider `p` at `url`, a model `m` on it and a key `k`.
-    pub fn single(url: &str, key: &str) -> Config {
+    /// The setup most tests start from: an OpenAI provider `p` at `url` serving model `m`.
+    pub fn basic(url: &str) -> Config {
         Config::new()
             .provider("p", Kind::OpenAi, url)
             .route("m", "p")
-            .key("k", key)
     }
 
     pub fn provider(self, name: &str, kind: Kind, url: &str) -> Config {
