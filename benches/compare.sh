@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Before/after benchmark (not a test): passthrough chat completions through two modelgate
+# binaries and the bare Pingora floor, in one run, rounds interleaved so that machine drift
+# hits every row alike. The proxy under test is pinned to core 1, wrk and the nginx mock
+# to core 0; CPU per request is the proxy's utime+stime over the run. Loopback only.
+#
+# Usage: benches/compare.sh BEFORE_BIN AFTER_BIN BARE_PINGORA_BIN [ROUNDS=3] [SECONDS=10]
+# Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
+# BARE_LISTEN and proxies to BARE_UPSTREAM with the key sk-bench-1234; it runs with
+# BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BEFORE=$1 AFTER=$2 BARE=$3
+ROUNDS=${4:-3} DURATION=${5:-10}
+OUT=benches/out/compare
+mkdir -p "$OUT/tmp"
+OUT=$(cd "$OUT" && pwd)
+MOCK=19101 GW=19102 BARE_PORT=19103
+HZ=$(getconf CLK_TCK)
+for tool in nginx wrk taskset curl; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install nginx-light wrk util-linux curl)"; exit 1; }
+done
+
+CHAT='{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
+cat > "$OUT/mock.conf" <<EOF
+worker_processes 1;
+pid $OUT/mock.pid;
+error_log $OUT/mock.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $OUT/tmp; proxy_temp_path $OUT/tmp; fastcgi_temp_path $OUT/tmp;
+  uwsgi_temp_path $OUT/tmp; scgi_temp_path $OUT/tmp;
+  keepalive_requests 1000000; keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$MOCK backlog=4096;
+    location /v1/chat/completions { default_type application/json; return 200 '$CHAT'; }
+  }
+}
+EOF
+cat > "$OUT/modelgate.yaml" <<EOF
+server: { listen: "127.0.0.1:$GW", metrics_listen: "", threads: 1, grace_period: 1s, drain_delay: 0s, pid_file: $OUT/mg.pid, upgrade_sock: $OUT/mg.sock }
+providers:
+  mock: { kind: openai, base_url: "http://127.0.0.1:$MOCK", credentials: ["sk-provider"] }
+models:
+  gpt-4o-mini: { targets: [{ provider: mock }] }
+keys:
+  - { name: bench, key: sk-bench-1234 }
+EOF
+cat > "$OUT/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench-1234"
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
+EOF
+
+PID=""
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+  [ -f "$OUT/mock.pid" ] && kill "$(cat "$OUT/mock.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT
+taskset -c 0 nginx -c "$OUT/mock.conf" -p "$OUT" -e "$OUT/mock.error.log"
+
+start() { # label -> PID, URL
+  case $1 in
+    bare) BARE_NO_STEAL=1 BARE_LISTEN=127.0.0.1:$BARE_PORT BARE_UPSTREAM=127.0.0.1:$MOCK taskset -c 1 "$BARE" >"$OUT/bare.log" 2>&1 &
+          URL=http://127.0.0.1:$BARE_PORT ;;
+    *) bin=$BEFORE; [ "$1" = after ] && bin=$AFTER
+       RUST_LOG=warn taskset -c 1 "$bin" -c "$OUT/modelgate.yaml" >"$OUT/$1.log" 2>&1 &
+       URL=http://127.0.0.1:$GW ;;
+  esac
+  PID=$!
+  for _ in $(seq 50); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/v1/chat/completions" \
+      -H 'Authorization: Bearer sk-bench-1234' -H 'Content-Type: application/json' \
+      -d '{"model":"gpt-4o-mini","messages":[]}' || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$code" = 200 ] || { echo "$1 answered $code"; exit 1; }
+  taskset -a -cp 1 "$PID" >/dev/null
+}
+ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+
+echo "| round | target | RPS | p50 ms | p99 ms | CPU us/req |"
+echo "|---|---|---|---|---|---|"
+for round in $(seq "$ROUNDS"); do
+  for label in bare before after; do
+    start $label
+    taskset -c 0 wrk -t1 -c16 -d2s -s "$OUT/post.lua" "$URL/v1/chat/completions" >/dev/null
+    t0=$(ticks)
+    out=$(taskset -c 0 wrk -t1 -c16 -d"${DURATION}"s --latency -s "$OUT/post.lua" "$URL/v1/chat/completions")
+    t1=$(ticks)
+    reqs=$(echo "$out" | awk '/requests in/{print $1}')
+    echo "$out" | grep -q Non-2xx && echo "$label: non-2xx responses" >&2
+    rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+    p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", t*1e6/hz/n}')
+    echo "| $round | $label | $rps | $p50 | $p99 | $cpu |"
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+    sleep 0.5
+  done
+done
