@@ -1,40 +1,10 @@
-//! Gemini generateContent <-> the internal model. Field names follow
-//! ai.google.dev/api/generate-content (REST, camelCase). Gemini function calls may carry
-//! no id: ids are synthesised from their position in the conversation, so the same history
-//! always yields the same ids, and function responses are matched back by name.
+//! Gemini generateContent requests <-> the internal model.
 
 use serde_json::{json, Map, Value};
 
-use super::model::*;
-use super::{as_text_parts, Dropped, TranslateError};
-
-/// Gemini-issued thought signatures carry this tag in the internal model, so encoders for
-/// other providers know to leave them out and the Gemini encoder knows to hand them back.
-pub const SIGNATURE_TAG: &str = "gemini:";
-
-/// Accepted by Gemini 3 in place of a thought signature on a function call whose real
-/// signature was lost (history written by another provider or a client that drops it);
-/// documented in ai.google.dev/gemini-api/docs/thought-signatures.
-const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
-
-/// A thoughtSignature in the internal model: Gemini's own get the Gemini tag; one that
-/// modelgate relayed from another provider (Anthropic's) is unwrapped back to it.
-fn tag_signature(sig: Option<&str>) -> Option<String> {
-    let sig = sig.filter(|s| !s.is_empty())?;
-    Some(match sig.strip_prefix(RELAYED_SIGNATURE_PREFIX) {
-        Some(foreign) => foreign.to_string(),
-        None => format!("{SIGNATURE_TAG}{sig}"),
-    })
-}
-
-/// An internal signature as a thoughtSignature for a Gemini client: Gemini's bare, any
-/// other provider's wrapped so it comes back recognised.
-fn client_signature(sig: &str) -> String {
-    match sig.strip_prefix(SIGNATURE_TAG) {
-        Some(own) => own.to_string(),
-        None => format!("{RELAYED_SIGNATURE_PREFIX}{sig}"),
-    }
-}
+use super::wire::{read_signature, SKIP_SIGNATURE};
+use crate::translate::model::*;
+use crate::translate::{as_text_parts, Dropped, TranslateError};
 
 /// Gemini 3 and later reject function calls replayed without their thought signature.
 fn validates_signatures(model: &str) -> bool {
@@ -49,9 +19,7 @@ fn validates_signatures(model: &str) -> bool {
     major.parse::<u32>().is_ok_and(|m| m >= 3)
 }
 
-// ---------------------------------------------------------------- requests
-
-fn call_id(n: usize) -> String {
+pub(super) fn call_id(n: usize) -> String {
     format!("call_{n}")
 }
 
@@ -85,13 +53,13 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
         for (j, p) in c["parts"].as_array().into_iter().flatten().enumerate() {
             if let Some(t) = p["text"].as_str() {
                 if p["thought"] == true {
-                    let signature = tag_signature(p["thoughtSignature"].as_str());
+                    let signature = read_signature(p["thoughtSignature"].as_str());
                     // A streamed thinking comes back as its pieces, then (relayed from
                     // another provider) its signature alone: one thinking again, as its
                     // provider issued it.
                     let relayed_or_none = signature
                         .as_ref()
-                        .is_none_or(|s| !s.starts_with(SIGNATURE_TAG));
+                        .is_none_or(|s| s.issuer != Issuer::Gemini);
                     if let (
                         true,
                         Some(Part::Thinking {
@@ -134,7 +102,7 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
                     .map(String::from)
                     .unwrap_or_else(|| call_id(calls));
                 calls += 1;
-                if let Some(signature) = tag_signature(p["thoughtSignature"].as_str()) {
+                if let Some(signature) = read_signature(p["thoughtSignature"].as_str()) {
                     parts.push(Part::Thinking {
                         text: String::new(),
                         signature: Some(signature),
@@ -393,7 +361,7 @@ pub fn gemini_schema(v: &Value) -> Value {
     Value::Object(out)
 }
 
-fn parse_args(arguments: &str) -> Value {
+pub(super) fn parse_args(arguments: &str) -> Value {
     serde_json::from_str::<Value>(arguments)
         .ok()
         .filter(Value::is_object)
@@ -454,7 +422,7 @@ pub fn encode_request(
                     parts.push(json!({"functionResponse": {"name": name, "response": {key: value}}}));
                 }
                 Part::Thinking { text, signature: sig } => {
-                    match sig.as_deref().and_then(|s| s.strip_prefix(SIGNATURE_TAG)) {
+                    match sig.as_ref().filter(|s| s.issuer == Issuer::Gemini).map(|s| s.value.as_str()) {
                         Some(own) if text.is_empty() => signature = Some(own),
                         Some(own) => parts.push(json!({"text": text, "thought": true, "thoughtSignature": own})),
                         None => dropped.add("thinking"),
@@ -547,375 +515,4 @@ pub fn encode_request(
         dropped.add("parallel_tool_calls");
     }
     Ok(Value::Object(out))
-}
-
-// ---------------------------------------------------------------- responses
-
-pub fn finish_from(s: &str) -> FinishReason {
-    match s {
-        "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
-            FinishReason::ContentFilter
-        }
-        _ => FinishReason::Stop,
-    }
-}
-
-fn finish_str(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Length => "MAX_TOKENS",
-        FinishReason::ContentFilter => "SAFETY",
-        _ => "STOP",
-    }
-}
-
-pub fn usage_from(u: &Value) -> Option<Usage> {
-    let prompt = u["promptTokenCount"].as_u64()?;
-    let thoughts = u["thoughtsTokenCount"].as_u64();
-    Some(Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u["candidatesTokenCount"].as_u64().unwrap_or(0) + thoughts.unwrap_or(0),
-        cached_tokens: u["cachedContentTokenCount"].as_u64(),
-        reasoning_tokens: thoughts,
-    })
-}
-
-fn usage_json(u: &Usage) -> Value {
-    let mut v = json!({
-        "promptTokenCount": u.prompt_tokens,
-        "candidatesTokenCount": u.completion_tokens - u.reasoning_tokens.unwrap_or(0).min(u.completion_tokens),
-        "totalTokenCount": u.prompt_tokens + u.completion_tokens,
-    });
-    if let Some(c) = u.cached_tokens {
-        v["cachedContentTokenCount"] = c.into();
-    }
-    if let Some(r) = u.reasoning_tokens {
-        v["thoughtsTokenCount"] = r.into();
-    }
-    v
-}
-
-/// The parts of a response chunk, as internal parts (calls get positional ids from `next_call`).
-fn decode_parts(parts: &Value, next_call: &mut usize) -> Vec<Part> {
-    let mut out = vec![];
-    for p in parts.as_array().into_iter().flatten() {
-        if let Some(t) = p["text"].as_str() {
-            if p["thought"] == true {
-                out.push(Part::Thinking {
-                    text: t.to_string(),
-                    signature: tag_signature(p["thoughtSignature"].as_str()),
-                });
-            } else if !t.is_empty() {
-                out.push(Part::Text(t.to_string()));
-            }
-        } else if let Some(fc) = p.get("functionCall") {
-            let id = fc["id"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| call_id(*next_call));
-            *next_call += 1;
-            // Gemini 3 wants this back with the call: it travels as a signed, empty thought.
-            if let Some(signature) = tag_signature(p["thoughtSignature"].as_str()) {
-                out.push(Part::Thinking {
-                    text: String::new(),
-                    signature: Some(signature),
-                });
-            }
-            out.push(Part::ToolCall {
-                id,
-                name: fc["name"].as_str().unwrap_or_default().to_string(),
-                arguments: fc
-                    .get("args")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "{}".into()),
-            });
-        }
-    }
-    out
-}
-
-pub fn decode_response(v: &Value) -> Result<ChatResponse, TranslateError> {
-    let c = &v["candidates"][0];
-    if !c.is_object() {
-        let reason = v["promptFeedback"]["blockReason"].as_str();
-        return match reason {
-            Some(r) => Ok(ChatResponse {
-                id: v["responseId"].as_str().unwrap_or_default().to_string(),
-                parts: vec![],
-                finish: Some(FinishReason::ContentFilter),
-                usage: usage_from(&v["usageMetadata"]),
-            })
-            .inspect(|_| log::debug!("gemini blocked the prompt: {r}")),
-            None => Err(TranslateError::new(
-                "the provider's response has no candidates",
-            )),
-        };
-    }
-    let parts = decode_parts(&c["content"]["parts"], &mut 0);
-    let has_calls = parts.iter().any(|p| matches!(p, Part::ToolCall { .. }));
-    let finish = c["finishReason"].as_str().map(finish_from).map(|f| {
-        if has_calls && f == FinishReason::Stop {
-            FinishReason::ToolCalls
-        } else {
-            f
-        }
-    });
-    Ok(ChatResponse {
-        id: v["responseId"].as_str().unwrap_or_default().to_string(),
-        parts,
-        finish,
-        usage: usage_from(&v["usageMetadata"]),
-    })
-}
-
-fn encode_parts(parts: &[Part]) -> Vec<Value> {
-    parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(json!({"text": t})),
-            Part::Thinking { text, signature } => {
-                let mut v = json!({"text": text, "thought": true});
-                if let Some(s) = signature.as_ref().filter(|s| !s.is_empty()) {
-                    v["thoughtSignature"] = client_signature(s).into();
-                }
-                Some(v)
-            }
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => Some(
-                json!({"functionCall": {"id": id, "name": name, "args": parse_args(arguments)}}),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-pub fn encode_response(r: &ChatResponse, public_model: &str) -> Value {
-    let mut out = json!({
-        "candidates": [{
-            "content": {"role": "model", "parts": encode_parts(&r.parts)},
-            "finishReason": finish_str(r.finish.unwrap_or(FinishReason::Stop)),
-            "index": 0,
-        }],
-        "modelVersion": public_model,
-        "responseId": r.id,
-    });
-    if let Some(u) = &r.usage {
-        out["usageMetadata"] = usage_json(u);
-    }
-    out
-}
-
-// ---------------------------------------------------------------- streams
-
-/// Gemini stream chunks (each a whole GenerateContentResponse) -> events. Gemini streams
-/// have no end marker: the chunk with a finishReason is the last.
-#[derive(Default)]
-pub struct StreamDecoder {
-    started: bool,
-    calls: usize,
-    finished: bool,
-}
-
-impl StreamDecoder {
-    pub fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
-            return;
-        };
-        if let Some(e) = v.get("error") {
-            out.push(StreamEvent::Error {
-                message: e["message"]
-                    .as_str()
-                    .unwrap_or("provider error")
-                    .to_string(),
-            });
-            return;
-        }
-        if !self.started {
-            self.started = true;
-            out.push(StreamEvent::Start {
-                id: v["responseId"].as_str().unwrap_or_default().to_string(),
-            });
-        }
-        let c = &v["candidates"][0];
-        for p in decode_parts(&c["content"]["parts"], &mut self.calls) {
-            match p {
-                Part::Text(t) => out.push(StreamEvent::TextDelta(t)),
-                // decode_parts gives a function call's signature as an empty thought.
-                Part::Thinking {
-                    text,
-                    signature: Some(s),
-                } if text.is_empty() => out.push(StreamEvent::CallSignature(s)),
-                Part::Thinking { text, .. } if text.is_empty() => {}
-                Part::Thinking { text, signature } => {
-                    out.push(StreamEvent::ThinkingDelta(text));
-                    if let Some(s) = signature {
-                        out.push(StreamEvent::ThinkingSignature(s));
-                    }
-                }
-                Part::ToolCall {
-                    id,
-                    name,
-                    arguments,
-                } => {
-                    let index = self.calls - 1;
-                    out.push(StreamEvent::ToolCallStart { index, id, name });
-                    out.push(StreamEvent::ToolCallArgs {
-                        index,
-                        fragment: arguments,
-                    });
-                }
-                _ => {}
-            }
-        }
-        if let Some(u) = usage_from(&v["usageMetadata"]) {
-            out.push(StreamEvent::Usage(u));
-        }
-        if let Some(f) = c["finishReason"].as_str() {
-            let f = finish_from(f);
-            let f = if self.calls > 0 && f == FinishReason::Stop {
-                FinishReason::ToolCalls
-            } else {
-                f
-            };
-            out.push(StreamEvent::Finish(f));
-            self.finished = true;
-        }
-    }
-
-    /// At the end of the provider's stream: it ended properly if a finish was seen.
-    pub fn end(&mut self, out: &mut Vec<StreamEvent>) {
-        if self.finished {
-            out.push(StreamEvent::Done);
-        }
-    }
-}
-
-/// Events -> Gemini stream chunks: SSE (`alt=sse`) or the JSON array Gemini sends
-/// without it.
-pub struct StreamEncoder {
-    model: String,
-    id: String,
-    sse: bool,
-    chunks: usize,
-    /// Tool calls are sent whole, as Gemini does: arguments gather until the call ends.
-    pending_call: Option<(String, String, String)>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    done: bool,
-}
-
-impl StreamEncoder {
-    pub fn new(public_model: &str, sse: bool) -> Self {
-        StreamEncoder {
-            model: public_model.to_string(),
-            id: String::new(),
-            sse,
-            chunks: 0,
-            pending_call: None,
-            finish: None,
-            usage: None,
-            done: false,
-        }
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    pub fn is_sse(&self) -> bool {
-        self.sse
-    }
-
-    fn chunk(&mut self, parts: Vec<Value>, finish: Option<FinishReason>, out: &mut Vec<u8>) {
-        let mut c = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(f) = finish {
-            c["finishReason"] = finish_str(f).into();
-        }
-        let mut v = json!({"candidates": [c], "modelVersion": self.model, "responseId": self.id});
-        if finish.is_some() {
-            if let Some(u) = &self.usage {
-                v["usageMetadata"] = usage_json(u);
-            }
-        }
-        self.write(&v, out);
-    }
-
-    fn write(&mut self, v: &Value, out: &mut Vec<u8>) {
-        if self.sse {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(v.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n\r\n");
-        } else {
-            out.extend_from_slice(if self.chunks == 0 { b"[" } else { b",\r\n" });
-            out.extend_from_slice(v.to_string().as_bytes());
-        }
-        self.chunks += 1;
-    }
-
-    fn flush_call(&mut self, out: &mut Vec<u8>) {
-        if let Some((id, name, args)) = self.pending_call.take() {
-            let part = json!({"functionCall": {"id": id, "name": name, "args": parse_args(&args)}});
-            self.chunk(vec![part], None, out);
-        }
-    }
-
-    pub fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        if !matches!(ev, StreamEvent::ToolCallArgs { .. }) {
-            self.flush_call(out);
-        }
-        match ev {
-            StreamEvent::Start { id } => self.id = id.clone(),
-            StreamEvent::TextDelta(t) => self.chunk(vec![json!({"text": t})], None, out),
-            StreamEvent::ThinkingDelta(t) => {
-                self.chunk(vec![json!({"text": t, "thought": true})], None, out)
-            }
-            // The thinking's signature as a part of its own, merged back on replay.
-            StreamEvent::ThinkingSignature(sig) if !sig.is_empty() => self.chunk(
-                vec![
-                    json!({"text": "", "thought": true, "thoughtSignature": client_signature(sig)}),
-                ],
-                None,
-                out,
-            ),
-            StreamEvent::ThinkingSignature(_) | StreamEvent::CallSignature(_) => {}
-            StreamEvent::ToolCallStart { id, name, .. } => {
-                self.pending_call = Some((id.clone(), name.clone(), String::new()))
-            }
-            StreamEvent::ToolCallArgs { fragment, .. } => {
-                if let Some((_, _, args)) = self.pending_call.as_mut() {
-                    args.push_str(fragment);
-                }
-            }
-            StreamEvent::Finish(f) => self.finish = Some(*f),
-            StreamEvent::Usage(u) => self.usage = Some(*u),
-            StreamEvent::Error { message } => {
-                let e = json!({"error": {"code": 502, "message": message, "status": "INTERNAL"}});
-                self.write(&e, out);
-                if !self.sse {
-                    out.extend_from_slice(b"]");
-                }
-                self.done = true;
-            }
-            StreamEvent::Done => self.finish(out),
-        }
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        self.flush_call(out);
-        let f = self.finish.unwrap_or(FinishReason::Stop);
-        self.chunk(vec![], Some(f), out);
-        if !self.sse {
-            out.extend_from_slice(b"]");
-        }
-        self.done = true;
-    }
 }

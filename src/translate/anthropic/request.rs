@@ -1,16 +1,9 @@
-//! Anthropic Messages <-> the internal model. Field names follow
-//! docs.anthropic.com/en/api/messages and /en/docs/build-with-claude/streaming.
+//! Anthropic Messages requests <-> the internal model.
 
 use serde_json::{json, Map, Value};
 
-use super::model::*;
-use super::{Dropped, TranslateError};
-
-/// Used when a client protocol without a required `max_tokens` reaches an Anthropic target
-/// and the model sets no `max_output_tokens`.
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-// ---------------------------------------------------------------- requests
+use crate::translate::model::*;
+use crate::translate::{Dropped, TranslateError};
 
 fn text_of(v: &Value) -> String {
     match v {
@@ -24,7 +17,7 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(), TranslateError> {
+pub(super) fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(), TranslateError> {
     match b["type"].as_str() {
         Some("text") => out.push(Part::Text(
             b["text"].as_str().unwrap_or_default().to_string(),
@@ -68,7 +61,7 @@ fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(), Translat
         }
         Some("thinking") => out.push(Part::Thinking {
             text: b["thinking"].as_str().unwrap_or_default().to_string(),
-            signature: b["signature"].as_str().map(String::from),
+            signature: b["signature"].as_str().map(Signature::from_tagged),
         }),
         Some("redacted_thinking") => {}
         other => {
@@ -229,7 +222,7 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
 
 /// `to_provider`: for a request to Anthropic, which accepts only signatures it issued;
 /// otherwise for a client, which gets every signature back to replay.
-fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Dropped) -> Vec<Value> {
+pub(super) fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Dropped) -> Vec<Value> {
     parts
         .iter()
         .filter_map(|p| match p {
@@ -259,10 +252,9 @@ fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Dropped) -> Vec
             }
             // Anthropic accepts earlier thinking only with the signature it issued.
             Part::Thinking { text, signature: Some(sig) }
-                if !(to_provider
-                    && (sig.is_empty() || sig.starts_with(super::gemini::SIGNATURE_TAG))) =>
+                if !to_provider || sig.valid_for(Issuer::Anthropic) =>
             {
-                Some(json!({"type": "thinking", "thinking": text, "signature": sig}))
+                Some(json!({"type": "thinking", "thinking": text, "signature": sig.tagged()}))
             }
             Part::Thinking { .. } => {
                 dropped.add("thinking");
@@ -334,8 +326,7 @@ pub fn encode_request(
             let calls = m.parts.iter().any(|p| matches!(p, Part::ToolCall { .. }));
             let signed_first = matches!(
                 m.parts.first(),
-                Some(Part::Thinking { signature: Some(s), .. })
-                    if !s.is_empty() && !s.starts_with(super::gemini::SIGNATURE_TAG)
+                Some(Part::Thinking { signature: Some(s), .. }) if s.valid_for(Issuer::Anthropic)
             );
             calls && !signed_first
         });
@@ -432,392 +423,4 @@ pub fn encode_request(
         }
     }
     Ok(Value::Object(out))
-}
-
-// ---------------------------------------------------------------- responses
-
-pub fn finish_from(s: &str) -> FinishReason {
-    match s {
-        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
-        "tool_use" => FinishReason::ToolCalls,
-        "stop_sequence" => FinishReason::StopSequence,
-        "refusal" => FinishReason::ContentFilter,
-        _ => FinishReason::Stop,
-    }
-}
-
-fn finish_str(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "end_turn",
-        FinishReason::Length => "max_tokens",
-        FinishReason::ToolCalls => "tool_use",
-        FinishReason::StopSequence => "stop_sequence",
-        FinishReason::ContentFilter => "refusal",
-    }
-}
-
-/// Anthropic counts cache reads and writes apart from `input_tokens`; the prompt total is
-/// their sum.
-pub fn usage_from(u: &Value) -> Option<Usage> {
-    let input = u["input_tokens"].as_u64()?;
-    let read = u["cache_read_input_tokens"].as_u64();
-    let created = u["cache_creation_input_tokens"].as_u64().unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: input + read.unwrap_or(0) + created,
-        completion_tokens: u["output_tokens"].as_u64().unwrap_or(0),
-        cached_tokens: read,
-        reasoning_tokens: None,
-    })
-}
-
-fn usage_json(u: &Usage) -> Value {
-    let cached = u.cached_tokens.unwrap_or(0);
-    json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(cached),
-        "output_tokens": u.completion_tokens,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    })
-}
-
-pub fn decode_response(v: &Value) -> Result<ChatResponse, TranslateError> {
-    let blocks = v["content"]
-        .as_array()
-        .ok_or_else(|| TranslateError::new("the provider's response has no content"))?;
-    let mut parts = vec![];
-    for b in blocks {
-        // Unknown block types (server tool results, ...) have no place in other protocols.
-        let _ = decode_block(b, "content", &mut parts);
-    }
-    Ok(ChatResponse {
-        id: v["id"].as_str().unwrap_or_default().to_string(),
-        parts,
-        finish: v["stop_reason"].as_str().map(finish_from),
-        usage: usage_from(&v["usage"]),
-    })
-}
-
-fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") {
-        id.to_string()
-    } else {
-        format!("msg_{}", if id.is_empty() { "modelgate" } else { id })
-    }
-}
-
-pub fn encode_response(r: &ChatResponse, public_model: &str) -> Value {
-    let mut dropped = Dropped::default();
-    json!({
-        "id": message_id(&r.id),
-        "type": "message",
-        "role": "assistant",
-        "model": public_model,
-        "content": encode_parts(&r.parts.iter().map(|p| match p {
-            // A thinking block without a signature is still worth showing to the client.
-            Part::Thinking { text, signature: None } => Part::Thinking { text: text.clone(), signature: Some(String::new()) },
-            other => other.clone(),
-        }).collect::<Vec<_>>(), false, &mut dropped),
-        "stop_reason": finish_str(r.finish.unwrap_or(FinishReason::Stop)),
-        "stop_sequence": null,
-        "usage": usage_json(&r.usage.unwrap_or_default()),
-    })
-}
-
-// ---------------------------------------------------------------- streams
-
-/// Anthropic SSE events (`event:` + `data:`) -> events.
-#[derive(Default)]
-pub struct StreamDecoder {
-    /// content block index -> tool call index
-    tool_blocks: Vec<(u64, usize)>,
-    tools: usize,
-    usage: Usage,
-    has_usage: bool,
-}
-
-impl StreamDecoder {
-    pub fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
-            return;
-        };
-        match v["type"].as_str() {
-            Some("message_start") => {
-                let m = &v["message"];
-                out.push(StreamEvent::Start {
-                    id: m["id"].as_str().unwrap_or_default().to_string(),
-                });
-                if let Some(u) = usage_from(&m["usage"]) {
-                    self.usage = u;
-                    self.has_usage = true;
-                }
-            }
-            Some("content_block_start") => {
-                let b = &v["content_block"];
-                if b["type"] == "tool_use" {
-                    let index = self.tools;
-                    self.tools += 1;
-                    self.tool_blocks
-                        .push((v["index"].as_u64().unwrap_or(0), index));
-                    out.push(StreamEvent::ToolCallStart {
-                        index,
-                        id: b["id"].as_str().unwrap_or_default().to_string(),
-                        name: b["name"].as_str().unwrap_or_default().to_string(),
-                    });
-                } else if let Some(t) = b["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.push(StreamEvent::TextDelta(t.to_string()));
-                }
-            }
-            Some("content_block_delta") => {
-                let d = &v["delta"];
-                match d["type"].as_str() {
-                    Some("text_delta") => out.push(StreamEvent::TextDelta(
-                        d["text"].as_str().unwrap_or_default().to_string(),
-                    )),
-                    Some("thinking_delta") => out.push(StreamEvent::ThinkingDelta(
-                        d["thinking"].as_str().unwrap_or_default().to_string(),
-                    )),
-                    Some("signature_delta") => out.push(StreamEvent::ThinkingSignature(
-                        d["signature"].as_str().unwrap_or_default().to_string(),
-                    )),
-                    Some("input_json_delta") => {
-                        let block = v["index"].as_u64().unwrap_or(0);
-                        if let Some((_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
-                        {
-                            let fragment = d["partial_json"].as_str().unwrap_or_default();
-                            if !fragment.is_empty() {
-                                out.push(StreamEvent::ToolCallArgs {
-                                    index: *index,
-                                    fragment: fragment.to_string(),
-                                });
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some("message_delta") => {
-                if let Some(s) = v["delta"]["stop_reason"].as_str() {
-                    out.push(StreamEvent::Finish(finish_from(s)));
-                }
-                // message_delta's usage is cumulative.
-                let u = &v["usage"];
-                if let Some(o) = u["output_tokens"].as_u64() {
-                    self.usage.completion_tokens = o;
-                    self.has_usage = true;
-                }
-                if let Some(i) = usage_from(u) {
-                    self.usage.prompt_tokens = i.prompt_tokens;
-                    self.usage.cached_tokens = i.cached_tokens.or(self.usage.cached_tokens);
-                }
-                if self.has_usage {
-                    out.push(StreamEvent::Usage(self.usage));
-                }
-            }
-            Some("message_stop") => out.push(StreamEvent::Done),
-            Some("error") => out.push(StreamEvent::Error {
-                message: v["error"]["message"]
-                    .as_str()
-                    .unwrap_or("provider error")
-                    .to_string(),
-            }),
-            _ => {}
-        }
-    }
-}
-
-#[derive(PartialEq)]
-enum Block {
-    None,
-    Text,
-    Thinking,
-    Tool(usize),
-}
-
-/// Events -> the Anthropic event sequence: message_start, content blocks (start, deltas,
-/// stop), message_delta, message_stop — always in that order, whatever the provider sent.
-pub struct StreamEncoder {
-    model: String,
-    id: String,
-    started: bool,
-    block: Block,
-    next_block: u64,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    signature: Option<String>,
-    done: bool,
-}
-
-fn event(out: &mut Vec<u8>, name: &str, data: Value) {
-    out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
-}
-
-impl StreamEncoder {
-    pub fn new(public_model: &str) -> Self {
-        StreamEncoder {
-            model: public_model.to_string(),
-            id: "msg_modelgate".to_string(),
-            started: false,
-            block: Block::None,
-            next_block: 0,
-            finish: None,
-            usage: None,
-            signature: None,
-            done: false,
-        }
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    fn ensure_started(&mut self, out: &mut Vec<u8>) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        event(
-            out,
-            "message_start",
-            json!({"type": "message_start", "message": {
-            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": self.usage.map(|u| u.prompt_tokens).unwrap_or(0), "output_tokens": 0}}}),
-        );
-    }
-
-    fn close_block(&mut self, out: &mut Vec<u8>) {
-        if self.block == Block::None {
-            return;
-        }
-        if self.block == Block::Thinking {
-            let sig = self.signature.take().unwrap_or_default();
-            event(
-                out,
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": self.next_block - 1,
-                "delta": {"type": "signature_delta", "signature": sig}}),
-            );
-        }
-        event(
-            out,
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": self.next_block - 1}),
-        );
-        self.block = Block::None;
-    }
-
-    fn open_block(&mut self, kind: Block, start: Value, out: &mut Vec<u8>) {
-        self.close_block(out);
-        event(
-            out,
-            "content_block_start",
-            json!({"type": "content_block_start", "index": self.next_block, "content_block": start}),
-        );
-        self.next_block += 1;
-        self.block = kind;
-    }
-
-    fn delta(&self, delta: Value, out: &mut Vec<u8>) {
-        event(
-            out,
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": self.next_block - 1, "delta": delta}),
-        );
-    }
-
-    pub fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        match ev {
-            StreamEvent::Start { id } => {
-                if !id.is_empty() {
-                    self.id = message_id(id);
-                }
-                self.ensure_started(out);
-            }
-            StreamEvent::TextDelta(t) => {
-                self.ensure_started(out);
-                if self.block != Block::Text {
-                    self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
-                }
-                self.delta(json!({"type": "text_delta", "text": t}), out);
-            }
-            StreamEvent::ThinkingDelta(t) => {
-                self.ensure_started(out);
-                if self.block != Block::Thinking {
-                    self.open_block(
-                        Block::Thinking,
-                        json!({"type": "thinking", "thinking": ""}),
-                        out,
-                    );
-                }
-                self.delta(json!({"type": "thinking_delta", "thinking": t}), out);
-            }
-            StreamEvent::ThinkingSignature(s) if self.block == Block::Thinking => {
-                self.signature = Some(s.clone())
-            }
-            // A signature with no thinking open (or a call's own): an empty thinking block
-            // of its own, which the client replays with the call.
-            StreamEvent::ThinkingSignature(s) | StreamEvent::CallSignature(s) => {
-                self.ensure_started(out);
-                self.open_block(
-                    Block::Thinking,
-                    json!({"type": "thinking", "thinking": ""}),
-                    out,
-                );
-                self.signature = Some(s.clone());
-                self.close_block(out);
-            }
-            StreamEvent::ToolCallStart { index, id, name } => {
-                self.ensure_started(out);
-                self.open_block(
-                    Block::Tool(*index),
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                    out,
-                );
-            }
-            StreamEvent::ToolCallArgs { index, fragment } => {
-                if self.block == Block::Tool(*index) {
-                    self.delta(
-                        json!({"type": "input_json_delta", "partial_json": fragment}),
-                        out,
-                    );
-                }
-            }
-            StreamEvent::Finish(f) => self.finish = Some(*f),
-            StreamEvent::Usage(u) => self.usage = Some(*u),
-            StreamEvent::Error { message } => {
-                self.ensure_started(out);
-                event(
-                    out,
-                    "error",
-                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
-                );
-                self.done = true;
-            }
-            StreamEvent::Done => self.finish(out),
-        }
-    }
-
-    /// Closes the message: open block, message_delta with stop reason and usage, message_stop.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        self.ensure_started(out);
-        self.close_block(out);
-        let u = self.usage.unwrap_or_default();
-        let cached = u.cached_tokens.unwrap_or(0);
-        event(
-            out,
-            "message_delta",
-            json!({"type": "message_delta",
-            "delta": {"stop_reason": finish_str(self.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
-            "usage": {"input_tokens": u.prompt_tokens.saturating_sub(cached), "output_tokens": u.completion_tokens,
-                      "cache_read_input_tokens": cached}}),
-        );
-        event(out, "message_stop", json!({"type": "message_stop"}));
-        self.done = true;
-    }
 }

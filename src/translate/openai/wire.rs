@@ -1,0 +1,100 @@
+//! OpenAI Chat Completions wire facts: usage objects, request and response peeks, the
+//! event that ends a broken stream, tool-name rules.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::errors::GatewayError;
+use crate::protocol::Protocol;
+use crate::translate::codec::{self, RequestPeek, ResponseFacts};
+use crate::translate::model::Usage;
+
+/// Chat usage (`prompt_tokens`...); OpenAI's other endpoints (images) report theirs in the
+/// Responses shape (`input_tokens`...), read too.
+pub fn usage_from(u: &Value) -> Option<Usage> {
+    let Some(prompt) = u["prompt_tokens"].as_u64() else {
+        return crate::translate::responses::usage_from(u);
+    };
+    Some(Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+        cached_tokens: u["prompt_tokens_details"]["cached_tokens"].as_u64(),
+        reasoning_tokens: u["completion_tokens_details"]["reasoning_tokens"].as_u64(),
+    })
+}
+
+pub fn usage_json(u: &Usage) -> Value {
+    let mut v = json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
+    });
+    if let Some(c) = u.cached_tokens {
+        v["prompt_tokens_details"] = json!({"cached_tokens": c});
+    }
+    if let Some(r) = u.reasoning_tokens {
+        v["completion_tokens_details"] = json!({"reasoning_tokens": r});
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct RequestFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    stream: Option<bool>,
+    // Raw, so a wrongly typed value is left for the provider to report.
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+}
+
+pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
+    codec::check_object(body)?;
+    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
+    let (model, model_span) = codec::peek_model(body, p.model)?;
+    Ok(RequestPeek {
+        model,
+        model_span,
+        stream: p.stream.unwrap_or(false),
+        max_output_tokens: codec::raw_count(p.max_completion_tokens)
+            .or_else(|| codec::raw_count(p.max_tokens)),
+        stream_usage: codec::usage_value(p.stream_options)
+            .is_some_and(|o| o["include_usage"] == true),
+    })
+}
+
+#[derive(Deserialize)]
+struct ResponseFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
+    let p: ResponseFields = serde_json::from_slice(json).ok()?;
+    Some(ResponseFacts {
+        model: codec::string_span(json, p.model),
+        usage: codec::usage_value(p.usage).and_then(|u| usage_from(&u)),
+    })
+}
+
+pub fn stream_error(err: &GatewayError, json_array: bool) -> Bytes {
+    codec::sse_error(&err.body(Protocol::OpenAi), None, json_array)
+}
+
+/// OpenAI takes tool names of `[a-zA-Z0-9_-]{1,64}`.
+pub fn wire_tool_name(name: &str) -> Option<String> {
+    codec::hashed_tool_name(name, allowed_tool_char, None)
+}
+
+/// Also Anthropic's rule.
+pub(crate) fn allowed_tool_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}

@@ -1,0 +1,103 @@
+//! OpenAI Responses wire facts: usage objects, request and response peeks, relayed
+//! signatures in passthrough bodies. (The event that ends a broken stream is the stream
+//! encoder's own failure: `stream_failure`.)
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::translate::codec::{self, RequestPeek, ResponseFacts, RELAYED_PREFIX};
+use crate::translate::model::{Signature, Usage};
+
+/// A Responses usage object (`input_tokens`, `output_tokens` and their details).
+pub fn usage_from(u: &Value) -> Option<Usage> {
+    let input = u["input_tokens"].as_u64();
+    let output = u["output_tokens"].as_u64();
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage {
+        prompt_tokens: input.unwrap_or(0),
+        completion_tokens: output.unwrap_or(0),
+        cached_tokens: u["input_tokens_details"]["cached_tokens"].as_u64(),
+        reasoning_tokens: u["output_tokens_details"]["reasoning_tokens"].as_u64(),
+    })
+}
+
+pub fn usage_json(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens.unwrap_or(0)},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
+    })
+}
+
+#[derive(Deserialize)]
+struct RequestFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    stream: Option<bool>,
+    // Raw, so a wrongly typed value is left for the provider to report.
+    #[serde(borrow)]
+    max_output_tokens: Option<&'a RawValue>,
+}
+
+pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
+    codec::check_object(body)?;
+    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
+    let (model, model_span) = codec::peek_model(body, p.model)?;
+    Ok(RequestPeek {
+        model,
+        model_span,
+        stream: p.stream.unwrap_or(false),
+        max_output_tokens: codec::raw_count(p.max_output_tokens),
+        stream_usage: false,
+    })
+}
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+/// A response object (top level) or a stream event (`response.*` events nest it).
+#[derive(Deserialize)]
+struct ResponseFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow)]
+    response: Option<Response<'a>>,
+}
+
+pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
+    let p: ResponseFields = serde_json::from_slice(json).ok()?;
+    let (inner_model, inner_usage) = p.response.map_or((None, None), |r| (r.model, r.usage));
+    let usage = codec::usage_value(p.usage).or_else(|| codec::usage_value(inner_usage));
+    Some(ResponseFacts {
+        model: codec::string_span(json, p.model.or(inner_model)),
+        usage: usage.and_then(|u| usage_from(&u)),
+    })
+}
+
+/// Reasoning items whose `encrypted_content` is a relayed signature go (OpenAI's own
+/// encrypted reasoning stays).
+pub fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
+    memchr::memmem::find(body, RELAYED_PREFIX.as_bytes())?;
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let items = v.get_mut("input")?.as_array_mut()?;
+    items.retain(|i| {
+        let relayed = i["encrypted_content"]
+            .as_str()
+            .and_then(Signature::from_relayed)
+            .is_some();
+        !(i["type"] == "reasoning" && relayed)
+    });
+    Some(v)
+}
