@@ -234,30 +234,56 @@ pub trait Wire: Sync {
     }
 }
 
-/// The checks every protocol's `peek_request` starts with; the `model` value and its span.
-pub(crate) fn peek_model(
-    body: &[u8],
-    model: Option<&RawValue>,
-) -> Result<(Option<String>, Option<Range<usize>>), String> {
-    let Some(raw) = model else {
-        return Ok((None, None));
-    };
-    let text = raw.get();
-    let m: String =
-        serde_json::from_str(text).map_err(|_| "'model' must be a string".to_string())?;
-    Ok((Some(m), Some(span_of(body, text))))
+/// The fields of a request a protocol's `peek_request` reads, by that protocol's names.
+pub(crate) struct PeekedFields<'a> {
+    pub model: Option<&'a RawValue>,
+    pub stream: bool,
+    pub max_output_tokens: Option<u64>,
+    pub stream_usage: bool,
 }
 
-/// A body's first non-blank byte must open an object.
-pub(crate) fn check_object(body: &[u8]) -> Result<(), String> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(()),
-        _ => Err("the request body must be a JSON object".to_string()),
+/// `peek_request` for a protocol whose fields `F` names, read by `fields`: the body must
+/// be an object, `model` a string.
+pub(crate) fn peek_request_with<'a, F: serde::Deserialize<'a>>(
+    body: &'a [u8],
+    fields: impl FnOnce(F) -> PeekedFields<'a>,
+) -> Result<RequestPeek, String> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("the request body must be a JSON object".to_string());
     }
+    let p: F = serde_json::from_slice(body)
+        .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
+    let p = fields(p);
+    let (model, model_span) = match p.model {
+        None => (None, None),
+        Some(raw) => {
+            let text = raw.get();
+            let m: String =
+                serde_json::from_str(text).map_err(|_| "'model' must be a string".to_string())?;
+            (Some(m), Some(span_of(body, text)))
+        }
+    };
+    Ok(RequestPeek {
+        model,
+        model_span,
+        stream: p.stream,
+        max_output_tokens: p.max_output_tokens,
+        stream_usage: p.stream_usage,
+    })
 }
 
-pub(crate) fn invalid_json(e: serde_json::Error) -> String {
-    format!("the request body is not valid JSON: {e}")
+/// The facts of one response JSON from its model-name value and usage object, found by
+/// the protocol's own borrowed parse; `usage_from` reads the protocol's usage shape.
+pub(crate) fn response_facts(
+    json: &[u8],
+    model: Option<&RawValue>,
+    usage: Option<&RawValue>,
+    usage_from: fn(&Value) -> Option<Usage>,
+) -> ResponseFacts {
+    ResponseFacts {
+        model: string_span(json, model),
+        usage: object_value(usage).and_then(|u| usage_from(&u)),
+    }
 }
 
 /// A raw token count, when it is a non-negative integer (anything else is the provider's
@@ -267,7 +293,7 @@ pub(crate) fn raw_count(raw: Option<&RawValue>) -> Option<u64> {
 }
 
 /// The span of a string value (quotes included) within `outer`; `None` for non-strings.
-pub(crate) fn string_span(outer: &[u8], raw: Option<&RawValue>) -> Option<Range<usize>> {
+fn string_span(outer: &[u8], raw: Option<&RawValue>) -> Option<Range<usize>> {
     let text = raw?.get();
     text.starts_with('"').then(|| span_of(outer, text))
 }
@@ -278,9 +304,9 @@ fn span_of(outer: &[u8], inner: &str) -> Range<usize> {
     start..start + inner.len()
 }
 
-/// A usage object's JSON parsed on its own (usage objects are a few fields, the body
-/// around them is not materialised).
-pub(crate) fn usage_value(raw: Option<&RawValue>) -> Option<Value> {
+/// A small object (a usage object, stream_options) parsed on its own; the body
+/// around it is not materialised.
+pub(crate) fn object_value(raw: Option<&RawValue>) -> Option<Value> {
     serde_json::from_str::<Value>(raw?.get())
         .ok()
         .filter(Value::is_object)

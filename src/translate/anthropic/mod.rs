@@ -6,16 +6,13 @@ mod response;
 mod stream;
 pub mod wire;
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use super::codec::{
-    ClientCodec, ClientState, Codecs, Decoded, Envelope, ProviderCodec, RequestPeek, ResponseFacts,
-    StreamDecode, StreamEncode, Wire,
+    ClientCodec, ClientState, Codecs, Decoded, Envelope, ProviderCodec, StreamDecode, StreamEncode,
 };
 use super::model::{ChatRequest, ChatResponse};
 use super::{Dropped, TranslateError};
-use crate::errors::GatewayError;
 
 /// Used when a client protocol without a required `max_tokens` reaches an Anthropic target
 /// and the model sets no `max_output_tokens`.
@@ -65,24 +62,6 @@ impl ProviderCodec for Anthropic {
 
     fn wire_tool_name(&self, name: &str) -> Option<String> {
         wire::wire_tool_name(name)
-    }
-}
-
-impl Wire for Anthropic {
-    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
-        wire::peek_request(body)
-    }
-
-    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
-        wire::peek_response(json)
-    }
-
-    fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {
-        wire::stream_error(err, json_array)
-    }
-
-    fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
-        wire::strip_relayed_signatures(body)
     }
 }
 

@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::Anthropic;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, RequestPeek, ResponseFacts, GEMINI_TAG};
+use crate::translate::codec::{self, PeekedFields, RequestPeek, ResponseFacts, Wire, GEMINI_TAG};
 use crate::translate::model::{Issuer, Signature, Usage};
 
 /// An Anthropic usage object as reported: `message_start` has every count,
@@ -79,19 +80,6 @@ struct RequestFields<'a> {
     max_tokens: Option<&'a RawValue>,
 }
 
-pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
-    codec::check_object(body)?;
-    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
-    let (model, model_span) = codec::peek_model(body, p.model)?;
-    Ok(RequestPeek {
-        model,
-        model_span,
-        stream: p.stream.unwrap_or(false),
-        max_output_tokens: codec::raw_count(p.max_tokens),
-        stream_usage: false,
-    })
-}
-
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow)]
@@ -111,18 +99,30 @@ struct ResponseFields<'a> {
     message: Option<Message<'a>>,
 }
 
-pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
-    let p: ResponseFields = serde_json::from_slice(json).ok()?;
-    let (inner_model, inner_usage) = p.message.map_or((None, None), |m| (m.model, m.usage));
-    let usage = codec::usage_value(p.usage).or_else(|| codec::usage_value(inner_usage));
-    Some(ResponseFacts {
-        model: codec::string_span(json, p.model.or(inner_model)),
-        usage: usage.and_then(|u| usage_from(&u)),
-    })
-}
+impl Wire for Anthropic {
+    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
+        codec::peek_request_with(body, |p: RequestFields| PeekedFields {
+            model: p.model,
+            stream: p.stream.unwrap_or(false),
+            max_output_tokens: codec::raw_count(p.max_tokens),
+            stream_usage: false,
+        })
+    }
 
-pub fn stream_error(err: &GatewayError, json_array: bool) -> Bytes {
-    codec::sse_error(&err.body(Protocol::Anthropic), Some("error"), json_array)
+    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
+        let p: ResponseFields = serde_json::from_slice(json).ok()?;
+        let (model, usage) = p.message.map_or((None, None), |m| (m.model, m.usage));
+        let (model, usage) = (p.model.or(model), p.usage.or(usage));
+        Some(codec::response_facts(json, model, usage, usage_from))
+    }
+
+    fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {
+        codec::sse_error(&err.body(Protocol::Anthropic), Some("error"), json_array)
+    }
+
+    fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
+        strip_relayed_signatures(body)
+    }
 }
 
 /// Anthropic takes tool names of `[a-zA-Z0-9_-]{1,64}`, as OpenAI does.
@@ -141,7 +141,7 @@ fn refused(sig: &str) -> bool {
 
 /// Gemini-issued or empty signatures on thinking blocks go; mid tool loop, a calling turn
 /// left without its thinking turns thinking off.
-pub fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
+fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
     use memchr::memmem::find;
     let suspect = find(body, GEMINI_TAG.as_bytes()).is_some()
         || find(body, br#""signature":"""#).is_some()

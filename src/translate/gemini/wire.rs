@@ -7,9 +7,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::Gemini;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, RequestPeek, ResponseFacts, RELAYED_PREFIX};
+use crate::translate::codec::{
+    self, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+};
 use crate::translate::model::{Issuer, Signature, Usage};
 
 /// Accepted by Gemini 3 in place of a thought signature on a function call whose real
@@ -78,20 +81,6 @@ struct RequestFields<'a> {
     generation_config: Option<GenerationConfig<'a>>,
 }
 
-/// Gemini says whether to stream in the path, never in the body: `stream` is false.
-pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
-    codec::check_object(body)?;
-    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
-    let (model, model_span) = codec::peek_model(body, p.model)?;
-    Ok(RequestPeek {
-        model,
-        model_span,
-        stream: false,
-        max_output_tokens: codec::raw_count(p.generation_config.and_then(|g| g.max_output_tokens)),
-        stream_usage: false,
-    })
-}
-
 #[derive(Deserialize)]
 struct ResponseFields<'a> {
     #[serde(borrow, rename = "modelVersion")]
@@ -100,16 +89,36 @@ struct ResponseFields<'a> {
     usage_metadata: Option<&'a RawValue>,
 }
 
-pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
-    let p: ResponseFields = serde_json::from_slice(json).ok()?;
-    Some(ResponseFacts {
-        model: codec::string_span(json, p.model_version),
-        usage: codec::usage_value(p.usage_metadata).and_then(|u| usage_from(&u)),
-    })
-}
+impl Wire for Gemini {
+    /// Gemini says whether to stream in the path, never in the body: `stream` is false.
+    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
+        codec::peek_request_with(body, |p: RequestFields| PeekedFields {
+            model: p.model,
+            stream: false,
+            max_output_tokens: codec::raw_count(
+                p.generation_config.and_then(|g| g.max_output_tokens),
+            ),
+            stream_usage: false,
+        })
+    }
 
-pub fn stream_error(err: &GatewayError, json_array: bool) -> Bytes {
-    codec::sse_error(&err.body(Protocol::Gemini), None, json_array)
+    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
+        let p: ResponseFields = serde_json::from_slice(json).ok()?;
+        Some(codec::response_facts(
+            json,
+            p.model_version,
+            p.usage_metadata,
+            usage_from,
+        ))
+    }
+
+    fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {
+        codec::sse_error(&err.body(Protocol::Gemini), None, json_array)
+    }
+
+    fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
+        strip_relayed_signatures(body)
+    }
 }
 
 /// Gemini takes `[a-zA-Z0-9_.:-]{1,64}` starting with a letter or `_`.
@@ -122,7 +131,7 @@ pub fn wire_tool_name(name: &str) -> Option<String> {
 }
 
 /// Relayed signatures leave the parts they are on; a signature-only thought goes.
-pub fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
+fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
     memchr::memmem::find(body, RELAYED_PREFIX.as_bytes())?;
     let mut v: Value = serde_json::from_slice(body).ok()?;
     for c in v.get_mut("contents")?.as_array_mut()?.iter_mut() {

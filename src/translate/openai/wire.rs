@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::OpenAi;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, RequestPeek, ResponseFacts};
+use crate::translate::codec::{self, PeekedFields, RequestPeek, ResponseFacts, Wire};
 use crate::translate::model::Usage;
 
 /// Chat usage (`prompt_tokens`...); OpenAI's other endpoints (images) report theirs in the
@@ -54,21 +55,6 @@ struct RequestFields<'a> {
     stream_options: Option<&'a RawValue>,
 }
 
-pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
-    codec::check_object(body)?;
-    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
-    let (model, model_span) = codec::peek_model(body, p.model)?;
-    Ok(RequestPeek {
-        model,
-        model_span,
-        stream: p.stream.unwrap_or(false),
-        max_output_tokens: codec::raw_count(p.max_completion_tokens)
-            .or_else(|| codec::raw_count(p.max_tokens)),
-        stream_usage: codec::usage_value(p.stream_options)
-            .is_some_and(|o| o["include_usage"] == true),
-    })
-}
-
 #[derive(Deserialize)]
 struct ResponseFields<'a> {
     #[serde(borrow)]
@@ -77,16 +63,26 @@ struct ResponseFields<'a> {
     usage: Option<&'a RawValue>,
 }
 
-pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
-    let p: ResponseFields = serde_json::from_slice(json).ok()?;
-    Some(ResponseFacts {
-        model: codec::string_span(json, p.model),
-        usage: codec::usage_value(p.usage).and_then(|u| usage_from(&u)),
-    })
-}
+impl Wire for OpenAi {
+    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
+        codec::peek_request_with(body, |p: RequestFields| PeekedFields {
+            model: p.model,
+            stream: p.stream.unwrap_or(false),
+            max_output_tokens: codec::raw_count(p.max_completion_tokens)
+                .or_else(|| codec::raw_count(p.max_tokens)),
+            stream_usage: codec::object_value(p.stream_options)
+                .is_some_and(|o| o["include_usage"] == true),
+        })
+    }
 
-pub fn stream_error(err: &GatewayError, json_array: bool) -> Bytes {
-    codec::sse_error(&err.body(Protocol::OpenAi), None, json_array)
+    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
+        let p: ResponseFields = serde_json::from_slice(json).ok()?;
+        Some(codec::response_facts(json, p.model, p.usage, usage_from))
+    }
+
+    fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {
+        codec::sse_error(&err.body(Protocol::OpenAi), None, json_array)
+    }
 }
 
 /// OpenAI takes tool names of `[a-zA-Z0-9_-]{1,64}`.

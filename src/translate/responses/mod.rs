@@ -8,14 +8,11 @@ mod response;
 mod stream;
 pub mod wire;
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::codec::{self, ClientCodec, Codecs, Decoded, Envelope, RequestPeek, ResponseFacts};
-use super::codec::{StreamEncode, Wire};
+use super::codec::{self, ClientCodec, Codecs, Decoded, Envelope, StreamEncode};
 use super::model::ChatResponse;
 use super::TranslateError;
-use crate::errors::GatewayError;
 
 pub use stream::stream_failure;
 pub use wire::usage_from;
@@ -98,24 +95,6 @@ impl ClientCodec for Responses {
             env,
             ClientState::of(state).clone(),
         ))
-    }
-}
-
-impl Wire for Responses {
-    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
-        wire::peek_request(body)
-    }
-
-    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
-        wire::peek_response(json)
-    }
-
-    fn stream_error(&self, err: &GatewayError, _json_array: bool) -> Bytes {
-        Bytes::from(stream_failure(err.code.as_str(), &err.message))
-    }
-
-    fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
-        wire::strip_relayed_signatures(body)
     }
 }
 

@@ -6,7 +6,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::translate::codec::{self, RequestPeek, ResponseFacts, RELAYED_PREFIX};
+use bytes::Bytes;
+
+use super::{stream_failure, Responses};
+use crate::errors::GatewayError;
+use crate::translate::codec::{
+    self, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+};
 use crate::translate::model::{Signature, Usage};
 
 /// A Responses usage object (`input_tokens`, `output_tokens` and their details).
@@ -44,19 +50,6 @@ struct RequestFields<'a> {
     max_output_tokens: Option<&'a RawValue>,
 }
 
-pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
-    codec::check_object(body)?;
-    let p: RequestFields = serde_json::from_slice(body).map_err(codec::invalid_json)?;
-    let (model, model_span) = codec::peek_model(body, p.model)?;
-    Ok(RequestPeek {
-        model,
-        model_span,
-        stream: p.stream.unwrap_or(false),
-        max_output_tokens: codec::raw_count(p.max_output_tokens),
-        stream_usage: false,
-    })
-}
-
 #[derive(Deserialize)]
 struct Response<'a> {
     #[serde(borrow)]
@@ -76,19 +69,36 @@ struct ResponseFields<'a> {
     response: Option<Response<'a>>,
 }
 
-pub fn peek_response(json: &[u8]) -> Option<ResponseFacts> {
-    let p: ResponseFields = serde_json::from_slice(json).ok()?;
-    let (inner_model, inner_usage) = p.response.map_or((None, None), |r| (r.model, r.usage));
-    let usage = codec::usage_value(p.usage).or_else(|| codec::usage_value(inner_usage));
-    Some(ResponseFacts {
-        model: codec::string_span(json, p.model.or(inner_model)),
-        usage: usage.and_then(|u| usage_from(&u)),
-    })
+impl Wire for Responses {
+    fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
+        codec::peek_request_with(body, |p: RequestFields| PeekedFields {
+            model: p.model,
+            stream: p.stream.unwrap_or(false),
+            max_output_tokens: codec::raw_count(p.max_output_tokens),
+            stream_usage: false,
+        })
+    }
+
+    fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
+        let p: ResponseFields = serde_json::from_slice(json).ok()?;
+        let (model, usage) = p.response.map_or((None, None), |r| (r.model, r.usage));
+        let (model, usage) = (p.model.or(model), p.usage.or(usage));
+        Some(codec::response_facts(json, model, usage, usage_from))
+    }
+
+    /// Responses streams end with `error` then `response.failed` (see `stream_failure`).
+    fn stream_error(&self, err: &GatewayError, _json_array: bool) -> Bytes {
+        Bytes::from(stream_failure(err.code.as_str(), &err.message))
+    }
+
+    fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
+        strip_relayed_signatures(body)
+    }
 }
 
 /// Reasoning items whose `encrypted_content` is a relayed signature go (OpenAI's own
 /// encrypted reasoning stays).
-pub fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
+fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
     memchr::memmem::find(body, RELAYED_PREFIX.as_bytes())?;
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let items = v.get_mut("input")?.as_array_mut()?;
