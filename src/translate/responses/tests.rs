@@ -1,9 +1,10 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::request::decode_request;
 use super::response::encode_response;
 use super::stream::StreamEncoder;
 use super::*;
+use crate::translate::codec::ClientCodec;
 use crate::translate::model::*;
 
 fn env(model: &str) -> Envelope {
@@ -140,4 +141,134 @@ fn stream_numbers_events_and_ends_with_completed() {
     assert_eq!(last["response"]["output"][0]["content"][0]["text"], "Hello");
     assert_eq!(last["response"]["output"][1]["call_id"], "call_1");
     assert_eq!(last["response"]["usage"]["total_tokens"], 5);
+}
+
+#[test]
+fn relayed_signatures_round_trip_through_reasoning_items() {
+    let input = json!({"model": "m", "input": [
+        {"role": "user", "content": "hi"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "a"}],
+         "encrypted_content": "modelgate-sig:gemini:SIG1"},
+        {"type": "reasoning", "summary": [], "encrypted_content": "modelgate-sig:EqQBCg"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "own"}],
+         "encrypted_content": "gAAAA-openai"}]});
+    let (req, _) = decode_request(&input).unwrap();
+    let parts = &req.messages[1].parts;
+    assert_eq!(
+        parts[..2],
+        [
+            Part::Thinking {
+                text: "a".into(),
+                signature: Some(Signature::new(Issuer::Gemini, "SIG1"))
+            },
+            Part::Thinking {
+                text: String::new(),
+                signature: Some(Signature::new(Issuer::Anthropic, "EqQBCg"))
+            }
+        ]
+    );
+    assert_eq!(
+        parts[2],
+        Part::Thinking {
+            text: "own".into(),
+            signature: None
+        },
+        "OpenAI's own encrypted reasoning means nothing elsewhere"
+    );
+    let resp = ChatResponse {
+        id: "x".into(),
+        parts: parts[..2].to_vec(),
+        finish: Some(FinishReason::Stop),
+        usage: None,
+    };
+    let v = encode_response(&resp, &env("pub"), &ClientState::default());
+    assert_eq!(
+        v["output"][0]["encrypted_content"],
+        input["input"][1]["encrypted_content"]
+    );
+    assert_eq!(
+        v["output"][1]["encrypted_content"],
+        input["input"][2]["encrypted_content"]
+    );
+    assert_eq!(v["output"][0]["summary"], input["input"][1]["summary"]);
+}
+
+#[test]
+fn echoed_settings_are_client_state() {
+    let body = json!({"model": "m", "input": "hi", "temperature": 0.2, "store": false,
+                      "text": {"verbosity": "low"}});
+    let d = Responses.decode_request(&body).unwrap();
+    let codec::ClientState::Responses(state) = &d.client else {
+        panic!("{d:?}")
+    };
+    assert_eq!(state.echo["temperature"], 0.2);
+    let resp = ChatResponse {
+        id: "x".into(),
+        parts: vec![Part::Text("ok".into())],
+        finish: None,
+        usage: None,
+    };
+    let v = Responses.encode_response(&resp, &env("pub"), &d.client);
+    assert_eq!(v["temperature"], 0.2);
+    assert_eq!(
+        v["text"],
+        json!({"format": {"type": "text"}, "verbosity": "low"})
+    );
+    // Without state, the defaults.
+    let v = Responses.encode_response(&resp, &env("pub"), &codec::ClientState::None);
+    assert_eq!(v["temperature"], Value::Null);
+}
+
+#[test]
+fn peek_request_reads_max_output_tokens() {
+    let w = codec::wire(crate::protocol::Protocol::Responses);
+    let body = br#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":64,"max_tokens":1,"stream_options":{"include_usage":true}}"#;
+    let p = w.peek_request(body).unwrap();
+    assert_eq!(&body[p.model_span.unwrap()], br#""gpt-5""#);
+    assert_eq!(
+        (p.stream, p.max_output_tokens, p.stream_usage),
+        (true, Some(64), false)
+    );
+}
+
+#[test]
+fn peek_response_reads_events_and_bodies() {
+    let w = codec::wire(crate::protocol::Protocol::Responses);
+    let done = br#"{"type":"response.completed","sequence_number":9,"response":{"id":"r","model":"gpt-5","usage":{"input_tokens":3,"input_tokens_details":{"cached_tokens":1},"output_tokens":4,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":7}}}"#;
+    let f = w.peek_response(done).unwrap();
+    assert_eq!(&done[f.model.unwrap()], br#""gpt-5""#);
+    assert_eq!(
+        f.usage,
+        Some(Usage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cached_tokens: Some(1),
+            reasoning_tokens: Some(2)
+        })
+    );
+    let body = br#"{"id":"r","object":"response","model":"gpt-5","usage":{"input_tokens":5,"output_tokens":6}}"#;
+    let f = w.peek_response(body).unwrap();
+    assert_eq!(&body[f.model.unwrap()], br#""gpt-5""#);
+    assert_eq!(f.usage.unwrap().completion_tokens, 6);
+    let delta = br#"{"type":"response.output_text.delta","delta":"model"}"#;
+    assert_eq!(
+        w.peek_response(delta),
+        Some(codec::ResponseFacts::default())
+    );
+}
+
+#[test]
+fn stream_error_is_error_then_response_failed() {
+    use crate::errors::{ErrorCode, GatewayError};
+    let err = GatewayError::new(ErrorCode::UpstreamError, "cut");
+    let w = codec::wire(crate::protocol::Protocol::Responses);
+    let out = w.stream_error(&err, false);
+    assert_eq!(out, stream_failure("upstream_error", "cut"));
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(text.starts_with("event: error\ndata: {"), "{text}");
+    assert!(text.contains("event: response.failed\n"), "{text}");
+    assert!(
+        text.contains(r#""sequence_number":1099511627777"#),
+        "{text}"
+    );
 }
