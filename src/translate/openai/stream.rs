@@ -4,7 +4,9 @@ use serde_json::{json, Value};
 
 use super::response::{chat_id, finish_from, finish_str};
 use super::wire::{usage_from, usage_json};
-use crate::translate::codec::{Envelope, StreamDecode, StreamEncode};
+use super::OpenAi;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Wire};
 use crate::translate::model::*;
 
 /// Provider chunks (`data: {...}` payloads) -> events.
@@ -182,8 +184,9 @@ impl StreamEncode for StreamEncoder {
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Error { message } => {
-                let e = json!({"error": {"message": message, "type": "server_error", "code": "upstream_error", "param": null}});
-                out.extend_from_slice(format!("data: {e}\n\n").as_bytes());
+                // The same event the proxy ends a broken passthrough stream with.
+                let err = GatewayError::new(ErrorCode::UpstreamError, message.as_str());
+                out.extend_from_slice(&OpenAi.stream_error(&err, false));
                 self.done = true;
             }
             StreamEvent::Done => self.finish(out),

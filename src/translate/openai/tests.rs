@@ -151,3 +151,18 @@ fn tool_names_outside_the_pattern_are_hashed() {
     );
     assert!(p.wire_tool_name(&"x".repeat(65)).unwrap().len() <= 64);
 }
+
+#[test]
+fn a_translated_stream_error_keeps_its_bytes() {
+    let mut e = codec::client(Protocol::OpenAi).stream_encoder(env(), &ClientState::None);
+    let mut out = vec![];
+    e.encode(
+        &crate::translate::model::StreamEvent::Error {
+            message: "cut \"short\"".into(),
+        },
+        &mut out,
+    );
+    // What the encoder wrote before it shared the proxy's writer.
+    let old = json!({"error": {"message": "cut \"short\"", "type": "server_error", "code": "upstream_error", "param": null}});
+    assert_eq!(String::from_utf8(out).unwrap(), format!("data: {old}\n\n"));
+}
