@@ -35,9 +35,49 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
         .get("contents")
         .and_then(Value::as_array)
         .ok_or_else(|| TranslateError::param("'contents' must be an array", "contents"))?;
-    // (id, name) of calls not answered yet, to give function responses their call's id.
-    let mut open_calls: Vec<(String, String)> = vec![];
-    let mut calls = 0usize;
+    decode_contents(contents, &mut req)?;
+    if let Some(si) = obj.get("systemInstruction") {
+        let text = si["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !text.is_empty() {
+            req.system.push(text);
+        }
+    }
+    decode_tools(obj, &mut req);
+    if let Some(g) = obj.get("generationConfig") {
+        decode_generation_config(g, &mut req);
+    }
+    for k in obj.keys() {
+        if !matches!(
+            k.as_str(),
+            "contents"
+                | "systemInstruction"
+                | "tools"
+                | "toolConfig"
+                | "generationConfig"
+                | "model"
+        ) {
+            req.unmapped.push(k.clone());
+        }
+    }
+    Ok(req)
+}
+
+/// Calls seen in the history so far: their count (for positional ids) and the (id, name)
+/// of those not answered yet, to give function responses their call's id.
+#[derive(Default)]
+struct History {
+    open: Vec<(String, String)>,
+    calls: usize,
+}
+
+fn decode_contents(contents: &[Value], req: &mut ChatRequest) -> Result<(), TranslateError> {
+    let mut history = History::default();
     for (i, c) in contents.iter().enumerate() {
         let role = match c["role"].as_str() {
             Some("model") => Role::Assistant,
@@ -51,113 +91,117 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
         };
         let mut parts = vec![];
         for (j, p) in c["parts"].as_array().into_iter().flatten().enumerate() {
-            if let Some(t) = p["text"].as_str() {
-                if p["thought"] == true {
-                    let signature = read_signature(p["thoughtSignature"].as_str());
-                    // A streamed thinking comes back as its pieces, then (relayed from
-                    // another provider) its signature alone: one thinking again, as its
-                    // provider issued it.
-                    let relayed_or_none = signature
-                        .as_ref()
-                        .is_none_or(|s| s.issuer != Issuer::Gemini);
-                    if let (
-                        true,
-                        Some(Part::Thinking {
-                            text: prev_text,
-                            signature: prev_sig @ None,
-                        }),
-                    ) = (relayed_or_none, parts.last_mut())
-                    {
-                        prev_text.push_str(t);
-                        *prev_sig = signature;
-                        continue;
-                    }
-                    parts.push(Part::Thinking {
-                        text: t.to_string(),
-                        signature,
-                    });
-                } else {
-                    parts.push(Part::Text(t.to_string()));
-                }
-            } else if let Some(d) = p.get("inlineData").or_else(|| p.get("fileData")) {
-                // Only images have a place in the other protocols (no audio, video, PDF).
-                let media_type = d["mimeType"].as_str().unwrap_or("image/png");
-                if !media_type.starts_with("image/") {
-                    return Err(TranslateError::param(
-                        format!("contents[{i}].parts[{j}] holds {media_type}, which this model's provider cannot take (only images translate); use a Gemini model"),
-                        "contents",
-                    ));
-                }
-                parts.push(Part::Image(match d.get("fileUri") {
-                    Some(uri) => Image::Url(uri.as_str().unwrap_or_default().to_string()),
-                    None => Image::Base64 {
-                        media_type: media_type.to_string(),
-                        data: d["data"].as_str().unwrap_or_default().to_string(),
-                    },
-                }));
-            } else if let Some(fc) = p.get("functionCall") {
-                let name = fc["name"].as_str().unwrap_or_default().to_string();
-                let id = fc["id"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| call_id(calls));
-                calls += 1;
-                if let Some(signature) = read_signature(p["thoughtSignature"].as_str()) {
-                    parts.push(Part::Thinking {
-                        text: String::new(),
-                        signature: Some(signature),
-                    });
-                }
-                open_calls.push((id.clone(), name.clone()));
-                parts.push(Part::ToolCall {
-                    id,
-                    name,
-                    arguments: fc
-                        .get("args")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "{}".into()),
-                });
-            } else if let Some(fr) = p.get("functionResponse") {
-                let name = fr["name"].as_str().unwrap_or_default().to_string();
-                let id = match fr["id"].as_str() {
-                    Some(id) => id.to_string(),
-                    None => match open_calls.iter().position(|(_, n)| *n == name) {
-                        Some(k) => open_calls.remove(k).0,
-                        None => call_id(calls),
-                    },
-                };
-                let response = &fr["response"];
-                let text = match response.get("result").or_else(|| response.get("output")) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None if response.is_null() => String::new(),
-                    None => response.to_string(),
-                };
-                let is_error = response.get("error").is_some();
-                parts.push(Part::ToolResult {
-                    id,
-                    name: Some(name),
-                    content: vec![Part::Text(text)],
-                    is_error,
-                });
-            } else if p.get("executableCode").is_some() || p.get("codeExecutionResult").is_some() {
-                req.unmapped.push(format!("contents[{i}].parts[{j}]"));
-            }
+            decode_part(p, (i, j), &mut history, &mut parts, &mut req.unmapped)?;
         }
         req.push_turn(role, parts);
     }
-    if let Some(si) = obj.get("systemInstruction") {
-        let text = si["parts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !text.is_empty() {
-            req.system.push(text);
+    Ok(())
+}
+
+/// One part, `contents[i].parts[j]`, into `parts`.
+fn decode_part(
+    p: &Value,
+    (i, j): (usize, usize),
+    history: &mut History,
+    parts: &mut Vec<Part>,
+    unmapped: &mut Vec<String>,
+) -> Result<(), TranslateError> {
+    if let Some(t) = p["text"].as_str() {
+        if p["thought"] == true {
+            let signature = read_signature(p["thoughtSignature"].as_str());
+            // A streamed thinking comes back as its pieces, then (relayed from
+            // another provider) its signature alone: one thinking again, as its
+            // provider issued it.
+            let relayed_or_none = signature
+                .as_ref()
+                .is_none_or(|s| s.issuer != Issuer::Gemini);
+            if let (
+                true,
+                Some(Part::Thinking {
+                    text: prev_text,
+                    signature: prev_sig @ None,
+                }),
+            ) = (relayed_or_none, parts.last_mut())
+            {
+                prev_text.push_str(t);
+                *prev_sig = signature;
+                return Ok(());
+            }
+            parts.push(Part::Thinking {
+                text: t.to_string(),
+                signature,
+            });
+        } else {
+            parts.push(Part::Text(t.to_string()));
         }
+    } else if let Some(d) = p.get("inlineData").or_else(|| p.get("fileData")) {
+        // Only images have a place in the other protocols (no audio, video, PDF).
+        let media_type = d["mimeType"].as_str().unwrap_or("image/png");
+        if !media_type.starts_with("image/") {
+            return Err(TranslateError::param(
+                format!("contents[{i}].parts[{j}] holds {media_type}, which this model's provider cannot take (only images translate); use a Gemini model"),
+                "contents",
+            ));
+        }
+        parts.push(Part::Image(match d.get("fileUri") {
+            Some(uri) => Image::Url(uri.as_str().unwrap_or_default().to_string()),
+            None => Image::Base64 {
+                media_type: media_type.to_string(),
+                data: d["data"].as_str().unwrap_or_default().to_string(),
+            },
+        }));
+    } else if let Some(fc) = p.get("functionCall") {
+        let name = fc["name"].as_str().unwrap_or_default().to_string();
+        let id = fc["id"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| call_id(history.calls));
+        history.calls += 1;
+        if let Some(signature) = read_signature(p["thoughtSignature"].as_str()) {
+            parts.push(Part::Thinking {
+                text: String::new(),
+                signature: Some(signature),
+            });
+        }
+        history.open.push((id.clone(), name.clone()));
+        parts.push(Part::ToolCall {
+            id,
+            name,
+            arguments: fc
+                .get("args")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "{}".into()),
+        });
+    } else if let Some(fr) = p.get("functionResponse") {
+        let name = fr["name"].as_str().unwrap_or_default().to_string();
+        let id = match fr["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => match history.open.iter().position(|(_, n)| *n == name) {
+                Some(k) => history.open.remove(k).0,
+                None => call_id(history.calls),
+            },
+        };
+        let response = &fr["response"];
+        let text = match response.get("result").or_else(|| response.get("output")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None if response.is_null() => String::new(),
+            None => response.to_string(),
+        };
+        let is_error = response.get("error").is_some();
+        parts.push(Part::ToolResult {
+            id,
+            name: Some(name),
+            content: vec![Part::Text(text)],
+            is_error,
+        });
+    } else if p.get("executableCode").is_some() || p.get("codeExecutionResult").is_some() {
+        unmapped.push(format!("contents[{i}].parts[{j}]"));
     }
+    Ok(())
+}
+
+fn decode_tools(obj: &Map<String, Value>, req: &mut ChatRequest) {
     for (j, t) in obj
         .get("tools")
         .and_then(Value::as_array)
@@ -199,59 +243,46 @@ pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateE
             None => None,
         };
     }
-    if let Some(g) = obj.get("generationConfig") {
-        req.max_tokens = g["maxOutputTokens"].as_u64();
-        req.temperature = g["temperature"].as_f64();
-        req.top_p = g["topP"].as_f64();
-        req.top_k = g["topK"].as_u64();
-        req.n = g["candidateCount"].as_u64();
-        req.seed = g["seed"].as_i64();
-        req.presence_penalty = g["presencePenalty"].as_f64();
-        req.frequency_penalty = g["frequencyPenalty"].as_f64();
-        req.stop = g["stopSequences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect();
-        let schema = g
-            .get("responseJsonSchema")
-            .or_else(|| g.get("responseSchema"));
-        req.response_format = match (g["responseMimeType"].as_str(), schema) {
-            (_, Some(s)) => Some(ResponseFormat::JsonSchema {
-                name: "response".into(),
-                schema: lowercase_types(s),
-                strict: false,
-            }),
-            (Some("application/json"), None) => Some(ResponseFormat::JsonObject),
-            _ => None,
-        };
-        let t = &g["thinkingConfig"];
-        if t.is_object() {
-            let budget = t["thinkingBudget"].as_i64();
-            if budget != Some(0) {
-                req.reasoning = Some(Reasoning {
-                    effort: t["thinkingLevel"].as_str().map(str::to_ascii_lowercase),
-                    budget_tokens: budget.filter(|b| *b > 0).map(|b| b as u64),
-                    include_thoughts: t["includeThoughts"].as_bool().unwrap_or(false),
-                });
-            }
+}
+
+fn decode_generation_config(g: &Value, req: &mut ChatRequest) {
+    req.max_tokens = g["maxOutputTokens"].as_u64();
+    req.temperature = g["temperature"].as_f64();
+    req.top_p = g["topP"].as_f64();
+    req.top_k = g["topK"].as_u64();
+    req.n = g["candidateCount"].as_u64();
+    req.seed = g["seed"].as_i64();
+    req.presence_penalty = g["presencePenalty"].as_f64();
+    req.frequency_penalty = g["frequencyPenalty"].as_f64();
+    req.stop = g["stopSequences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect();
+    let schema = g
+        .get("responseJsonSchema")
+        .or_else(|| g.get("responseSchema"));
+    req.response_format = match (g["responseMimeType"].as_str(), schema) {
+        (_, Some(s)) => Some(ResponseFormat::JsonSchema {
+            name: "response".into(),
+            schema: lowercase_types(s),
+            strict: false,
+        }),
+        (Some("application/json"), None) => Some(ResponseFormat::JsonObject),
+        _ => None,
+    };
+    let t = &g["thinkingConfig"];
+    if t.is_object() {
+        let budget = t["thinkingBudget"].as_i64();
+        if budget != Some(0) {
+            req.reasoning = Some(Reasoning {
+                effort: t["thinkingLevel"].as_str().map(str::to_ascii_lowercase),
+                budget_tokens: budget.filter(|b| *b > 0).map(|b| b as u64),
+                include_thoughts: t["includeThoughts"].as_bool().unwrap_or(false),
+            });
         }
     }
-    for k in obj.keys() {
-        if !matches!(
-            k.as_str(),
-            "contents"
-                | "systemInstruction"
-                | "tools"
-                | "toolConfig"
-                | "generationConfig"
-                | "model"
-        ) {
-            req.unmapped.push(k.clone());
-        }
-    }
-    Ok(req)
 }
 
 /// Gemini's OpenAPI-style schemas write types in upper case (`STRING`); JSON Schema and
