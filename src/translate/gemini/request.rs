@@ -404,6 +404,58 @@ pub fn encode_request(
     model: &str,
     dropped: &mut Dropped,
 ) -> Result<Value, TranslateError> {
+    let contents = encode_contents(req, model, dropped)?;
+    let mut out = Map::new();
+    out.insert("contents".into(), Value::Array(contents));
+    if !req.system.is_empty() {
+        out.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": req.system.join("\n\n")}]}),
+        );
+    }
+    if !req.tools.is_empty() {
+        let decls: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut d = json!({"name": t.name, "parameters": gemini_schema(&t.parameters)});
+                if let Some(desc) = &t.description {
+                    d["description"] = desc.clone().into();
+                }
+                d
+            })
+            .collect();
+        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+        if let Some(c) = &req.tool_choice {
+            let cfg = match c {
+                ToolChoice::Auto => json!({"mode": "AUTO"}),
+                ToolChoice::None => json!({"mode": "NONE"}),
+                ToolChoice::Required => json!({"mode": "ANY"}),
+                ToolChoice::Tool(n) => json!({"mode": "ANY", "allowedFunctionNames": [n]}),
+            };
+            out.insert("toolConfig".into(), json!({"functionCallingConfig": cfg}));
+        }
+    }
+    let g = generation_config(req);
+    if !g.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(g));
+    }
+    if req.user.is_some() {
+        dropped.add("user");
+    }
+    if req.parallel_tool_calls.is_some() {
+        dropped.add("parallel_tool_calls");
+    }
+    Ok(Value::Object(out))
+}
+
+/// The conversation as Gemini `contents`: tool results named after their calls, Gemini's
+/// own signatures back on the parts they came with.
+fn encode_contents(
+    req: &ChatRequest,
+    model: &str,
+    dropped: &mut Dropped,
+) -> Result<Vec<Value>, TranslateError> {
     let mut names_by_id: Vec<(&str, &str)> = vec![];
     let mut contents = vec![];
     let needs_signatures = validates_signatures(model);
@@ -471,37 +523,10 @@ pub fn encode_request(
         };
         contents.push(json!({"role": role, "parts": parts}));
     }
-    let mut out = Map::new();
-    out.insert("contents".into(), Value::Array(contents));
-    if !req.system.is_empty() {
-        out.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": req.system.join("\n\n")}]}),
-        );
-    }
-    if !req.tools.is_empty() {
-        let decls: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                let mut d = json!({"name": t.name, "parameters": gemini_schema(&t.parameters)});
-                if let Some(desc) = &t.description {
-                    d["description"] = desc.clone().into();
-                }
-                d
-            })
-            .collect();
-        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
-        if let Some(c) = &req.tool_choice {
-            let cfg = match c {
-                ToolChoice::Auto => json!({"mode": "AUTO"}),
-                ToolChoice::None => json!({"mode": "NONE"}),
-                ToolChoice::Required => json!({"mode": "ANY"}),
-                ToolChoice::Tool(n) => json!({"mode": "ANY", "allowedFunctionNames": [n]}),
-            };
-            out.insert("toolConfig".into(), json!({"functionCallingConfig": cfg}));
-        }
-    }
+    Ok(contents)
+}
+
+fn generation_config(req: &ChatRequest) -> Map<String, Value> {
     let mut g = Map::new();
     let mut set = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
@@ -536,14 +561,5 @@ pub fn encode_request(
             Some(json!({"thinkingBudget": r.budget(), "includeThoughts": r.include_thoughts})),
         );
     }
-    if !g.is_empty() {
-        out.insert("generationConfig".into(), Value::Object(g));
-    }
-    if req.user.is_some() {
-        dropped.add("user");
-    }
-    if req.parallel_tool_calls.is_some() {
-        dropped.add("parallel_tool_calls");
-    }
-    Ok(Value::Object(out))
+    g
 }

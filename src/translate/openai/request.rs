@@ -291,6 +291,90 @@ fn tool_parameters(schema: &Value) -> Value {
 
 /// The provider request body for an OpenAI-compatible provider.
 pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> Value {
+    let messages = encode_messages(req, dropped);
+    let mut out = Map::new();
+    out.insert("model".into(), model.into());
+    out.insert("messages".into(), Value::Array(messages));
+    let reasoning_model = is_reasoning_model(model);
+    if let Some(t) = req.max_tokens {
+        // Reasoning models take only max_completion_tokens; many compatible servers know
+        // only max_tokens.
+        let field = if reasoning_model {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        out.insert(field.into(), t.into());
+    }
+    // Reasoning models take only the default sampling: other values are refused.
+    let mut sampling = |name: &str, v: Option<f64>, default: f64| match v {
+        Some(x) if reasoning_model && x != default => {
+            dropped.add(name);
+            None
+        }
+        other => other.map(Value::from),
+    };
+    let temperature = sampling("temperature", req.temperature, 1.0);
+    let top_p = sampling("top_p", req.top_p, 1.0);
+    let presence_penalty = sampling("presence_penalty", req.presence_penalty, 0.0);
+    let frequency_penalty = sampling("frequency_penalty", req.frequency_penalty, 0.0);
+    let mut set = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            out.insert(k.to_string(), v);
+        }
+    };
+    set("temperature", temperature);
+    set("top_p", top_p);
+    set("n", req.n.map(Value::from));
+    set("seed", req.seed.map(Value::from));
+    set("presence_penalty", presence_penalty);
+    set("frequency_penalty", frequency_penalty);
+    set("user", req.user.as_deref().map(user_field).map(Value::from));
+    set(
+        "parallel_tool_calls",
+        req.parallel_tool_calls
+            .filter(|_| !req.tools.is_empty())
+            .map(Value::from),
+    );
+    set("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
+    match &req.reasoning {
+        Some(r) if reasoning_model => set(
+            "reasoning_effort",
+            Some(Value::from(effort_for(model, r.effort()))),
+        ),
+        Some(_) => dropped.add("reasoning"),
+        None => {}
+    }
+    if req.stream {
+        // Always ask for usage; the encoder drops the extra chunk if the client did not.
+        set("stream", Some(true.into()));
+        set("stream_options", Some(json!({"include_usage": true})));
+    }
+    set("tools", tools_json(&req.tools));
+    set(
+        "tool_choice",
+        req.tool_choice.as_ref().map(tool_choice_json),
+    );
+    set(
+        "response_format",
+        req.response_format.as_ref().map(response_format_json),
+    );
+    if req.top_k.is_some() {
+        dropped.add("top_k");
+    }
+    if req
+        .messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .any(|p| matches!(p, Part::Thinking { .. }))
+    {
+        dropped.add("thinking");
+    }
+    Value::Object(out)
+}
+
+/// The system text, then the turns as chat messages (tool results as `tool` messages).
+fn encode_messages(req: &ChatRequest, dropped: &mut Dropped) -> Vec<Value> {
     let mut messages = vec![];
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system.join("\n\n")}));
@@ -358,111 +442,45 @@ pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> 
             }
         }
     }
-    let mut out = Map::new();
-    out.insert("model".into(), model.into());
-    out.insert("messages".into(), Value::Array(messages));
-    let reasoning_model = is_reasoning_model(model);
-    if let Some(t) = req.max_tokens {
-        // Reasoning models take only max_completion_tokens; many compatible servers know
-        // only max_tokens.
-        let field = if reasoning_model {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
-        out.insert(field.into(), t.into());
+    messages
+}
+
+fn tools_json(tools: &[ToolDef]) -> Option<Value> {
+    if tools.is_empty() {
+        return None;
     }
-    // Reasoning models take only the default sampling: other values are refused.
-    let mut sampling = |name: &str, v: Option<f64>, default: f64| match v {
-        Some(x) if reasoning_model && x != default => {
-            dropped.add(name);
-            None
-        }
-        other => other.map(Value::from),
-    };
-    let temperature = sampling("temperature", req.temperature, 1.0);
-    let top_p = sampling("top_p", req.top_p, 1.0);
-    let presence_penalty = sampling("presence_penalty", req.presence_penalty, 0.0);
-    let frequency_penalty = sampling("frequency_penalty", req.frequency_penalty, 0.0);
-    let mut set = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            out.insert(k.to_string(), v);
-        }
-    };
-    set("temperature", temperature);
-    set("top_p", top_p);
-    set("n", req.n.map(Value::from));
-    set("seed", req.seed.map(Value::from));
-    set("presence_penalty", presence_penalty);
-    set("frequency_penalty", frequency_penalty);
-    set("user", req.user.as_deref().map(user_field).map(Value::from));
-    set(
-        "parallel_tool_calls",
-        req.parallel_tool_calls
-            .filter(|_| !req.tools.is_empty())
-            .map(Value::from),
-    );
-    set("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
-    match &req.reasoning {
-        Some(r) if reasoning_model => set(
-            "reasoning_effort",
-            Some(Value::from(effort_for(model, r.effort()))),
-        ),
-        Some(_) => dropped.add("reasoning"),
-        None => {}
-    }
-    if req.stream {
-        // Always ask for usage; the encoder drops the extra chunk if the client did not.
-        set("stream", Some(true.into()));
-        set("stream_options", Some(json!({"include_usage": true})));
-    }
-    if !req.tools.is_empty() {
-        set(
-            "tools",
-            Some(Value::Array(
-                req.tools
-                    .iter()
-                    .map(|t| {
-                        let mut f =
-                            json!({"name": t.name, "parameters": tool_parameters(&t.parameters)});
-                        if let Some(d) = &t.description {
-                            f["description"] = d.clone().into();
-                        }
-                        json!({"type": "function", "function": f})
-                    })
-                    .collect(),
-            )),
-        );
-    }
-    set(
-        "tool_choice",
-        req.tool_choice.as_ref().map(|c| match c {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool(n) => json!({"type": "function", "function": {"name": n}}),
-        }),
-    );
-    set(
-        "response_format",
-        req.response_format.as_ref().map(|f| match f {
-            ResponseFormat::Text => json!({"type": "text"}),
-            ResponseFormat::JsonObject => json!({"type": "json_object"}),
-            ResponseFormat::JsonSchema { name, schema, strict } => {
-                json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}})
-            }
-        }),
-    );
-    if req.top_k.is_some() {
-        dropped.add("top_k");
-    }
-    if req
-        .messages
+    let tools = tools
         .iter()
-        .flat_map(|m| &m.parts)
-        .any(|p| matches!(p, Part::Thinking { .. }))
-    {
-        dropped.add("thinking");
+        .map(|t| {
+            let mut f = json!({"name": t.name, "parameters": tool_parameters(&t.parameters)});
+            if let Some(d) = &t.description {
+                f["description"] = d.clone().into();
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect();
+    Some(Value::Array(tools))
+}
+
+fn tool_choice_json(c: &ToolChoice) -> Value {
+    match c {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Tool(n) => json!({"type": "function", "function": {"name": n}}),
     }
-    Value::Object(out)
+}
+
+fn response_format_json(f: &ResponseFormat) -> Value {
+    match f {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}})
+        }
+    }
 }
