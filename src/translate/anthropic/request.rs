@@ -88,43 +88,7 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         .ok_or_else(|| {
             TranslateError::param("'messages' must be an array of messages", "messages")
         })?;
-    for (i, m) in messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
-        let role = match m["role"].as_str() {
-            Some("user") => Role::User,
-            Some("assistant") => Role::Assistant,
-            // Some clients put a system turn inside messages; it belongs in `system`.
-            Some("system") => {
-                req.system.push(text_of(&m["content"]));
-                continue;
-            }
-            other => {
-                return Err(TranslateError::param(
-                    format!(
-                        "{at}.role {:?} must be user or assistant",
-                        other.unwrap_or("")
-                    ),
-                    "messages",
-                ))
-            }
-        };
-        let mut parts = vec![];
-        match &m["content"] {
-            Value::String(s) => parts.push(Part::Text(s.clone())),
-            Value::Array(blocks) => {
-                for (j, b) in blocks.iter().enumerate() {
-                    decode_block(b, &format!("{at}.content[{j}]"), &mut parts)?;
-                }
-            }
-            _ => {
-                return Err(TranslateError::param(
-                    format!("{at}.content must be a string or an array"),
-                    "messages",
-                ))
-            }
-        }
-        req.push_turn(role, parts);
-    }
+    decode_messages(messages, &mut req)?;
     let mut output_effort = None;
     for (k, val) in obj {
         match k.as_str() {
@@ -148,29 +112,7 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                     .collect()
             }
             "stream" => req.stream = val.as_bool().unwrap_or(false),
-            "tools" => {
-                for (j, t) in val.as_array().into_iter().flatten().enumerate() {
-                    // Server tools (web_search_..., code_execution_...) carry a type and no schema.
-                    match (t["name"].as_str(), t.get("input_schema")) {
-                        (Some(name), Some(schema)) => req.tools.push(ToolDef {
-                            name: name.to_string(),
-                            description: t["description"].as_str().map(String::from),
-                            parameters: schema.clone(),
-                        }),
-                        // Named by type, as the other decoders name hosted tools.
-                        _ => req.unmapped.push(format!(
-                            "tools.{}",
-                            t["type"].as_str().unwrap_or(&j.to_string())
-                        )),
-                    }
-                    // Tool search: other providers get every tool up front.
-                    if t.get("defer_loading").is_some_and(|d| d == true)
-                        && !req.unmapped.iter().any(|u| u == "tools.defer_loading")
-                    {
-                        req.unmapped.push("tools.defer_loading".into());
-                    }
-                }
-            }
+            "tools" => decode_tools(val, &mut req),
             // Claude's output controls: effort steers reasoning, format is structured output.
             "output_config" => {
                 // Applied to the thinking settings after the loop.
@@ -218,6 +160,71 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         }
     }
     Ok(req)
+}
+
+fn decode_messages(messages: &[Value], req: &mut ChatRequest) -> Result<(), TranslateError> {
+    for (i, m) in messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = match m["role"].as_str() {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            // Some clients put a system turn inside messages; it belongs in `system`.
+            Some("system") => {
+                req.system.push(text_of(&m["content"]));
+                continue;
+            }
+            other => {
+                return Err(TranslateError::param(
+                    format!(
+                        "{at}.role {:?} must be user or assistant",
+                        other.unwrap_or("")
+                    ),
+                    "messages",
+                ))
+            }
+        };
+        let mut parts = vec![];
+        match &m["content"] {
+            Value::String(s) => parts.push(Part::Text(s.clone())),
+            Value::Array(blocks) => {
+                for (j, b) in blocks.iter().enumerate() {
+                    decode_block(b, &format!("{at}.content[{j}]"), &mut parts)?;
+                }
+            }
+            _ => {
+                return Err(TranslateError::param(
+                    format!("{at}.content must be a string or an array"),
+                    "messages",
+                ))
+            }
+        }
+        req.push_turn(role, parts);
+    }
+    Ok(())
+}
+
+fn decode_tools(val: &Value, req: &mut ChatRequest) {
+    for (j, t) in val.as_array().into_iter().flatten().enumerate() {
+        // Server tools (web_search_..., code_execution_...) carry a type and no schema.
+        match (t["name"].as_str(), t.get("input_schema")) {
+            (Some(name), Some(schema)) => req.tools.push(ToolDef {
+                name: name.to_string(),
+                description: t["description"].as_str().map(String::from),
+                parameters: schema.clone(),
+            }),
+            // Named by type, as the other decoders name hosted tools.
+            _ => req.unmapped.push(format!(
+                "tools.{}",
+                t["type"].as_str().unwrap_or(&j.to_string())
+            )),
+        }
+        // Tool search: other providers get every tool up front.
+        if t.get("defer_loading").is_some_and(|d| d == true)
+            && !req.unmapped.iter().any(|u| u == "tools.defer_loading")
+        {
+            req.unmapped.push("tools.defer_loading".into());
+        }
+    }
 }
 
 /// `to_provider`: for a request to Anthropic, which accepts only signatures it issued;
@@ -310,9 +317,48 @@ pub fn encode_request(
     }
     out.insert("messages".into(), Value::Array(messages));
     let mut max_tokens = req.max_tokens.unwrap_or(default_max_tokens);
-    // Anthropic refuses thinking with a forced tool choice, and, mid tool loop, when the
-    // assistant turn that called the tools does not start with its signed thinking (history
-    // from another provider or a client that dropped it): answer without thinking then.
+    let reasoning = match &req.reasoning {
+        Some(_) if refuses_thinking(req) => {
+            dropped.add("reasoning");
+            None
+        }
+        r => r.as_ref(),
+    };
+    encode_sampling(
+        req,
+        reasoning,
+        &mut max_tokens,
+        default_max_tokens,
+        &mut out,
+        dropped,
+    );
+    out.insert("max_tokens".into(), max_tokens.into());
+    if !req.stop.is_empty() {
+        out.insert("stop_sequences".into(), json!(req.stop));
+    }
+    if req.stream {
+        out.insert("stream".into(), true.into());
+    }
+    encode_tools(req, &mut out);
+    if let Some(u) = &req.user {
+        out.insert("metadata".into(), json!({"user_id": u}));
+    }
+    for (f, present) in [
+        ("seed", req.seed.is_some()),
+        ("presence_penalty", req.presence_penalty.is_some()),
+        ("frequency_penalty", req.frequency_penalty.is_some()),
+    ] {
+        if present {
+            dropped.add(f);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Anthropic refuses thinking with a forced tool choice, and, mid tool loop, when the
+/// assistant turn that called the tools does not start with its signed thinking (history
+/// from another provider or a client that dropped it): such requests go without thinking.
+fn refuses_thinking(req: &ChatRequest) -> bool {
     let forced_tool = matches!(
         req.tool_choice,
         Some(ToolChoice::Required) | Some(ToolChoice::Tool(_))
@@ -330,18 +376,24 @@ pub fn encode_request(
             );
             calls && !signed_first
         });
-    let reasoning = match &req.reasoning {
-        Some(_) if forced_tool || unsigned_tool_turn => {
-            dropped.add("reasoning");
-            None
-        }
-        r => r.as_ref(),
-    };
+    forced_tool || unsigned_tool_turn
+}
+
+/// Thinking and the sampling settings it restricts; `max_tokens` grows to leave room for
+/// the thinking budget.
+fn encode_sampling(
+    req: &ChatRequest,
+    reasoning: Option<&Reasoning>,
+    max_tokens: &mut u64,
+    default_max_tokens: u64,
+    out: &mut Map<String, Value>,
+    dropped: &mut Dropped,
+) {
     if let Some(r) = reasoning {
         let budget = r.budget().max(1024);
         // budget_tokens must stay below max_tokens.
-        if max_tokens <= budget {
-            max_tokens = budget + default_max_tokens.min(4096);
+        if *max_tokens <= budget {
+            *max_tokens = budget.saturating_add(default_max_tokens.min(4096));
         }
         out.insert(
             "thinking".into(),
@@ -373,13 +425,10 @@ pub fn encode_request(
             out.insert("top_k".into(), k.into());
         }
     }
-    out.insert("max_tokens".into(), max_tokens.into());
-    if !req.stop.is_empty() {
-        out.insert("stop_sequences".into(), json!(req.stop));
-    }
-    if req.stream {
-        out.insert("stream".into(), true.into());
-    }
+}
+
+/// Tools, and the tool choice (which Anthropic takes only with tools).
+fn encode_tools(req: &ChatRequest, out: &mut Map<String, Value>) {
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
             .tools
@@ -410,17 +459,4 @@ pub fn encode_request(
     if let Some(c) = choice.filter(|_| !req.tools.is_empty()) {
         out.insert("tool_choice".into(), c);
     }
-    if let Some(u) = &req.user {
-        out.insert("metadata".into(), json!({"user_id": u}));
-    }
-    for (f, present) in [
-        ("seed", req.seed.is_some()),
-        ("presence_penalty", req.presence_penalty.is_some()),
-        ("frequency_penalty", req.frequency_penalty.is_some()),
-    ] {
-        if present {
-            dropped.add(f);
-        }
-    }
-    Ok(Value::Object(out))
 }
