@@ -40,54 +40,9 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                     _ => vec![],
                 }
             }
-            "tools" => {
-                for (j, t) in val.as_array().into_iter().flatten().enumerate() {
-                    if t["type"] != "function" {
-                        req.unmapped.push(format!("tools[{j}]"));
-                        continue;
-                    }
-                    let f = &t["function"];
-                    let name = f["name"].as_str().ok_or_else(|| {
-                        TranslateError::param(
-                            format!("tools[{j}].function.name is missing"),
-                            "tools",
-                        )
-                    })?;
-                    req.tools.push(ToolDef {
-                        name: name.to_string(),
-                        description: f["description"].as_str().map(String::from),
-                        parameters: f
-                            .get("parameters")
-                            .cloned()
-                            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                    });
-                }
-            }
-            "tool_choice" => {
-                req.tool_choice = match val {
-                    Value::String(s) if s == "none" => Some(ToolChoice::None),
-                    Value::String(s) if s == "required" => Some(ToolChoice::Required),
-                    Value::String(_) => Some(ToolChoice::Auto),
-                    Value::Object(_) => val["function"]["name"]
-                        .as_str()
-                        .map(|n| ToolChoice::Tool(n.to_string())),
-                    _ => None,
-                }
-            }
-            "response_format" => {
-                req.response_format = match val["type"].as_str() {
-                    Some("json_object") => Some(ResponseFormat::JsonObject),
-                    Some("json_schema") => Some(ResponseFormat::JsonSchema {
-                        name: val["json_schema"]["name"]
-                            .as_str()
-                            .unwrap_or("response")
-                            .to_string(),
-                        schema: val["json_schema"]["schema"].clone(),
-                        strict: val["json_schema"]["strict"].as_bool().unwrap_or(false),
-                    }),
-                    _ => Some(ResponseFormat::Text),
-                }
-            }
+            "tools" => decode_tools(val, &mut req)?,
+            "tool_choice" => req.tool_choice = tool_choice(val),
+            "response_format" => req.response_format = response_format(val),
             "reasoning_effort" => {
                 if let Some(e) = val.as_str() {
                     if e != "none" {
@@ -109,6 +64,55 @@ pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         }
     }
     Ok(req)
+}
+
+fn decode_tools(val: &Value, req: &mut ChatRequest) -> Result<(), TranslateError> {
+    for (j, t) in val.as_array().into_iter().flatten().enumerate() {
+        if t["type"] != "function" {
+            req.unmapped.push(format!("tools[{j}]"));
+            continue;
+        }
+        let f = &t["function"];
+        let name = f["name"].as_str().ok_or_else(|| {
+            TranslateError::param(format!("tools[{j}].function.name is missing"), "tools")
+        })?;
+        req.tools.push(ToolDef {
+            name: name.to_string(),
+            description: f["description"].as_str().map(String::from),
+            parameters: f
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        });
+    }
+    Ok(())
+}
+
+fn tool_choice(val: &Value) -> Option<ToolChoice> {
+    match val {
+        Value::String(s) if s == "none" => Some(ToolChoice::None),
+        Value::String(s) if s == "required" => Some(ToolChoice::Required),
+        Value::String(_) => Some(ToolChoice::Auto),
+        Value::Object(_) => val["function"]["name"]
+            .as_str()
+            .map(|n| ToolChoice::Tool(n.to_string())),
+        _ => None,
+    }
+}
+
+fn response_format(val: &Value) -> Option<ResponseFormat> {
+    match val["type"].as_str() {
+        Some("json_object") => Some(ResponseFormat::JsonObject),
+        Some("json_schema") => Some(ResponseFormat::JsonSchema {
+            name: val["json_schema"]["name"]
+                .as_str()
+                .unwrap_or("response")
+                .to_string(),
+            schema: val["json_schema"]["schema"].clone(),
+            strict: val["json_schema"]["strict"].as_bool().unwrap_or(false),
+        }),
+        _ => Some(ResponseFormat::Text),
+    }
 }
 
 fn content_parts(content: &Value, at: &str) -> Result<Vec<Part>, TranslateError> {
