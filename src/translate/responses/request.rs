@@ -210,29 +210,7 @@ pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), Translate
             "top_p" => req.top_p = val.as_f64(),
             "stream" => req.stream = val.as_bool().unwrap_or(false),
             "tools" => decode_tools(val, &mut req, &mut state)?,
-            "tool_choice" => {
-                req.tool_choice = match val {
-                    Value::String(s) if s == "none" => Some(ToolChoice::None),
-                    Value::String(s) if s == "required" => Some(ToolChoice::Required),
-                    Value::String(_) => Some(ToolChoice::Auto),
-                    Value::Object(_) => match (val["type"].as_str(), val["name"].as_str()) {
-                        (Some("function") | Some("custom"), Some(n)) => {
-                            Some(ToolChoice::Tool(n.to_string()))
-                        }
-                        // The allowed subset has no equivalent: any tool may be called.
-                        (Some("allowed_tools"), _) => {
-                            req.unmapped.push("tool_choice.allowed_tools".into());
-                            if val["mode"] == "required" {
-                                Some(ToolChoice::Required)
-                            } else {
-                                Some(ToolChoice::Auto)
-                            }
-                        }
-                        _ => Some(ToolChoice::Auto),
-                    },
-                    _ => None,
-                }
-            }
+            "tool_choice" => req.tool_choice = tool_choice(val, &mut req.unmapped),
             "parallel_tool_calls" => req.parallel_tool_calls = val.as_bool(),
             "reasoning" => {
                 let effort = val["effort"].as_str().filter(|e| *e != "none");
@@ -244,22 +222,7 @@ pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), Translate
                     });
                 }
             }
-            "text" => {
-                let f = &val["format"];
-                req.response_format = match f["type"].as_str() {
-                    Some("json_object") => Some(ResponseFormat::JsonObject),
-                    Some("json_schema") => Some(ResponseFormat::JsonSchema {
-                        name: f["name"].as_str().unwrap_or("response").to_string(),
-                        schema: f["schema"].clone(),
-                        strict: f["strict"].as_bool().unwrap_or(false),
-                    }),
-                    Some("text") => Some(ResponseFormat::Text),
-                    _ => None,
-                };
-                if val.get("verbosity").is_some_and(|v| !v.is_null()) {
-                    req.unmapped.push("text.verbosity".into());
-                }
-            }
+            "text" => decode_text(val, &mut req),
             "user" | "safety_identifier" => {
                 if req.user.is_none() {
                     req.user = val.as_str().map(String::from);
@@ -294,6 +257,46 @@ pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), Translate
         }
     }
     Ok((req, state))
+}
+
+fn tool_choice(val: &Value, unmapped: &mut Vec<String>) -> Option<ToolChoice> {
+    match val {
+        Value::String(s) if s == "none" => Some(ToolChoice::None),
+        Value::String(s) if s == "required" => Some(ToolChoice::Required),
+        Value::String(_) => Some(ToolChoice::Auto),
+        Value::Object(_) => match (val["type"].as_str(), val["name"].as_str()) {
+            (Some("function") | Some("custom"), Some(n)) => Some(ToolChoice::Tool(n.to_string())),
+            // The allowed subset has no equivalent: any tool may be called.
+            (Some("allowed_tools"), _) => {
+                unmapped.push("tool_choice.allowed_tools".into());
+                if val["mode"] == "required" {
+                    Some(ToolChoice::Required)
+                } else {
+                    Some(ToolChoice::Auto)
+                }
+            }
+            _ => Some(ToolChoice::Auto),
+        },
+        _ => None,
+    }
+}
+
+/// `text`: the output format and verbosity.
+fn decode_text(val: &Value, req: &mut ChatRequest) {
+    let f = &val["format"];
+    req.response_format = match f["type"].as_str() {
+        Some("json_object") => Some(ResponseFormat::JsonObject),
+        Some("json_schema") => Some(ResponseFormat::JsonSchema {
+            name: f["name"].as_str().unwrap_or("response").to_string(),
+            schema: f["schema"].clone(),
+            strict: f["strict"].as_bool().unwrap_or(false),
+        }),
+        Some("text") => Some(ResponseFormat::Text),
+        _ => None,
+    };
+    if val.get("verbosity").is_some_and(|v| !v.is_null()) {
+        req.unmapped.push("text.verbosity".into());
+    }
 }
 
 fn decode_item(
@@ -332,29 +335,11 @@ fn decode_item(
             }
         }
         "function_call" | "custom_tool_call" => {
-            let id = item["call_id"]
-                .as_str()
-                .ok_or_else(|| bad(format!("{at}.call_id is missing"), "input"))?
-                .to_string();
-            let name = item["name"].as_str().unwrap_or_default().to_string();
-            let arguments = if kind == "custom_tool_call" {
-                json!({"input": item["input"].as_str().unwrap_or_default()}).to_string()
-            } else {
-                match &item["arguments"] {
-                    Value::String(s) => s.clone(),
-                    Value::Null => "{}".to_string(),
-                    other => other.to_string(),
-                }
-            };
-            call_names.push((id.clone(), name.clone()));
-            req.push_turn(
-                Role::Assistant,
-                vec![Part::ToolCall {
-                    id,
-                    name,
-                    arguments,
-                }],
-            );
+            let call = call_part(item, kind == "custom_tool_call", &at)?;
+            if let Part::ToolCall { id, name, .. } = &call {
+                call_names.push((id.clone(), name.clone()));
+            }
+            req.push_turn(Role::Assistant, vec![call]);
         }
         "function_call_output" | "custom_tool_call_output" => {
             let id = item["call_id"]
@@ -377,25 +362,8 @@ fn decode_item(
             );
         }
         "reasoning" => {
-            let mut text = String::new();
-            for s in item["summary"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(item["content"].as_array().into_iter().flatten())
-            {
-                if let Some(t) = s["text"].as_str() {
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    text.push_str(t);
-                }
-            }
-            let signature = item["encrypted_content"]
-                .as_str()
-                .and_then(Signature::from_relayed);
-            if !text.is_empty() || signature.is_some() {
-                req.push_turn(Role::Assistant, vec![Part::Thinking { text, signature }]);
+            if let Some(thinking) = reasoning_part(item) {
+                req.push_turn(Role::Assistant, vec![thinking]);
             }
         }
         "item_reference" => {
@@ -413,4 +381,51 @@ fn decode_item(
         )),
     }
     Ok(())
+}
+
+/// A function or custom tool call item; a custom call's text becomes `{"input": text}`,
+/// as the provider was offered it.
+fn call_part(item: &Value, custom: bool, at: &str) -> Result<Part, TranslateError> {
+    let id = item["call_id"]
+        .as_str()
+        .ok_or_else(|| bad(format!("{at}.call_id is missing"), "input"))?
+        .to_string();
+    let name = item["name"].as_str().unwrap_or_default().to_string();
+    let arguments = if custom {
+        json!({"input": item["input"].as_str().unwrap_or_default()}).to_string()
+    } else {
+        match &item["arguments"] {
+            Value::String(s) => s.clone(),
+            Value::Null => "{}".to_string(),
+            other => other.to_string(),
+        }
+    };
+    Ok(Part::ToolCall {
+        id,
+        name,
+        arguments,
+    })
+}
+
+/// A reasoning item as thinking: its summary and content text, and the signature it
+/// carries when modelgate relayed one (OpenAI's own encrypted reasoning is left out).
+fn reasoning_part(item: &Value) -> Option<Part> {
+    let mut text = String::new();
+    for s in item["summary"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(item["content"].as_array().into_iter().flatten())
+    {
+        if let Some(t) = s["text"].as_str() {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(t);
+        }
+    }
+    let signature = item["encrypted_content"]
+        .as_str()
+        .and_then(Signature::from_relayed);
+    (!text.is_empty() || signature.is_some()).then_some(Part::Thinking { text, signature })
 }
