@@ -77,6 +77,7 @@ pub(super) fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(
     Ok(())
 }
 
+// Long: one arm per request field, a table best read whole.
 pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
     let obj = v
         .as_object()

@@ -18,6 +18,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecode for StreamDecoder {
+    // Long: one arm per Anthropic event type, a table best read whole.
     fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
         let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
             return;

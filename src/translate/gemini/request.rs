@@ -173,32 +173,38 @@ fn decode_part(
                 .unwrap_or_else(|| "{}".into()),
         });
     } else if let Some(fr) = p.get("functionResponse") {
-        let name = fr["name"].as_str().unwrap_or_default().to_string();
-        let id = match fr["id"].as_str() {
-            Some(id) => id.to_string(),
-            None => match history.open.iter().position(|(_, n)| *n == name) {
-                Some(k) => history.open.remove(k).0,
-                None => call_id(history.calls),
-            },
-        };
-        let response = &fr["response"];
-        let text = match response.get("result").or_else(|| response.get("output")) {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None if response.is_null() => String::new(),
-            None => response.to_string(),
-        };
-        let is_error = response.get("error").is_some();
-        parts.push(Part::ToolResult {
-            id,
-            name: Some(name),
-            content: vec![Part::Text(text)],
-            is_error,
-        });
+        parts.push(function_response(fr, history));
     } else if p.get("executableCode").is_some() || p.get("codeExecutionResult").is_some() {
         unmapped.push(format!("contents[{i}].parts[{j}]"));
     }
     Ok(())
+}
+
+/// A function response, given its call's id: its own, or that of the oldest unanswered
+/// call of that name.
+fn function_response(fr: &Value, history: &mut History) -> Part {
+    let name = fr["name"].as_str().unwrap_or_default().to_string();
+    let id = match fr["id"].as_str() {
+        Some(id) => id.to_string(),
+        None => match history.open.iter().position(|(_, n)| *n == name) {
+            Some(k) => history.open.remove(k).0,
+            None => call_id(history.calls),
+        },
+    };
+    let response = &fr["response"];
+    let text = match response.get("result").or_else(|| response.get("output")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None if response.is_null() => String::new(),
+        None => response.to_string(),
+    };
+    let is_error = response.get("error").is_some();
+    Part::ToolResult {
+        id,
+        name: Some(name),
+        content: vec![Part::Text(text)],
+        is_error,
+    }
 }
 
 fn decode_tools(obj: &Map<String, Value>, req: &mut ChatRequest) {

@@ -162,6 +162,7 @@ fn decode_tools(
     Ok(())
 }
 
+// Long: one arm per request field, a table best read whole.
 /// The neutral request, and what answering it in Responses' shape needs.
 pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), TranslateError> {
     let obj = v
@@ -299,6 +300,7 @@ fn decode_text(val: &Value, req: &mut ChatRequest) {
     }
 }
 
+// Long: one arm per input item type, a table best read whole.
 fn decode_item(
     item: &Value,
     i: usize,

@@ -267,6 +267,7 @@ impl StreamEncode for StreamEncoder {
         self.usage
     }
 
+    // Long: one arm per neutral event, a table best read whole.
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
         if self.done {
             return;
