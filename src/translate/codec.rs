@@ -24,7 +24,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::model::{ChatRequest, ChatResponse, Issuer, Signature, StreamEvent, Usage};
+use super::model::{
+    ChatRequest, ChatResponse, FinishReason, Issuer, Signature, StreamEvent, Usage,
+};
 use super::{anthropic, gemini, openai, responses, Dropped, TranslateError};
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
@@ -178,8 +180,12 @@ pub trait StreamEncode: Send + Sync {
     /// Closes the stream (whatever is still open, then the protocol's end).
     fn finish(&mut self, out: &mut Vec<u8>);
 
+    fn tally(&self) -> &Tally;
+
     /// The usage reported so far.
-    fn usage(&self) -> Option<Usage>;
+    fn usage(&self) -> Option<Usage> {
+        self.tally().usage
+    }
 
     fn content_type(&self) -> &'static str {
         "text/event-stream"
@@ -187,6 +193,16 @@ pub trait StreamEncode: Send + Sync {
 
     /// The client codec's state, when it is known only after the encoder was made.
     fn set_client_state(&mut self, _state: &ClientState) {}
+}
+
+/// What every stream encoder keeps besides its own output state: the finish reason and
+/// usage reported so far (written when the stream closes), and whether it is closed
+/// (nothing is written after that).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub finish: Option<FinishReason>,
+    pub usage: Option<Usage>,
+    pub done: bool,
 }
 
 // ---------------------------------------------------------------- wire facts

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::response::{finish_from, finish_str, message_id};
 use super::wire::WireUsage;
-use crate::translate::codec::{Envelope, StreamDecode, StreamEncode};
+use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Tally};
 use crate::translate::model::*;
 
 /// Anthropic SSE events (`event:` + `data:`) -> events.
@@ -125,10 +125,8 @@ pub struct StreamEncoder {
     started: bool,
     block: Block,
     next_block: u64,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
     signature: Option<Signature>,
-    done: bool,
+    tally: Tally,
 }
 
 fn event(out: &mut Vec<u8>, name: &str, data: Value) {
@@ -143,10 +141,8 @@ impl StreamEncoder {
             started: false,
             block: Block::None,
             next_block: 0,
-            finish: None,
-            usage: None,
             signature: None,
-            done: false,
+            tally: Tally::default(),
         }
     }
 
@@ -161,7 +157,7 @@ impl StreamEncoder {
             json!({"type": "message_start", "message": {
             "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
             "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": self.usage.map(|u| u.prompt_tokens).unwrap_or(0), "output_tokens": 0}}}),
+            "usage": {"input_tokens": self.tally.usage.map(|u| u.prompt_tokens).unwrap_or(0), "output_tokens": 0}}}),
         );
     }
 
@@ -208,12 +204,12 @@ impl StreamEncoder {
 }
 
 impl StreamEncode for StreamEncoder {
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         match ev {
@@ -272,8 +268,8 @@ impl StreamEncode for StreamEncoder {
                     );
                 }
             }
-            StreamEvent::Finish(f) => self.finish = Some(*f),
-            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Finish(f) => self.tally.finish = Some(*f),
+            StreamEvent::Usage(u) => self.tally.usage = Some(*u),
             StreamEvent::Error { message } => {
                 self.ensure_started(out);
                 event(
@@ -281,7 +277,7 @@ impl StreamEncode for StreamEncoder {
                     "error",
                     json!({"type": "error", "error": {"type": "api_error", "message": message}}),
                 );
-                self.done = true;
+                self.tally.done = true;
             }
             StreamEvent::Done => self.finish(out),
         }
@@ -289,22 +285,22 @@ impl StreamEncode for StreamEncoder {
 
     /// Closes the message: open block, message_delta with stop reason and usage, message_stop.
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         self.ensure_started(out);
         self.close_block(out);
-        let u = self.usage.unwrap_or_default();
+        let u = self.tally.usage.unwrap_or_default();
         let cached = u.cached_tokens.unwrap_or(0);
         event(
             out,
             "message_delta",
             json!({"type": "message_delta",
-            "delta": {"stop_reason": finish_str(self.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
+            "delta": {"stop_reason": finish_str(self.tally.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
             "usage": {"input_tokens": u.prompt_tokens.saturating_sub(cached), "output_tokens": u.completion_tokens,
                       "cache_read_input_tokens": cached}}),
         );
         event(out, "message_stop", json!({"type": "message_stop"}));
-        self.done = true;
+        self.tally.done = true;
     }
 }

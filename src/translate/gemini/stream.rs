@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::request::parse_args;
 use super::response::{decode_parts, finish_from, finish_str};
 use super::wire::{client_signature, usage_from, usage_json};
-use crate::translate::codec::{Envelope, StreamDecode, StreamEncode};
+use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Tally};
 use crate::translate::model::*;
 
 /// Gemini stream chunks (each a whole GenerateContentResponse) -> events. Gemini streams
@@ -100,9 +100,7 @@ pub struct StreamEncoder {
     chunks: usize,
     /// Tool calls are sent whole, as Gemini does: arguments gather until the call ends.
     pending_call: Option<(String, String, String)>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    done: bool,
+    tally: Tally,
 }
 
 impl StreamEncoder {
@@ -113,9 +111,7 @@ impl StreamEncoder {
             sse: env.sse,
             chunks: 0,
             pending_call: None,
-            finish: None,
-            usage: None,
-            done: false,
+            tally: Tally::default(),
         }
     }
 
@@ -126,7 +122,7 @@ impl StreamEncoder {
         }
         let mut v = json!({"candidates": [c], "modelVersion": self.model, "responseId": self.id});
         if finish.is_some() {
-            if let Some(u) = &self.usage {
+            if let Some(u) = &self.tally.usage {
                 v["usageMetadata"] = usage_json(u);
             }
         }
@@ -162,12 +158,12 @@ impl StreamEncode for StreamEncoder {
         }
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         if !matches!(ev, StreamEvent::ToolCallArgs { .. }) {
@@ -196,30 +192,30 @@ impl StreamEncode for StreamEncoder {
                     args.push_str(fragment);
                 }
             }
-            StreamEvent::Finish(f) => self.finish = Some(*f),
-            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Finish(f) => self.tally.finish = Some(*f),
+            StreamEvent::Usage(u) => self.tally.usage = Some(*u),
             StreamEvent::Error { message } => {
                 let e = json!({"error": {"code": 502, "message": message, "status": "INTERNAL"}});
                 self.write(&e, out);
                 if !self.sse {
                     out.extend_from_slice(b"]");
                 }
-                self.done = true;
+                self.tally.done = true;
             }
             StreamEvent::Done => self.finish(out),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         self.flush_call(out);
-        let f = self.finish.unwrap_or(FinishReason::Stop);
+        let f = self.tally.finish.unwrap_or(FinishReason::Stop);
         self.chunk(vec![], Some(f), out);
         if !self.sse {
             out.extend_from_slice(b"]");
         }
-        self.done = true;
+        self.tally.done = true;
     }
 }

@@ -6,7 +6,7 @@ use super::response::{chat_id, finish_from, finish_str};
 use super::wire::{usage_from, usage_json};
 use super::OpenAi;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Wire};
+use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Tally, Wire};
 use crate::translate::model::*;
 
 /// Provider chunks (`data: {...}` payloads) -> events.
@@ -98,9 +98,7 @@ pub struct StreamEncoder {
     id: String,
     env: Envelope,
     started: bool,
-    finished: bool,
-    usage: Option<Usage>,
-    done: bool,
+    tally: Tally,
 }
 
 impl StreamEncoder {
@@ -109,9 +107,7 @@ impl StreamEncoder {
             id: "chatcmpl-modelgate".to_string(),
             env,
             started: false,
-            finished: false,
-            usage: None,
-            done: false,
+            tally: Tally::default(),
         }
     }
 
@@ -136,12 +132,12 @@ impl StreamEncoder {
 }
 
 impl StreamEncode for StreamEncoder {
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         match ev {
@@ -176,18 +172,18 @@ impl StreamEncode for StreamEncoder {
                 );
             }
             StreamEvent::Finish(f) => {
-                if !self.finished {
+                if self.tally.finish.is_none() {
                     self.ensure_started(out);
-                    self.finished = true;
+                    self.tally.finish = Some(*f);
                     self.chunk(json!({}), finish_str(*f).into(), out);
                 }
             }
-            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Usage(u) => self.tally.usage = Some(*u),
             StreamEvent::Error { message } => {
                 // The same event the proxy ends a broken passthrough stream with.
                 let err = GatewayError::new(ErrorCode::UpstreamError, message.as_str());
                 out.extend_from_slice(&OpenAi.stream_error(&err, false));
-                self.done = true;
+                self.tally.done = true;
             }
             StreamEvent::Done => self.finish(out),
         }
@@ -195,20 +191,20 @@ impl StreamEncode for StreamEncoder {
 
     /// Closes the stream: a finish chunk if none came, the usage chunk if asked for, `[DONE]`.
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
-        if !self.finished {
+        if self.tally.finish.is_none() {
             self.encode(&StreamEvent::Finish(FinishReason::Stop), out);
         }
         if self.env.include_usage {
-            if let Some(u) = &self.usage {
+            if let Some(u) = &self.tally.usage {
                 let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.env.created,
                                "model": self.env.model, "choices": [], "usage": usage_json(u)});
                 out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
             }
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
-        self.done = true;
+        self.tally.done = true;
     }
 }

@@ -6,7 +6,7 @@ use super::response::{
     message_item, reasoning_item, response_id, response_object, status_of, Head,
 };
 use super::ClientState;
-use crate::translate::codec::{self, Envelope, StreamEncode};
+use crate::translate::codec::{self, Envelope, StreamEncode, Tally};
 use crate::translate::model::*;
 
 /// An output item being streamed.
@@ -51,9 +51,7 @@ pub struct StreamEncoder {
     output: Vec<Option<Value>>,
     open: Option<OpenItem>,
     calls: Vec<OpenCall>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    done: bool,
+    tally: Tally,
 }
 
 impl StreamEncoder {
@@ -68,9 +66,7 @@ impl StreamEncoder {
             output: Vec::new(),
             open: None,
             calls: Vec::new(),
-            finish: None,
-            usage: None,
-            done: false,
+            tally: Tally::default(),
         }
     }
 
@@ -90,7 +86,7 @@ impl StreamEncoder {
         let usage = if status == "in_progress" {
             None
         } else {
-            self.usage.as_ref()
+            self.tally.usage.as_ref()
         };
         let env = Head {
             id: &self.id,
@@ -152,7 +148,7 @@ impl StreamEncoder {
             None => {}
             Some(OpenItem::Message { index, id, text }) => {
                 // A message still open when the provider stopped for length is cut off.
-                let status = match self.finish {
+                let status = match self.tally.finish {
                     Some(FinishReason::Length) | Some(FinishReason::ContentFilter) => "incomplete",
                     _ => "completed",
                 };
@@ -209,7 +205,7 @@ impl StreamEncoder {
 
     fn close_calls(&mut self, out: &mut Vec<u8>) {
         // Calls the provider cut off at its token limit are incomplete.
-        let status = match self.finish {
+        let status = match self.tally.finish {
             Some(FinishReason::Length) => "incomplete",
             _ => "completed",
         };
@@ -252,7 +248,7 @@ impl StreamEncoder {
             json!({"code": code, "message": message}),
         );
         self.emit(out, "response.failed", json!({"response": r}));
-        self.done = true;
+        self.tally.done = true;
     }
 }
 
@@ -263,13 +259,13 @@ impl StreamEncode for StreamEncoder {
         }
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     // Long: one arm per neutral event, a table best read whole.
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         match ev {
@@ -368,8 +364,8 @@ impl StreamEncode for StreamEncoder {
                     self.emit(out, "response.function_call_arguments.delta", data);
                 }
             }
-            StreamEvent::Finish(f) => self.finish = Some(*f),
-            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Finish(f) => self.tally.finish = Some(*f),
+            StreamEvent::Usage(u) => self.tally.usage = Some(*u),
             StreamEvent::Error { message } => {
                 self.ensure_started(out);
                 self.fail(out, "server_error", message);
@@ -380,13 +376,13 @@ impl StreamEncode for StreamEncoder {
 
     /// Closes every open item and sends `response.completed` (or `response.incomplete`).
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         self.ensure_started(out);
         self.close_open(out);
         self.close_calls(out);
-        let (status, incomplete) = status_of(self.finish);
+        let (status, incomplete) = status_of(self.tally.finish);
         let r = self.response(status, incomplete, Value::Null);
         let kind = if status == "completed" {
             "response.completed"
@@ -394,7 +390,7 @@ impl StreamEncode for StreamEncoder {
             "response.incomplete"
         };
         self.emit(out, kind, json!({"response": r}));
-        self.done = true;
+        self.tally.done = true;
     }
 }
 
