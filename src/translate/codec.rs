@@ -288,16 +288,29 @@ pub(crate) fn peek_request_with<'a, F: serde::Deserialize<'a>>(
     })
 }
 
-/// The facts of one response JSON from its model-name value and usage object, found by
-/// the protocol's own borrowed parse; `usage_from` reads the protocol's usage shape.
+/// A response object's model-name value and usage object, borrowed (under whatever
+/// names the protocol gives them).
+#[derive(Default, serde::Deserialize)]
+pub(crate) struct ModelUsage<'a> {
+    #[serde(borrow)]
+    pub model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub usage: Option<&'a RawValue>,
+}
+
+/// The facts of one response JSON, found by the protocol's own borrowed parse: `top`
+/// level values first, then those of the object a stream event nests (`message`,
+/// `response`); `usage_from` reads the protocol's usage shape.
 pub(crate) fn response_facts(
     json: &[u8],
-    model: Option<&RawValue>,
-    usage: Option<&RawValue>,
+    top: ModelUsage,
+    nested: Option<ModelUsage>,
     usage_from: fn(&Value) -> Option<Usage>,
 ) -> ResponseFacts {
+    let nested = nested.unwrap_or_default();
+    let usage = top.usage.or(nested.usage);
     ResponseFacts {
-        model: string_span(json, model),
+        model: string_span(json, top.model.or(nested.model)),
         usage: object_value(usage).and_then(|u| usage_from(&u)),
     }
 }

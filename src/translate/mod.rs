@@ -102,6 +102,21 @@ pub fn parse_data_url(url: &str) -> Option<(String, String)> {
     Some((media_type.to_string(), data.to_string()))
 }
 
+/// A request body's top-level object.
+pub(crate) fn body_object(v: &Value) -> Result<&serde_json::Map<String, Value>, TranslateError> {
+    v.as_object()
+        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))
+}
+
+/// `messages` (OpenAI Chat, Anthropic).
+pub(crate) fn messages_array(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<&Vec<Value>, TranslateError> {
+    obj.get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::param("'messages' must be an array of messages", "messages"))
+}
+
 fn parse_body(body: &[u8]) -> Result<Value, TranslateError> {
     serde_json::from_slice(body)
         .map_err(|e| TranslateError::new(format!("the request body is not valid JSON: {e}")))

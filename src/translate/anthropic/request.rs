@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::translate::model::*;
-use crate::translate::{Dropped, TranslateError};
+use crate::translate::{body_object, messages_array, Dropped, TranslateError};
 
 fn text_of(v: &Value) -> String {
     match v {
@@ -79,16 +79,9 @@ pub(super) fn decode_block(b: &Value, at: &str, out: &mut Vec<Part>) -> Result<(
 
 // Long: one arm per request field, a table best read whole.
 pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))?;
+    let obj = body_object(v)?;
     let mut req = ChatRequest::default();
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            TranslateError::param("'messages' must be an array of messages", "messages")
-        })?;
+    let messages = messages_array(obj)?;
     decode_messages(messages, &mut req)?;
     let mut output_effort = None;
     for (k, val) in obj {

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::Anthropic;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, PeekedFields, RequestPeek, ResponseFacts, Wire, GEMINI_TAG};
+use crate::translate::codec::{
+    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, GEMINI_TAG,
+};
 use crate::translate::model::{Issuer, Signature, Usage};
 
 /// An Anthropic usage object as reported: `message_start` has every count,
@@ -80,14 +82,6 @@ struct RequestFields<'a> {
     max_tokens: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-}
-
 /// A message body (top level) or a stream event (`message_start` nests the message).
 #[derive(Deserialize)]
 struct ResponseFields<'a> {
@@ -96,7 +90,7 @@ struct ResponseFields<'a> {
     #[serde(borrow)]
     usage: Option<&'a RawValue>,
     #[serde(borrow)]
-    message: Option<Message<'a>>,
+    message: Option<ModelUsage<'a>>,
 }
 
 impl Wire for Anthropic {
@@ -111,9 +105,11 @@ impl Wire for Anthropic {
 
     fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
         let p: ResponseFields = serde_json::from_slice(json).ok()?;
-        let (model, usage) = p.message.map_or((None, None), |m| (m.model, m.usage));
-        let (model, usage) = (p.model.or(model), p.usage.or(usage));
-        Some(codec::response_facts(json, model, usage, usage_from))
+        let top = ModelUsage {
+            model: p.model,
+            usage: p.usage,
+        };
+        Some(codec::response_facts(json, top, p.message, usage_from))
     }
 
     fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {

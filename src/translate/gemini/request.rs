@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::wire::{read_signature, SKIP_SIGNATURE};
 use crate::translate::model::*;
-use crate::translate::{as_text_parts, Dropped, TranslateError};
+use crate::translate::{as_text_parts, body_object, Dropped, TranslateError};
 
 /// Gemini 3 and later reject function calls replayed without their thought signature.
 fn validates_signatures(model: &str) -> bool {
@@ -24,9 +24,7 @@ pub(super) fn call_id(n: usize) -> String {
 }
 
 pub fn decode_request(v: &Value, stream: bool) -> Result<ChatRequest, TranslateError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))?;
+    let obj = body_object(v)?;
     let mut req = ChatRequest {
         stream,
         ..Default::default()

@@ -11,7 +11,7 @@ use super::Gemini;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
 use crate::translate::codec::{
-    self, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
 };
 use crate::translate::model::{Issuer, Signature, Usage};
 
@@ -104,12 +104,11 @@ impl Wire for Gemini {
 
     fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
         let p: ResponseFields = serde_json::from_slice(json).ok()?;
-        Some(codec::response_facts(
-            json,
-            p.model_version,
-            p.usage_metadata,
-            usage_from,
-        ))
+        let top = ModelUsage {
+            model: p.model_version,
+            usage: p.usage_metadata,
+        };
+        Some(codec::response_facts(json, top, None, usage_from))
     }
 
     fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {

@@ -3,19 +3,14 @@
 use serde_json::{json, Map, Value};
 
 use crate::translate::model::*;
-use crate::translate::{as_text_parts, parse_data_url, Dropped, TranslateError};
+use crate::translate::{
+    as_text_parts, body_object, messages_array, parse_data_url, Dropped, TranslateError,
+};
 
 pub fn decode_request(v: &Value) -> Result<ChatRequest, TranslateError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))?;
+    let obj = body_object(v)?;
     let mut req = ChatRequest::default();
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            TranslateError::param("'messages' must be an array of messages", "messages")
-        })?;
+    let messages = messages_array(obj)?;
     for (i, m) in messages.iter().enumerate() {
         decode_message(m, i, &mut req)?;
     }

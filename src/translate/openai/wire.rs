@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::OpenAi;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, PeekedFields, RequestPeek, ResponseFacts, Wire};
+use crate::translate::codec::{self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire};
 use crate::translate::model::Usage;
 
 /// Chat usage (`prompt_tokens`...); OpenAI's other endpoints (images) report theirs in the
@@ -55,14 +55,6 @@ struct RequestFields<'a> {
     stream_options: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct ResponseFields<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-}
-
 impl Wire for OpenAi {
     fn peek_request(&self, body: &[u8]) -> Result<RequestPeek, String> {
         codec::peek_request_with(body, |p: RequestFields| PeekedFields {
@@ -76,8 +68,8 @@ impl Wire for OpenAi {
     }
 
     fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
-        let p: ResponseFields = serde_json::from_slice(json).ok()?;
-        Some(codec::response_facts(json, p.model, p.usage, usage_from))
+        let top: ModelUsage = serde_json::from_slice(json).ok()?;
+        Some(codec::response_facts(json, top, None, usage_from))
     }
 
     fn stream_error(&self, err: &GatewayError, json_array: bool) -> Bytes {

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::ClientState;
 use crate::translate::model::*;
-use crate::translate::{as_text_parts, parse_data_url, TranslateError};
+use crate::translate::{as_text_parts, body_object, parse_data_url, TranslateError};
 
 /// Request settings a Responses response object repeats, as the client sent them.
 const ECHOED: &[&str] = &[
@@ -165,9 +165,7 @@ fn decode_tools(
 // Long: one arm per request field, a table best read whole.
 /// The neutral request, and what answering it in Responses' shape needs.
 pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), TranslateError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| TranslateError::new("the body must be a JSON object"))?;
+    let obj = body_object(v)?;
     let mut req = ChatRequest::default();
     let mut state = ClientState::default();
     if let Some(i) = obj.get("instructions").and_then(Value::as_str) {

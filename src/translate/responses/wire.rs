@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{stream_failure, Responses};
 use crate::errors::GatewayError;
 use crate::translate::codec::{
-    self, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
 };
 use crate::translate::model::{Signature, Usage};
 
@@ -50,14 +50,6 @@ struct RequestFields<'a> {
     max_output_tokens: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Response<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-}
-
 /// A response object (top level) or a stream event (`response.*` events nest it).
 #[derive(Deserialize)]
 struct ResponseFields<'a> {
@@ -66,7 +58,7 @@ struct ResponseFields<'a> {
     #[serde(borrow)]
     usage: Option<&'a RawValue>,
     #[serde(borrow)]
-    response: Option<Response<'a>>,
+    response: Option<ModelUsage<'a>>,
 }
 
 impl Wire for Responses {
@@ -81,9 +73,11 @@ impl Wire for Responses {
 
     fn peek_response(&self, json: &[u8]) -> Option<ResponseFacts> {
         let p: ResponseFields = serde_json::from_slice(json).ok()?;
-        let (model, usage) = p.response.map_or((None, None), |r| (r.model, r.usage));
-        let (model, usage) = (p.model.or(model), p.usage.or(usage));
-        Some(codec::response_facts(json, model, usage, usage_from))
+        let top = ModelUsage {
+            model: p.model,
+            usage: p.usage,
+        };
+        Some(codec::response_facts(json, top, p.response, usage_from))
     }
 
     /// Responses streams end with `error` then `response.failed` (see `stream_failure`).
