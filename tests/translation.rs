@@ -5,8 +5,7 @@
 
 use bytes::Bytes;
 use modelgate::protocol::Protocol;
-use modelgate::translate::model::ChatRequest;
-use modelgate::translate::{self, ResponseTranslator};
+use modelgate::translate::{self, ClientState, ResponseTranslator};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -96,19 +95,19 @@ fn expected_stream(name: &str, client: Protocol) -> Vec<Value> {
 }
 
 fn run_stream(client: Protocol, provider: Protocol, public: &str, pieces: &[&[u8]]) -> Vec<u8> {
-    run_stream_with(client, provider, public, &ChatRequest::default(), pieces)
+    run_stream_with(client, provider, public, &ClientState::None, pieces)
 }
 
 fn run_stream_with(
     client: Protocol,
     provider: Protocol,
     public: &str,
-    request: &ChatRequest,
+    state: &ClientState,
     pieces: &[&[u8]],
 ) -> Vec<u8> {
     let mut t = ResponseTranslator::stream(provider, client, public, true, true)
         .expect("stream translator")
-        .with_client_request(request);
+        .with_client_state(state);
     let mut out = vec![];
     for (i, p) in pieces.iter().enumerate() {
         if let Some(b) = t.feed(Some(Bytes::copy_from_slice(p)), i + 1 == pieces.len()) {
@@ -127,8 +126,8 @@ fn blessing(name: &str) -> bool {
 
 fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let client_req = json(name, "request.client.json");
-    let decoded = translate::decode_request(client, client_req.to_string().as_bytes()).unwrap();
-    let encoded = translate::encode_request(&decoded, provider, target, 4096).unwrap();
+    let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
+    let encoded = translate::encode_request(&decoded.request, provider, target, 4096).unwrap();
     let mut req: Value = serde_json::from_slice(&encoded.body).unwrap();
     req["model"] = target.into();
     let write =
@@ -137,7 +136,8 @@ fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let dropped: String = encoded.dropped.0.iter().map(|d| format!("{d}\n")).collect();
     write("dropped.txt", dropped);
     let public = client_req["model"].as_str().unwrap_or("gem-model");
-    let mut t = ResponseTranslator::json(provider, client, public).with_client_request(&decoded);
+    let mut t =
+        ResponseTranslator::json(provider, client, public).with_client_state(&decoded.client);
     let out = t
         .feed(
             Some(Bytes::from(read(name, "response.provider.json"))),
@@ -147,7 +147,13 @@ fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let resp = normalize(serde_json::from_slice(&out).unwrap());
     write("response.client.json", format!("{resp:#}\n"));
     let stream = read(name, "stream.provider.sse");
-    let out = run_stream_with(client, provider, public, &decoded, &[stream.as_bytes()]);
+    let out = run_stream_with(
+        client,
+        provider,
+        public,
+        &decoded.client,
+        &[stream.as_bytes()],
+    );
     write("stream.client.sse", String::from_utf8(out).unwrap());
 }
 
@@ -169,8 +175,8 @@ fn check_fixture(name: &str) {
         return bless(name, client, provider, target);
     }
 
-    let decoded = translate::decode_request(client, client_req.to_string().as_bytes()).unwrap();
-    let encoded = translate::encode_request(&decoded, provider, target, 4096).unwrap();
+    let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
+    let encoded = translate::encode_request(&decoded.request, provider, target, 4096).unwrap();
     let got: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(got, expected_req, "{name}: provider request\n got: {got:#}");
     let dropped: Vec<String> = read(name, "dropped.txt")
@@ -179,7 +185,8 @@ fn check_fixture(name: &str) {
         .collect();
     assert_eq!(encoded.dropped.0, dropped, "{name}: dropped fields");
 
-    let mut t = ResponseTranslator::json(provider, client, &public).with_client_request(&decoded);
+    let mut t =
+        ResponseTranslator::json(provider, client, &public).with_client_state(&decoded.client);
     let body = read(name, "response.provider.json");
     let out = t.feed(Some(Bytes::from(body)), true).unwrap();
     let got = normalize(serde_json::from_slice(&out).unwrap());
@@ -190,7 +197,8 @@ fn check_fixture(name: &str) {
     );
 
     let stream = read(name, "stream.provider.sse");
-    let run = |pieces: &[&[u8]]| run_stream_with(client, provider, &public, &decoded, pieces);
+    let run =
+        |pieces: &[&[u8]]| run_stream_with(client, provider, &public, &decoded.client, pieces);
     let whole = run(&[stream.as_bytes()]);
     let items = stream_items(client, &whole);
     assert_eq!(

@@ -4,12 +4,6 @@
 
 use serde_json::Value;
 
-/// Marks a signature relayed by modelgate to a client of another protocol than the one that
-/// issued it (Anthropic's in a Responses reasoning item or a Gemini thoughtSignature,
-/// Gemini's in a Responses item), so that coming back it is recognised, unwrapped and sent
-/// only to the provider kind that can check it.
-pub const RELAYED_SIGNATURE_PREFIX: &str = "modelgate-sig:";
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRequest {
     /// System / developer instructions, in order.
@@ -35,14 +29,12 @@ pub struct ChatRequest {
     pub frequency_penalty: Option<f64>,
     /// Client fields with no equivalent in the internal model (reported when dropped).
     pub unmapped: Vec<String>,
-    /// Responses `custom` tools: offered to providers as functions taking `{"input": text}`,
-    /// and their calls returned to the client as `custom_tool_call` items.
-    pub freeform_tools: Vec<String>,
-    /// Responses: (tool, namespace) for function tools given inside a `namespace` tool;
-    /// their calls go back with that `namespace`.
-    pub tool_namespaces: Vec<(String, String)>,
-    /// Responses: the request settings its response object repeats (`tools`, `text`, ...).
-    pub echo: serde_json::Map<String, Value>,
+    /// Transition only, while the proxy keeps a `ChatRequest` rather than a
+    /// [`Decoded`](super::codec::Decoded): the client codec's own state, set by the legacy
+    /// `translate::decode_request` and read by `ResponseTranslator::with_client_request`.
+    /// No codec reads it. Remove with those two functions.
+    #[doc(hidden)]
+    pub legacy_client_state: super::codec::ClientState,
 }
 
 impl ChatRequest {
@@ -89,8 +81,38 @@ pub enum Part {
     Thinking {
         text: String,
         /// Anthropic's signature / Gemini's thoughtSignature, kept for round trips.
-        signature: Option<String>,
+        signature: Option<Signature>,
     },
+}
+
+/// The provider kind that issued a thinking signature: only it can check one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    Anthropic,
+    Gemini,
+}
+
+/// A thinking signature and who issued it. How provenance is written into a client's
+/// bytes (for clients of another protocol, which replay it) is the wire edge's business:
+/// see `codec::Signature` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub issuer: Issuer,
+    pub value: String,
+}
+
+impl Signature {
+    pub fn new(issuer: Issuer, value: impl Into<String>) -> Self {
+        Signature {
+            issuer,
+            value: value.into(),
+        }
+    }
+
+    /// Non-empty and issued by `issuer`: a signature that provider kind accepts back.
+    pub fn valid_for(&self, issuer: Issuer) -> bool {
+        self.issuer == issuer && !self.value.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,10 +221,10 @@ pub enum StreamEvent {
     TextDelta(String),
     ThinkingDelta(String),
     /// The signature of the thinking being streamed (sent when it ends).
-    ThinkingSignature(String),
+    ThinkingSignature(Signature),
     /// A signature that belongs to the tool call that follows (Gemini's thought signature
     /// on a function call), not to any thinking text.
-    CallSignature(String),
+    CallSignature(Signature),
     /// A new tool call; `index` counts calls within the response from 0.
     ToolCallStart {
         index: usize,

@@ -1,0 +1,411 @@
+//! Internal stream events -> OpenAI Responses event streams.
+
+use serde_json::{json, Value};
+
+use super::response::{
+    message_item, reasoning_item, response_id, response_object, status_of, Head,
+};
+use super::ClientState;
+use crate::translate::codec::{self, Envelope, StreamEncode, Tally};
+use crate::translate::model::*;
+
+/// An output item being streamed.
+enum OpenItem {
+    Message {
+        index: usize,
+        id: String,
+        text: String,
+    },
+    Reasoning {
+        index: usize,
+        id: String,
+        text: String,
+        signature: Option<Signature>,
+        /// A summary part was announced (`reasoning_summary_part.added`): it gets its
+        /// `.done` events even if no text came.
+        summary_part: bool,
+    },
+}
+
+/// A tool call being streamed; calls stay open until the response ends, as a provider may
+/// send their argument fragments interleaved.
+struct OpenCall {
+    /// The provider's call index.
+    call: usize,
+    index: usize,
+    call_id: String,
+    name: String,
+    arguments: String,
+    freeform: bool,
+}
+
+/// Events -> Responses SSE (`event: response.*` with `type` and `sequence_number`).
+pub struct StreamEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    client: ClientState,
+    seq: u64,
+    started: bool,
+    /// Completed output items, for `response.completed`.
+    output: Vec<Option<Value>>,
+    open: Option<OpenItem>,
+    calls: Vec<OpenCall>,
+    tally: Tally,
+}
+
+impl StreamEncoder {
+    pub fn new(env: Envelope, client: ClientState) -> Self {
+        StreamEncoder {
+            id: "resp_modelgate".to_string(),
+            model: env.model,
+            created: env.created,
+            client,
+            seq: 0,
+            started: false,
+            output: Vec::new(),
+            open: None,
+            calls: Vec::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
+        data["type"] = kind.into();
+        data["sequence_number"] = self.seq.into();
+        self.seq += 1;
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(data.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn response(&self, status: &str, incomplete: Value, error: Value) -> Value {
+        let output = self.output.iter().flatten().cloned().collect();
+        let usage = if status == "in_progress" {
+            None
+        } else {
+            self.tally.usage.as_ref()
+        };
+        let env = Head {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            echo: &self.client.echo,
+        };
+        response_object(&env, status, output, usage, incomplete, error)
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let r = self.response("in_progress", Value::Null, Value::Null);
+        self.emit(out, "response.created", json!({"response": r}));
+        self.emit(out, "response.in_progress", json!({"response": r}));
+    }
+
+    fn new_index(&mut self) -> usize {
+        self.output.push(None);
+        self.output.len() - 1
+    }
+
+    fn item_id(&self, prefix: &str, index: usize) -> String {
+        format!("{prefix}_{}_{index}", self.id.trim_start_matches("resp_"))
+    }
+
+    /// Starts a reasoning item; with a signature only, it carries no summary part.
+    fn open_reasoning(&mut self, out: &mut Vec<u8>, signature: Option<Signature>) {
+        self.close_open(out);
+        let index = self.new_index();
+        let id = self.item_id("rs", index);
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": reasoning_item(&id, "", None)}),
+        );
+        if signature.is_none() {
+            self.emit(
+                out,
+                "response.reasoning_summary_part.added",
+                json!({"item_id": id, "output_index": index, "summary_index": 0,
+                       "part": {"type": "summary_text", "text": ""}}),
+            );
+        }
+        self.open = Some(OpenItem::Reasoning {
+            index,
+            id,
+            text: String::new(),
+            summary_part: signature.is_none(),
+            signature,
+        });
+    }
+
+    fn close_open(&mut self, out: &mut Vec<u8>) {
+        match self.open.take() {
+            None => {}
+            Some(OpenItem::Message { index, id, text }) => {
+                // A message still open when the provider stopped for length is cut off.
+                let status = match self.tally.finish {
+                    Some(FinishReason::Length) | Some(FinishReason::ContentFilter) => "incomplete",
+                    _ => "completed",
+                };
+                let part =
+                    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+                self.emit(
+                    out,
+                    "response.output_text.done",
+                    json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
+                );
+                self.emit(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
+                );
+                let item = message_item(&id, &text, status);
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": index, "item": item}),
+                );
+                self.output[index] = Some(item);
+            }
+            Some(OpenItem::Reasoning {
+                index,
+                id,
+                text,
+                signature,
+                summary_part,
+            }) => {
+                if summary_part {
+                    let part = json!({"type": "summary_text", "text": text});
+                    self.emit(
+                        out,
+                        "response.reasoning_summary_text.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                    );
+                    self.emit(
+                        out,
+                        "response.reasoning_summary_part.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "part": part}),
+                    );
+                }
+                let item = reasoning_item(&id, &text, signature.as_ref());
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": index, "item": item}),
+                );
+                self.output[index] = Some(item);
+            }
+        }
+    }
+
+    fn close_calls(&mut self, out: &mut Vec<u8>) {
+        // Calls the provider cut off at its token limit are incomplete.
+        let status = match self.tally.finish {
+            Some(FinishReason::Length) => "incomplete",
+            _ => "completed",
+        };
+        for c in std::mem::take(&mut self.calls) {
+            let item = self
+                .client
+                .call_item(&c.call_id, &c.name, &c.arguments, status);
+            if c.freeform {
+                self.emit(
+                    out,
+                    "response.custom_tool_call_input.done",
+                    json!({"item_id": item["id"], "output_index": c.index, "input": item["input"]}),
+                );
+            } else {
+                self.emit(
+                    out,
+                    "response.function_call_arguments.done",
+                    json!({"item_id": item["id"], "output_index": c.index, "name": c.name, "arguments": c.arguments}),
+                );
+            }
+            self.emit(
+                out,
+                "response.output_item.done",
+                json!({"output_index": c.index, "item": item}),
+            );
+            self.output[c.index] = Some(item);
+        }
+    }
+
+    /// Ends the stream with `error` and `response.failed` (Codex retries on the latter).
+    fn fail(&mut self, out: &mut Vec<u8>, code: &str, message: &str) {
+        self.emit(
+            out,
+            "error",
+            json!({"code": code, "message": message, "param": null}),
+        );
+        let r = self.response(
+            "failed",
+            Value::Null,
+            json!({"code": code, "message": message}),
+        );
+        self.emit(out, "response.failed", json!({"response": r}));
+        self.tally.done = true;
+    }
+}
+
+impl StreamEncode for StreamEncoder {
+    fn set_client_state(&mut self, state: &codec::ClientState) {
+        if let codec::ClientState::Responses(s) = state {
+            self.client = (**s).clone();
+        }
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    // Long: one arm per neutral event, a table best read whole.
+    fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        if self.tally.done {
+            return;
+        }
+        match ev {
+            StreamEvent::Start { id } => {
+                if !id.is_empty() && !self.started {
+                    self.id = response_id(id);
+                }
+                self.ensure_started(out);
+            }
+            StreamEvent::TextDelta(t) => {
+                self.ensure_started(out);
+                if !matches!(self.open, Some(OpenItem::Message { .. })) {
+                    self.close_open(out);
+                    let index = self.new_index();
+                    let id = self.item_id("msg", index);
+                    self.emit(
+                        out,
+                        "response.output_item.added",
+                        json!({"output_index": index, "item": message_item(&id, "", "in_progress")}),
+                    );
+                    self.emit(
+                        out,
+                        "response.content_part.added",
+                        json!({"item_id": id, "output_index": index, "content_index": 0,
+                               "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+                    );
+                    self.open = Some(OpenItem::Message {
+                        index,
+                        id,
+                        text: String::new(),
+                    });
+                }
+                if let Some(OpenItem::Message { index, id, text }) = &mut self.open {
+                    text.push_str(t);
+                    let data = json!({"item_id": id, "output_index": *index, "content_index": 0, "delta": t, "logprobs": []});
+                    self.emit(out, "response.output_text.delta", data);
+                }
+            }
+            StreamEvent::ThinkingDelta(t) => {
+                self.ensure_started(out);
+                if !matches!(self.open, Some(OpenItem::Reasoning { .. })) {
+                    self.open_reasoning(out, None);
+                }
+                if let Some(OpenItem::Reasoning {
+                    index, id, text, ..
+                }) = &mut self.open
+                {
+                    text.push_str(t);
+                    let data = json!({"item_id": id, "output_index": *index, "summary_index": 0, "delta": t});
+                    self.emit(out, "response.reasoning_summary_text.delta", data);
+                }
+            }
+            StreamEvent::ThinkingSignature(sig)
+                if matches!(self.open, Some(OpenItem::Reasoning { .. })) =>
+            {
+                if let Some(OpenItem::Reasoning { signature, .. }) = &mut self.open {
+                    *signature = Some(sig.clone());
+                }
+            }
+            // A signature on its own (Gemini's, for the call that follows): a reasoning
+            // item with nothing but encrypted_content, replayed by the client.
+            StreamEvent::ThinkingSignature(sig) | StreamEvent::CallSignature(sig) => {
+                self.ensure_started(out);
+                self.open_reasoning(out, Some(sig.clone()));
+                self.close_open(out);
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.ensure_started(out);
+                self.close_open(out);
+                let out_index = self.new_index();
+                let freeform = self.client.is_freeform(name);
+                let item = self.client.call_item(id, name, "", "in_progress");
+                self.emit(
+                    out,
+                    "response.output_item.added",
+                    json!({"output_index": out_index, "item": item}),
+                );
+                self.calls.push(OpenCall {
+                    call: *index,
+                    index: out_index,
+                    call_id: id.clone(),
+                    name: name.clone(),
+                    arguments: String::new(),
+                    freeform,
+                });
+            }
+            StreamEvent::ToolCallArgs { index, fragment } => {
+                let Some(pos) = self.calls.iter().position(|c| c.call == *index) else {
+                    return;
+                };
+                let c = &mut self.calls[pos];
+                c.arguments.push_str(fragment);
+                // A free-form call's text is known only once its JSON wrapper is complete.
+                if !c.freeform {
+                    let data = json!({"item_id": format!("fc_{}", c.call_id), "output_index": c.index, "delta": fragment});
+                    self.emit(out, "response.function_call_arguments.delta", data);
+                }
+            }
+            StreamEvent::Finish(f) => self.tally.finish = Some(*f),
+            StreamEvent::Usage(u) => self.tally.usage = Some(*u),
+            StreamEvent::Error { message } => {
+                self.ensure_started(out);
+                self.fail(out, "server_error", message);
+            }
+            StreamEvent::Done => self.finish(out),
+        }
+    }
+
+    /// Closes every open item and sends `response.completed` (or `response.incomplete`).
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.tally.done {
+            return;
+        }
+        self.ensure_started(out);
+        self.close_open(out);
+        self.close_calls(out);
+        let (status, incomplete) = status_of(self.tally.finish);
+        let r = self.response(status, incomplete, Value::Null);
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        self.emit(out, kind, json!({"response": r}));
+        self.tally.done = true;
+    }
+}
+
+/// The end of a passthrough Responses stream the provider broke off: `error` then
+/// `response.failed`. The provider's sequence numbers are not tracked on that path, so
+/// these are numbered far above any a real stream reaches, keeping them increasing.
+pub fn stream_failure(code: &str, message: &str) -> Vec<u8> {
+    let env = Envelope {
+        created: 0,
+        ..Envelope::new("")
+    };
+    let mut e = StreamEncoder::new(env, ClientState::default());
+    e.started = true;
+    e.seq = 1 << 40;
+    let mut out = Vec::new();
+    e.fail(&mut out, code, message);
+    out
+}
