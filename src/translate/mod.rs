@@ -2,7 +2,17 @@
 //! protocol's folder owns its wire format behind the codec traits of `codec.rs` (which
 //! also holds the one registration point); this module is the facade the proxy calls.
 //! Same-protocol requests are not translated (they pass through with only the model name
-//! spliced), but their wire facts come from here too (`wire`).
+//! spliced), but their wire facts come from here too.
+//!
+//! The facade:
+//! - requests: [`decode`] (neutral request + the client codec's [`ClientState`]),
+//!   [`encode_request`], [`estimate_tokens`], [`strip_relayed_signatures`];
+//! - responses: [`ResponseTranslator`] (`json` / `stream` / `error` /
+//!   `replace_with_error`, then `with_tool_names` and `with_client_state`);
+//! - passthrough wire facts: [`wire`]`(protocol)` gives `peek_request`, `peek_response`,
+//!   `stream_error`, `strip_relayed_signatures` (see [`Wire`]);
+//! - transition only: [`decode_request`] and `ResponseTranslator::with_client_request`,
+//!   for a proxy that still keeps a `ChatRequest` rather than a [`Decoded`].
 
 pub mod anthropic;
 pub mod codec;
