@@ -24,4 +24,3 @@ pub mod server;
 pub mod sse;
 pub mod translate;
 pub mod upstream;
-pub mod usage;

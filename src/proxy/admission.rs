@@ -15,7 +15,6 @@ use crate::auth::{self, ClientKey};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::limits::{self, LimitRequest, Limiter};
 use crate::protocol::{self, Endpoint, Op, Protocol};
-use crate::rewrite;
 use crate::translate;
 
 /// A request that may not go out, or could not be read.
@@ -97,7 +96,8 @@ pub async fn admit(
         let msg = format!("the request has no body; {proto_name} expects a JSON object");
         return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
     }
-    let peek = rewrite::peek_request(&body)
+    let peek = translate::wire(op.protocol())
+        .peek_request(&body)
         .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
     let requested = match (gemini_model, peek.model) {
         (Some(m), _) => m,

@@ -97,15 +97,15 @@ fn provider_request(
         ));
     }
     if route.decoded.is_none() {
-        let mut req = translate::decode_request(client_protocol, &route.body)
-            .map_err(|e| e.into_gateway_error())?;
+        let mut d =
+            translate::decode(client_protocol, &route.body).map_err(|e| e.into_gateway_error())?;
         if client_protocol == Protocol::Gemini {
             // Gemini says "stream" in the path, not the body.
-            req.stream = route.stream;
+            d.request.stream = route.stream;
         }
-        route.decoded = Some(req);
+        route.decoded = Some(d);
     }
-    let Some(req) = route.decoded.as_ref() else {
+    let Some(req) = route.decoded.as_ref().map(|d| &d.request) else {
         return Err(GatewayError::new(
             ErrorCode::Internal,
             "the decoded request is missing",

@@ -20,7 +20,8 @@ use crate::metrics::InflightSlot;
 use crate::protocol::{Op, Protocol};
 use crate::routing::Resolved;
 use crate::runtime::ActiveRequest;
-use crate::translate::model::{ChatRequest, Usage};
+use crate::translate::model::Usage;
+use crate::translate::Decoded;
 use crate::translate::Translated;
 use crate::upstream::Provider;
 
@@ -82,7 +83,7 @@ pub struct RouteState {
     pub query: Option<String>,
     pub failover: Failover,
     /// The request decoded into the internal model, once a target needed translation.
-    pub decoded: Option<ChatRequest>,
+    pub decoded: Option<Decoded>,
 }
 
 impl RouteState {

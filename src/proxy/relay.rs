@@ -4,22 +4,22 @@
 //! back beyond the event being completed; a body whose model is not renamed is passed on
 //! as it came and only watched.
 
-use std::ops::Range;
-
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::rewrite::{span_of, splice_json_string};
+use crate::protocol::Protocol;
+use crate::rewrite::splice_json_string;
 use crate::sse::SseFramer;
 use crate::translate::model::Usage;
-use crate::usage;
+use crate::translate::{self, Wire};
 
 /// Most a non-stream body is copied for its usage when it is not renamed; larger ones
 /// (images, embeddings of many inputs) are not worth the memory.
 const MAX_JSON_COPY: usize = 4 * 1024 * 1024;
 
 pub struct Relay {
+    /// The protocol of the bytes: it knows where its model name and usage are.
+    wire: &'static dyn Wire,
     sse: bool,
     /// The public model name to put back.
     rename: Option<String>,
@@ -32,10 +32,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// `sse`: a stream of events (else one JSON body); `rename`: the public model name to
-    /// put back; `read_usage`: whether to read the usage.
-    pub fn new(sse: bool, rename: Option<String>, read_usage: bool) -> Self {
+    /// `protocol`: the body's wire protocol; `sse`: a stream of events (else one JSON
+    /// body); `rename`: the public model name to put back; `read_usage`: whether to read
+    /// the usage.
+    pub fn new(protocol: Protocol, sse: bool, rename: Option<String>, read_usage: bool) -> Self {
         Relay {
+            wire: translate::wire(protocol),
             sse,
             rename,
             read_usage,
@@ -100,7 +102,7 @@ impl Relay {
         }
         for line in event.split(|b| *b == b'\n') {
             if let Some(json) = data_json(line) {
-                if let Some(f) = facts(json) {
+                if let Some(f) = self.wire.peek_response(json) {
                     self.note_usage(f.usage);
                 }
             }
@@ -115,7 +117,7 @@ impl Relay {
                 out.extend_from_slice(line);
                 continue;
             };
-            let f = facts(json);
+            let f = self.wire.peek_response(json);
             let model = f.as_ref().and_then(|f| f.model.clone());
             if let Some(f) = f {
                 self.note_usage(f.usage);
@@ -168,14 +170,14 @@ impl Relay {
             if self.read_usage {
                 let items: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
                 for item in items {
-                    if let Some(f) = facts(item.get().as_bytes()) {
+                    if let Some(f) = self.wire.peek_response(item.get().as_bytes()) {
                         self.note_usage(f.usage);
                     }
                 }
             }
             return None;
         }
-        let f = facts(body)?;
+        let f = self.wire.peek_response(body)?;
         self.note_usage(f.usage);
         let (span, public) = (f.model?, self.rename.as_deref()?);
         Some(splice_json_string(body, span, public))
@@ -185,7 +187,7 @@ impl Relay {
     /// cumulative numbers (Anthropic: input at the start, output at the end).
     fn note_usage(&mut self, u: Option<Usage>) {
         if let (true, Some(u)) = (self.read_usage, u) {
-            usage::merge(&mut self.usage, u);
+            merge(&mut self.usage, u);
         }
     }
 }
@@ -198,66 +200,14 @@ fn data_json(line: &[u8]) -> Option<&[u8]> {
     p.starts_with(b"{").then_some(p)
 }
 
-/// What the relay needs from one response object or event.
-struct Facts {
-    /// The model name string (quotes included), for the splice.
-    model: Option<Range<usize>>,
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Inner<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-}
-
-/// Where providers put the model name and the usage: top level (OpenAI, Anthropic
-/// non-stream), `modelVersion` / `usageMetadata` (Gemini), `message.*` (Anthropic's
-/// `message_start`), `response.*` (OpenAI Responses events). Only these fields are
-/// materialised; the rest is skipped by the parser without allocating.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(borrow, rename = "modelVersion")]
-    model_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-    #[serde(borrow, rename = "usageMetadata")]
-    usage_metadata: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<Inner<'a>>,
-    #[serde(borrow)]
-    response: Option<Inner<'a>>,
-}
-
-/// One borrowed parse of `json`: the model's span and the usage.
-fn facts(json: &[u8]) -> Option<Facts> {
-    let p: Peek = serde_json::from_slice(json).ok()?;
-    let (message, response) = (p.message.as_ref(), p.response.as_ref());
-    let model = [
-        p.model,
-        p.model_version,
-        message.and_then(|m| m.model),
-        response.and_then(|r| r.model),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|raw| raw.get().starts_with('"'))
-    .map(|raw| span_of(json, raw.get()));
-    let usage = [
-        p.usage,
-        p.usage_metadata,
-        message.and_then(|m| m.usage),
-        response.and_then(|r| r.usage),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|raw| raw.get().starts_with('{'))
-    .find_map(|raw| usage::from_usage_json(raw.get()));
-    Some(Facts { model, usage })
+/// Keeps the largest value seen for each count: streams report partial, then cumulative
+/// numbers (Anthropic: input at the start, output at the end).
+fn merge(acc: &mut Option<Usage>, u: Usage) {
+    let a = acc.get_or_insert_with(Usage::default);
+    a.prompt_tokens = a.prompt_tokens.max(u.prompt_tokens);
+    a.completion_tokens = a.completion_tokens.max(u.completion_tokens);
+    a.cached_tokens = a.cached_tokens.max(u.cached_tokens);
+    a.reasoning_tokens = a.reasoning_tokens.max(u.reasoning_tokens);
 }
 
 #[cfg(test)]
@@ -281,7 +231,12 @@ mod tests {
         let expected = b"data: {\"id\":\"1\",\"model\":\"pub\",\"choices\":[]}\n\n: keepalive\n\ndata: {\"model\":\"pub\",\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\n\n";
         for split in 0..=stream.len() {
             for rename in [true, false] {
-                let mut r = Relay::new(true, rename.then(|| "pub".to_string()), true);
+                let mut r = Relay::new(
+                    Protocol::OpenAi,
+                    true,
+                    rename.then(|| "pub".to_string()),
+                    true,
+                );
                 let got = run(&mut r, &[&stream[..split], &stream[split..]]);
                 let want: &[u8] = if rename { expected } else { stream };
                 assert_eq!(got, want.to_vec(), "split at {split}, rename {rename}");
@@ -294,7 +249,7 @@ mod tests {
     #[test]
     fn anthropic_stream_usage_is_merged_across_events() {
         let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n";
-        let mut r = Relay::new(true, Some("claude".into()), true);
+        let mut r = Relay::new(Protocol::Anthropic, true, Some("claude".into()), true);
         let parts: Vec<&[u8]> = stream.chunks(7).collect();
         let got = run(&mut r, &parts);
         assert!(String::from_utf8(got)
@@ -307,14 +262,14 @@ mod tests {
     #[test]
     fn json_bodies_are_renamed_whole_or_passed_on_as_they_came() {
         let body = br#"{"candidates":[],"modelVersion":"gemini-2.5","usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"thoughtsTokenCount":2}}"#;
-        let mut r = Relay::new(false, Some("g".into()), true);
+        let mut r = Relay::new(Protocol::Gemini, false, Some("g".into()), true);
         let got = run(&mut r, &[&body[..10], &body[10..]]);
         assert_eq!(
             got,
             br#"{"candidates":[],"modelVersion":"g","usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"thoughtsTokenCount":2}}"#.to_vec()
         );
         assert_eq!(r.usage_so_far().unwrap().completion_tokens, 8);
-        let mut r = Relay::new(false, None, true);
+        let mut r = Relay::new(Protocol::Gemini, false, None, true);
         let (first, _) = r.feed(Some(Bytes::copy_from_slice(&body[..10])), false);
         assert_eq!(first.as_deref(), Some(&body[..10]), "not held back");
         let (_, u) = r.feed(Some(Bytes::copy_from_slice(&body[10..])), true);
@@ -325,7 +280,7 @@ mod tests {
     fn a_gemini_json_array_stream_gives_its_usage() {
         let body = br#"[{"candidates":[],"usageMetadata":{"promptTokenCount":4}},
 {"candidates":[],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7}}]"#;
-        let mut r = Relay::new(false, None, true);
+        let mut r = Relay::new(Protocol::Gemini, false, None, true);
         let (_, u) = r.feed(Some(Bytes::copy_from_slice(body)), true);
         let u = u.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 7));
@@ -333,11 +288,16 @@ mod tests {
 
     #[test]
     fn unparsable_or_nested_models_are_left_alone() {
-        let mut r = Relay::new(false, Some("x".into()), true);
+        let mut r = Relay::new(Protocol::OpenAi, false, Some("x".into()), true);
         assert_eq!(run(&mut r, &[b"not json"]), b"not json".to_vec());
-        let r2 =
-            facts(br#"{"type":"message_start","message":{"id":"m","model":"claude-x"}}"#).unwrap();
+        // A model nested where this protocol does not put it is not the response's.
         let json = br#"{"type":"message_start","message":{"id":"m","model":"claude-x"}}"#;
-        assert_eq!(&json[r2.model.unwrap()], b"\"claude-x\"");
+        let mut r = Relay::new(Protocol::OpenAi, false, Some("x".into()), true);
+        assert_eq!(run(&mut r, &[json]), json.to_vec());
+        let mut r = Relay::new(Protocol::Anthropic, false, Some("x".into()), true);
+        assert_eq!(
+            run(&mut r, &[json]),
+            br#"{"type":"message_start","message":{"id":"m","model":"x"}}"#.to_vec()
+        );
     }
 }

@@ -187,7 +187,7 @@ pub fn plan(
     if rename.is_none() && !usage {
         return Ok((BodyPlan::Untouched, None));
     }
-    let relay = Relay::new(sse, rename, usage);
+    let relay = Relay::new(route.op.protocol(), sse, rename, usage);
     if relay.renames() {
         resp.remove_header(&http::header::CONTENT_LENGTH);
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
@@ -215,7 +215,10 @@ fn translator(
     let t = if !(200..300).contains(&status) {
         ResponseTranslator::error(client, status)
     } else if route.stream {
-        let include_usage = route.decoded.as_ref().is_some_and(|r| r.stream_usage);
+        let include_usage = route
+            .decoded
+            .as_ref()
+            .is_some_and(|d| d.request.stream_usage);
         let client_sse = client != Protocol::Gemini || route.gemini_sse();
         ResponseTranslator::stream(provider, client, public, include_usage, client_sse)
             .unwrap_or_else(|| ResponseTranslator::json(provider, client, public))
@@ -223,7 +226,7 @@ fn translator(
         ResponseTranslator::json(provider, client, public)
     };
     let t = match route.decoded.as_ref() {
-        Some(req) => t.with_client_request(req),
+        Some(d) => t.with_client_state(&d.client),
         None => t,
     };
     t.with_tool_names(&translated.tool_names)
@@ -237,31 +240,5 @@ pub fn stream_failure(ctx: &mut RequestCtx, err: &GatewayError) -> Option<Bytes>
         return t.feed(None, true);
     }
     let json_array = ctx.protocol == Protocol::Gemini && !route.gemini_sse();
-    Some(stream_error_event(ctx.protocol, err, json_array))
-}
-
-/// An error event that ends a stream in `protocol`'s own way.
-fn stream_error_event(protocol: Protocol, err: &GatewayError, json_array: bool) -> Bytes {
-    if protocol == Protocol::Responses {
-        return Bytes::from(translate::responses::stream_failure(
-            err.code.as_str(),
-            &err.message,
-        ));
-    }
-    let body = err.body(protocol);
-    let mut out = Vec::with_capacity(body.len() + 24);
-    if json_array {
-        // Gemini's stream without alt=sse is a JSON array: close it with the error.
-        out.extend_from_slice(b",\r\n");
-        out.extend_from_slice(&body);
-        out.push(b']');
-        return Bytes::from(out);
-    }
-    if protocol == Protocol::Anthropic {
-        out.extend_from_slice(b"event: error\n");
-    }
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&body);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+    Some(translate::wire(ctx.protocol).stream_error(err, json_array))
 }

@@ -10,9 +10,7 @@
 //! - responses: [`ResponseTranslator`] (`json` / `stream` / `error` /
 //!   `replace_with_error`, then `with_tool_names` and `with_client_state`);
 //! - passthrough wire facts: [`wire`]`(protocol)` gives `peek_request`, `peek_response`,
-//!   `stream_error`, `strip_relayed_signatures` (see [`Wire`]);
-//! - transition only: [`decode_request`] and `ResponseTranslator::with_client_request`,
-//!   for a proxy that still keeps a `ChatRequest` rather than a [`Decoded`].
+//!   `stream_error`, `strip_relayed_signatures` (see [`Wire`]).
 
 pub mod anthropic;
 pub mod codec;
@@ -137,17 +135,6 @@ fn parse_body(body: &[u8]) -> Result<Value, TranslateError> {
 /// path, not the body: the caller sets `request.stream`.
 pub fn decode(client: Protocol, body: &[u8]) -> Result<Decoded, TranslateError> {
     codec::client(client).decode_request(&parse_body(body)?)
-}
-
-/// Transition only (use [`decode`]): the neutral request carrying the client codec's
-/// state in `legacy_client_state`, for `ResponseTranslator::with_client_request`.
-pub fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let Decoded {
-        mut request,
-        client: state,
-    } = decode(client, body)?;
-    request.legacy_client_state = state;
-    Ok(request)
 }
 
 /// A same-protocol (passthrough) body without the signatures modelgate relayed from

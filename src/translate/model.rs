@@ -29,12 +29,6 @@ pub struct ChatRequest {
     pub frequency_penalty: Option<f64>,
     /// Client fields with no equivalent in the internal model (reported when dropped).
     pub unmapped: Vec<String>,
-    /// Transition only, while the proxy keeps a `ChatRequest` rather than a
-    /// [`Decoded`](super::codec::Decoded): the client codec's own state, set by the legacy
-    /// `translate::decode_request` and read by `ResponseTranslator::with_client_request`.
-    /// No codec reads it. Remove with those two functions.
-    #[doc(hidden)]
-    pub legacy_client_state: super::codec::ClientState,
 }
 
 impl ChatRequest {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::codec::{self, ClientCodec, ClientState, Envelope, ProviderCodec};
 use super::codec::{StreamDecode, StreamEncode};
-use super::model::{ChatRequest, Part, StreamEvent, Usage};
+use super::model::{Part, StreamEvent, Usage};
 use super::ToolNames;
 use crate::errors::{self, ErrorCode};
 use crate::protocol::Protocol;
@@ -175,12 +175,6 @@ impl ResponseTranslator {
             Inner::Error { .. } | Inner::Replace { .. } => {}
         }
         self
-    }
-
-    /// Transition only (use [`Self::with_client_state`]): the state a legacy
-    /// `translate::decode_request` left in the request.
-    pub fn with_client_request(self, req: &ChatRequest) -> Self {
-        self.with_client_state(&req.legacy_client_state)
     }
 
     /// `client_sse`: a Gemini client asked for SSE (`alt=sse`) rather than a JSON array.
