@@ -69,11 +69,17 @@ fn walk(
 }
 
 fn typed_scalar(s: String) -> Value {
+    // Only where the number reads back as the same text: `0042` or a 64-digit hash
+    // stays a string (secret fields accept both forms).
     if let Ok(u) = s.parse::<u64>() {
-        return Value::Number(u.into());
+        if u.to_string() == s {
+            return Value::Number(u.into());
+        }
     }
     if let Ok(i) = s.parse::<i64>() {
-        return Value::Number(i.into());
+        if i.to_string() == s {
+            return Value::Number(i.into());
+        }
     }
     match s.as_str() {
         "true" => Value::Bool(true),
@@ -142,6 +148,8 @@ mod tests {
             "A" => Some("alpha".into()),
             "EMPTY" => Some(String::new()),
             "N" => Some("42".into()),
+            "Z" => Some("0042".into()),
+            "HASH" => Some("1".repeat(64)),
             _ => None,
         }
     }
@@ -172,5 +180,18 @@ mod tests {
         assert_eq!(v["b"][0], Value::String("alpha".into()));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "b[1]");
+    }
+
+    #[test]
+    fn numbers_that_would_change_stay_strings() {
+        let mut v: Value = serde_yaml::from_str(
+            "z: ${Z}
+h: ${HASH}
+",
+        )
+        .unwrap();
+        expand_tree(&mut v, &env, &mut vec![]);
+        assert_eq!(v["z"], Value::String("0042".into()));
+        assert_eq!(v["h"], Value::String("1".repeat(64)));
     }
 }

@@ -116,6 +116,7 @@ pub struct RawKey {
     pub name: String,
     #[serde(default, deserialize_with = "string_lenient_opt")]
     pub key: Option<String>,
+    #[serde(default, deserialize_with = "string_lenient_opt")]
     pub key_sha256: Option<String>,
     pub models: Option<Vec<String>>,
     #[serde(default)]
