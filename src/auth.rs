@@ -28,6 +28,9 @@ pub struct ClientKey {
     pub expires_at: Option<SystemTime>,
     pub allowed_ips: Vec<IpNet>,
     pub disabled: bool,
+    /// The team whose budgets apply too.
+    pub team: Option<String>,
+    pub budgets: crate::spend::BudgetSet,
 }
 
 impl ClientKey {

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     LengthRequired,
     RateLimitExceeded,
     TokenRateLimitExceeded,
+    InsufficientQuota,
     NotImplemented,
     UpstreamError,
     UpstreamUnavailable,
@@ -39,7 +40,7 @@ impl ErrorCode {
             MethodNotAllowed => 405,
             LengthRequired => 411,
             RequestTooLarge => 413,
-            RateLimitExceeded | TokenRateLimitExceeded => 429,
+            RateLimitExceeded | TokenRateLimitExceeded | InsufficientQuota => 429,
             Internal => 500,
             NotImplemented => 501,
             UpstreamError => 502,
@@ -65,6 +66,7 @@ impl ErrorCode {
             RequestTooLarge => "request_too_large",
             RateLimitExceeded => "rate_limit_exceeded",
             TokenRateLimitExceeded => "token_rate_limit_exceeded",
+            InsufficientQuota => "insufficient_quota",
             NotImplemented => "not_implemented",
             UpstreamError => "upstream_error",
             UpstreamUnavailable => "upstream_unavailable",
@@ -127,7 +129,8 @@ pub fn error_body(
         // The Responses API reports errors in the Chat Completions shape.
         Protocol::OpenAi | Protocol::Responses => json!({"error": {
             "message": message,
-            "type": openai_type(status),
+            // OpenAI's own spent-quota error has its own type, which SDKs and tools test.
+            "type": if code == "insufficient_quota" { code } else { openai_type(status) },
             "code": code,
             "param": param,
         }}),

@@ -36,6 +36,10 @@ struct Cli {
     /// Run in the background.
     #[arg(short = 'd', long)]
     daemon: bool,
+    /// The store, overriding `store.url`: memory, sqlite://PATH or postgres://... (the
+    /// demo uses memory unless this is given).
+    #[arg(long, env = "MODELGATE_STORE")]
+    store: Option<String>,
 }
 
 fn free_loopback_port() -> std::io::Result<u16> {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         );
         server::run(server::RunOptions {
             config: loaded.config,
+            store_url: Some(cli.store.unwrap_or_else(|| "memory".to_string())),
             config_path: None,
             demo_mock_listen: Some(mock),
             upgrade: cli.upgrade,
@@ -100,6 +105,18 @@ fn main() -> ExitCode {
     }
     if cli.test {
         let c = &loaded.config;
+        let url = cli.store.as_deref().unwrap_or(&c.store.url);
+        match server::open_store(url, &server::store_base(Some(&path))) {
+            Ok(store) => println!(
+                "{}: store {} opens and is writable",
+                path.display(),
+                store.url()
+            ),
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
         println!(
             "{}: configuration is valid ({} providers, {} models, {} keys)",
             path.display(),
@@ -111,6 +128,7 @@ fn main() -> ExitCode {
     }
     server::run(server::RunOptions {
         config: loaded.config,
+        store_url: cli.store,
         config_path: Some(path),
         demo_mock_listen: None,
         upgrade: cli.upgrade,

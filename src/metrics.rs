@@ -97,6 +97,47 @@ pub static MANAGEMENT_AUTH_FAILURES: Lazy<prometheus::IntCounter> =
         "Management API requests refused for a missing or wrong secret"
     ));
 
+pub static COST: Lazy<prometheus::CounterVec> = metric!(prometheus::register_counter_vec!(
+    "modelgate_cost_usd_total",
+    "What requests cost at their prices (USD), by public model, provider and key name",
+    &["model", "provider", "key"]
+));
+
+pub static UNPRICED: Lazy<IntCounterVec> = metric!(register_int_counter_vec!(
+    "modelgate_unpriced_requests_total",
+    "Requests whose provider model has no price (counted as costing 0)",
+    &["model"]
+));
+
+pub static BUDGET_REMAINING: Lazy<prometheus::GaugeVec> = metric!(prometheus::register_gauge_vec!(
+    "modelgate_budget_remaining",
+    "What a budget has left in its period, in its unit (scope key:NAME or team:NAME)",
+    &["scope", "budget"]
+));
+
+pub static BUDGET_EXCEEDED: Lazy<IntCounterVec> = metric!(register_int_counter_vec!(
+    "modelgate_budget_exceeded_total",
+    "Requests refused because a budget could not cover them",
+    &["scope", "budget"]
+));
+
+pub static STORE_PENDING: Lazy<IntGauge> = metric!(prometheus::register_int_gauge!(
+    "modelgate_store_pending_records",
+    "Usage records queued or held for the store, not yet written"
+));
+
+pub static STORE_WRITE_FAILURES: Lazy<prometheus::IntCounter> =
+    metric!(prometheus::register_int_counter!(
+        "modelgate_store_write_failures_total",
+        "Batches the store did not take (they are retried)"
+    ));
+
+pub static STORE_DROPPED: Lazy<prometheus::IntCounter> =
+    metric!(prometheus::register_int_counter!(
+        "modelgate_store_dropped_records_total",
+        "Usage records dropped because the queue or the outage buffer was full"
+    ));
+
 pub static BUILD_INFO: Lazy<IntGaugeVec> = metric!(register_int_gauge_vec!(
     "modelgate_build_info",
     "Always 1; the version label says which build runs",
@@ -123,6 +164,13 @@ pub fn init() {
     Lazy::force(&INFLIGHT);
     Lazy::force(&CONFIG_LAST_RELOAD_SUCCESS);
     Lazy::force(&MANAGEMENT_AUTH_FAILURES);
+    Lazy::force(&COST);
+    Lazy::force(&UNPRICED);
+    Lazy::force(&BUDGET_REMAINING);
+    Lazy::force(&BUDGET_EXCEEDED);
+    Lazy::force(&STORE_PENDING);
+    Lazy::force(&STORE_WRITE_FAILURES);
+    Lazy::force(&STORE_DROPPED);
 }
 
 pub fn record_reload(success: bool) {

@@ -20,6 +20,9 @@ pub struct Target {
     pub model: Option<String>,
     /// 0 = standby, used only for failover.
     pub weight: u32,
+    /// Its price, resolved when the config loads; `None` for a wildcard's client-named
+    /// model (looked up per request) or an unpriced one.
+    pub price: Option<crate::spend::Price>,
 }
 
 pub struct ModelRoute {

@@ -17,8 +17,10 @@ use pingora::services::background::BackgroundService;
 use crate::access_log::AccessRing;
 use crate::config::{self, Config};
 use crate::health::Health;
+use crate::ledger::Ledger;
 use crate::limits::Limiter;
 use crate::metrics;
+use crate::spend::BudgetBook;
 
 /// Live state: everything a request changes that must outlive the config it ran under.
 /// No statics hold request state; tests build one `State` per case.
@@ -27,6 +29,10 @@ pub struct State {
     pub health: Health,
     pub limits: Limiter,
     pub access: AccessRing,
+    /// What every key and team has spent, for budgets.
+    pub spend: Arc<BudgetBook>,
+    /// The usage ledger; `None` only in tests that run without a store.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 pub struct Runtime {
@@ -42,9 +48,13 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config, path: Option<PathBuf>) -> Arc<Self> {
+        Self::with_state(config, path, State::default())
+    }
+
+    pub fn with_state(config: Config, path: Option<PathBuf>, state: State) -> Arc<Self> {
         Arc::new(Runtime {
             config: ArcSwap::from_pointee(config),
-            state: State::default(),
+            state,
             path,
             draining: AtomicBool::new(false),
             active_requests: AtomicUsize::new(0),
@@ -79,6 +89,9 @@ impl Runtime {
                     log::warn!(
                         "config reload: server.* settings (listen, threads, ...) take effect only after a restart; the rest is live"
                     );
+                }
+                if old.store != loaded.config.store {
+                    log::warn!("config reload: store.* settings take effect only after a restart");
                 }
                 self.config.store(Arc::new(loaded.config));
                 metrics::record_reload(true);
@@ -239,6 +252,9 @@ fn exit_when_idle(runtime: Arc<Runtime>, grace: Duration) {
         while start.elapsed() < grace {
             if runtime.active_requests() == 0 {
                 log::info!("all requests finished; exiting");
+                if let Some(l) = &runtime.state.ledger {
+                    l.close(crate::server::LEDGER_CLOSE_TIMEOUT);
+                }
                 std::process::exit(0);
             }
             std::thread::sleep(Duration::from_millis(25));

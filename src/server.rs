@@ -1,7 +1,8 @@
 //! Builds and runs the Pingora server: the proxy service on `server.listen`, the metrics
 //! service on `server.metrics_listen`, the SIGHUP reloader, and (demo) the mock provider.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -9,12 +10,20 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
 use crate::config::Config;
-use crate::runtime::{ConfigReloader, DrainingShutdown, Runtime};
+use crate::ledger::Ledger;
+use crate::runtime::{ConfigReloader, DrainingShutdown, Runtime, State};
+use crate::spend::BudgetBook;
+use crate::store::{usage as store_usage, Store, StoreUrl};
 use crate::{demo, metrics, proxy};
 
 pub struct RunOptions {
     pub config: Config,
+    /// `--store`: overrides `store.url` (the demo passes `memory` unless given one).
+    pub store_url: Option<String>,
     /// The file SIGHUP re-reads (`None` in demo mode).
     pub config_path: Option<PathBuf>,
     /// Where the demo's mock provider listens, in demo mode.
@@ -37,6 +46,48 @@ pub fn guard_sighup_early() {
             }
         });
     }
+}
+
+/// The folder a relative `sqlite://` path is in: systemd's `$STATE_DIRECTORY`, else the
+/// config file's folder, else the working directory.
+pub fn store_base(config_path: Option<&Path>) -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    config_path
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Opens the store `url` names (relative to `base`), or says why not.
+pub fn open_store(url: &str, base: &Path) -> Result<Store, String> {
+    let url = StoreUrl::parse(url, base).map_err(|e| format!("store.url: {e}"))?;
+    Store::open(&url)
+}
+
+/// Loads what every key and team has spent into `book`: hourly rollups as far back as
+/// any calendar period reaches, and the all-time totals.
+pub fn load_spend(store: &Store, book: &BudgetBook) -> Result<(), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let since = now - 33 * 86_400;
+    let rows = store
+        .block_on(store_usage::spend(&store.pool(), since))?
+        .map_err(|e| format!("cannot read spend from the store: {e}"))?;
+    book.load(&rows);
+    Ok(())
 }
 
 pub fn run(opts: RunOptions) -> ! {
@@ -72,7 +123,36 @@ pub fn run(opts: RunOptions) -> ! {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let runtime = Runtime::new(opts.config, opts.config_path);
+    // The store opens before anything listens: a store that cannot be opened stops the
+    // start with its reason. Under -d it is opened again after the fork (Pingora
+    // daemonizes inside `run`, and the store's threads would not survive it).
+    let store_url = opts
+        .store_url
+        .clone()
+        .unwrap_or_else(|| opts.config.store.url.clone());
+    let base = store_base(opts.config_path.as_deref());
+    let ledger = Arc::new(Ledger::new(opts.config.store.ledger));
+    let book = Arc::new(BudgetBook::default());
+    match open_store(&store_url, &base).and_then(|s| load_spend(&s, &book).map(|()| s)) {
+        Ok(store) => {
+            log::info!("usage store: {}", store.url());
+            if opts.daemon {
+                drop(store);
+            } else {
+                ledger.attach(Arc::new(store));
+            }
+        }
+        Err(e) => {
+            eprintln!("modelgate: {e}");
+            std::process::exit(1);
+        }
+    }
+    let state = State {
+        spend: book,
+        ledger: Some(ledger.clone()),
+        ..State::default()
+    };
+    let runtime = Runtime::with_state(opts.config, opts.config_path, state);
 
     let mut gateway = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -103,6 +183,16 @@ pub fn run(opts: RunOptions) -> ! {
             runtime: runtime.clone(),
         },
     ));
+    if opts.daemon {
+        server.add_service(background_service(
+            "usage store",
+            StoreOpener {
+                ledger: ledger.clone(),
+                url: store_url,
+                base,
+            },
+        ));
+    }
     server.add_service(background_service(
         "config reloader",
         ConfigReloader {
@@ -112,5 +202,29 @@ pub fn run(opts: RunOptions) -> ! {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainingShutdown { runtime }),
     });
+    ledger.close(LEDGER_CLOSE_TIMEOUT);
     std::process::exit(0)
+}
+
+/// How long the final flush may wait for the store at exit.
+pub const LEDGER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the store after Pingora daemonized (`-d`) and starts the ledger's writer.
+struct StoreOpener {
+    ledger: Arc<Ledger>,
+    url: String,
+    base: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for StoreOpener {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let (url, base) = (self.url.clone(), self.base.clone());
+        // Store::open blocks on its own runtime: not on this one.
+        match tokio::task::spawn_blocking(move || open_store(&url, &base)).await {
+            Ok(Ok(store)) => self.ledger.attach(Arc::new(store)),
+            Ok(Err(e)) => log::error!("usage store: {e}; usage records are queued in memory"),
+            Err(e) => log::error!("usage store: {e}"),
+        }
+    }
 }

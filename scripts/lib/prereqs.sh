@@ -2,6 +2,7 @@
 # Prerequisite checks shared by scripts/demo.sh and scripts/test.sh. Source it, then call
 #   prereqs_ensure build          # what `cargo build` needs: cargo, a C compiler, make, cmake
 #   prereqs_ensure build python   # ... plus python3 with venv/ensurepip, for the SDK tests
+#   prereqs_ensure postgres       # Debian's postgresql server, for the store tests
 # Missing Debian packages are installed when this is possible without a password (running
 # as root, or passwordless `sudo -n`); otherwise it prints the one command to run and
 # returns 1. MODELGATE_NO_INSTALL=1 never installs: it only reports.
@@ -32,6 +33,10 @@ prereqs_missing() {
         ;;
       promtool)
         command -v promtool >/dev/null 2>&1 || echo prometheus
+        ;;
+      postgres)
+        # The store tests start their own throwaway Postgres server.
+        compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || echo postgresql
         ;;
       *)
         echo "prereqs.sh: unknown need '$need'" >&2

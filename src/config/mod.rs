@@ -4,6 +4,7 @@
 
 mod env;
 mod raw;
+mod spend;
 mod validate;
 
 use std::fmt;
@@ -28,6 +29,11 @@ pub struct Config {
     pub keys: KeyTable,
     pub retry: RetryPolicy,
     pub management: ManagementSettings,
+    pub store: StoreSettings,
+    /// The built-in prices with `pricing` on top.
+    pub prices: Arc<crate::spend::PriceTable>,
+    /// Teams by name: budgets shared by their keys.
+    pub teams: IndexMap<String, Arc<Team>>,
     /// The file as loaded (variables expanded), for `GET /v0/management/config`, which
     /// shows it with every secret redacted.
     pub source: serde_yaml::Value,
@@ -72,6 +78,20 @@ pub struct ManagementSettings {
     pub allow_remote: bool,
     /// Access records kept for `GET /v0/management/logs` (0 = none).
     pub log_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// As written; resolved by `StoreUrl::parse` against the state directory or the
+    /// config file's folder when the store opens (`--store` overrides it).
+    pub url: String,
+    pub ledger: crate::ledger::LedgerSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub name: String,
+    pub budgets: crate::spend::BudgetSet,
 }
 
 /// One problem in a config file, located by YAML path (semantic errors) or by

@@ -21,6 +21,52 @@ pub struct RawConfig {
     pub retry: RawRetry,
     #[serde(default)]
     pub management: RawManagement,
+    #[serde(default)]
+    pub store: RawStore,
+    /// USD per 1M tokens by provider model name or glob, over the built-in prices.
+    #[serde(default)]
+    pub pricing: IndexMap<String, crate::spend::Price>,
+    #[serde(default)]
+    pub teams: IndexMap<String, RawTeam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub flush_interval: Option<Duration>,
+    pub buffer: Option<usize>,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub records: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub rollups: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+    pub budget_timezone: Option<String>,
+}
+
+/// One of `usd`, `tokens`, `requests`, with a period.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub usd: Option<f64>,
+    pub tokens: Option<u64>,
+    pub requests: Option<u64>,
+    pub period: Option<String>,
+    pub models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +172,10 @@ pub struct RawKey {
     pub allowed_ips: Vec<String>,
     #[serde(default)]
     pub disabled: bool,
+    pub team: Option<String>,
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+    pub budget_timezone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use super::raw::*;
+use super::spend;
 use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, ServerSettings};
 use crate::auth::{parse_ip_net, ClientKey, KeyTable};
 use crate::limits::{KeyLimits, LimitSet};
@@ -22,13 +23,13 @@ use crate::upstream::{
 
 const MAX_WEIGHT: u32 = 1000;
 
-struct Ctx {
-    errors: Vec<ConfigError>,
-    warnings: Vec<String>,
+pub(super) struct Ctx {
+    pub(super) errors: Vec<ConfigError>,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Ctx {
-    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(ConfigError::at(path, msg));
     }
 }
@@ -40,10 +41,15 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
     };
     let server = server(&mut cx, raw.server);
     let providers = providers(&mut cx, raw.providers);
-    let models = models(&mut cx, raw.models, &providers);
+    let prices = spend::prices(&mut cx, &raw.pricing);
+    let models = models(&mut cx, raw.models, &providers, &prices);
     let keys = keys(&mut cx, raw.keys);
     let retry = retry(&mut cx, raw.retry);
     let management = management(&mut cx, raw.management);
+    let store = spend::store(&mut cx, raw.store);
+    let teams = spend::teams(&mut cx, raw.teams);
+    spend::check_key_teams(&mut cx, &keys, &teams);
+    spend::warn_unpriced(&mut cx, &models);
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
@@ -55,6 +61,9 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
             keys,
             retry,
             management,
+            store,
+            prices,
+            teams,
             source: serde_yaml::Value::Null,
         },
         warnings: cx.warnings,
@@ -327,6 +336,7 @@ fn models(
     cx: &mut Ctx,
     raw: IndexMap<String, RawModel>,
     providers: &IndexMap<String, Arc<Provider>>,
+    prices: &crate::spend::PriceTable,
 ) -> ModelTable {
     let mut routes = Vec::new();
     let mut seen_names: HashMap<String, String> = HashMap::new(); // name/alias -> where defined
@@ -370,6 +380,10 @@ fn models(
             }
             match providers.get(&t.provider) {
                 Some(p) => targets.push(Target {
+                    price: t
+                        .model
+                        .as_deref()
+                        .and_then(|m| prices.lookup(&t.provider, m)),
                     provider: p.clone(),
                     model: t.model.clone(),
                     weight,
@@ -588,6 +602,11 @@ fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
                 })
                 .collect(),
         };
+        let budgets = spend::budget_set(cx, &base, &k.budgets, k.budget_timezone.as_deref());
+        let team = k
+            .team
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         if let Some(d) = digest {
             out.push(Arc::new(ClientKey {
                 name,
@@ -597,6 +616,8 @@ fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
                 expires_at,
                 allowed_ips,
                 disabled: k.disabled,
+                team,
+                budgets,
             }));
         }
     }

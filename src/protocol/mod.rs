@@ -34,6 +34,8 @@ impl Endpoint {
                 | Endpoint::ManagementConfigGet
                 | Endpoint::ManagementConfigPut
                 | Endpoint::ManagementLogs
+                | Endpoint::ManagementUsage
+                | Endpoint::ManagementUsageRecords
                 | Endpoint::ManagementOther
         )
     }
@@ -91,7 +93,17 @@ pub enum Endpoint {
     ManagementConfigGet,
     ManagementConfigPut,
     ManagementLogs,
+    /// `GET /v0/management/usage`: aggregated usage from the ledger.
+    ManagementUsage,
+    /// `GET /v0/management/usage/records`: the ledger's raw records.
+    ManagementUsageRecords,
     ManagementOther,
+    /// `GET /v1/usage`: the calling key's budgets and spend.
+    KeyUsage,
+    /// `GET /v1/dashboard/billing/subscription`: the key's USD limit, one-api style.
+    BillingSubscription,
+    /// `GET /v1/dashboard/billing/usage`: the key's spend in cents over dates.
+    BillingUsage,
     /// `GET /v1/metrics/providers`: per-provider, per-target health and statistics.
     ProviderStatus,
     /// A model request to forward. `gemini_model` is the `{model}` of a Gemini path.
@@ -148,6 +160,15 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
             allowed: "GET, PUT",
         },
         "/v0/management/logs" => want(get, "GET", Endpoint::ManagementLogs),
+        "/v0/management/usage" => want(get, "GET", Endpoint::ManagementUsage),
+        "/v0/management/usage/records" => want(get, "GET", Endpoint::ManagementUsageRecords),
+        "/v1/usage" => want(get, "GET", Endpoint::KeyUsage),
+        "/v1/dashboard/billing/subscription" | "/dashboard/billing/subscription" => {
+            want(get, "GET", Endpoint::BillingSubscription)
+        }
+        "/v1/dashboard/billing/usage" | "/dashboard/billing/usage" => {
+            want(get, "GET", Endpoint::BillingUsage)
+        }
         p if p.starts_with("/v0/management/") => Endpoint::ManagementOther,
         p => match gemini_path(p) {
             Some((model, op)) => want(

@@ -11,10 +11,12 @@ use pingora::proxy::Session;
 use super::body::{self, BodyError};
 use super::ctx::{request_id, RequestCtx, RouteState};
 use super::failover::{self, Failover};
+use super::spend;
 use crate::auth::{self, ClientKey};
 use crate::errors::{ErrorCode, GatewayError};
-use crate::limits::{self, LimitRequest, Limiter};
+use crate::limits::{self, LimitRequest};
 use crate::protocol::{self, Endpoint, Op, Protocol};
+use crate::runtime::State;
 use crate::translate;
 
 /// A request that may not go out, or could not be read.
@@ -86,7 +88,7 @@ fn protocol_name(p: Protocol) -> &'static str {
 pub async fn admit(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    limiter: &Limiter,
+    state: &State,
     op: Op,
     gemini_model: Option<String>,
 ) -> Result<Admitted, Refused> {
@@ -109,6 +111,7 @@ pub async fn admit(
                 .into());
         }
     };
+    ctx.requested = Some(requested.clone());
     let Some(resolved) = ctx.config.models.resolve(&requested) else {
         let msg = format!("the model {requested:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
         return Err(GatewayError::new(ErrorCode::ModelNotFound, msg)
@@ -144,12 +147,23 @@ pub async fn admit(
             vec![("x-modelgate-token-count", "estimated".to_string())],
         ));
     }
-    // Limits come last: a request refused for any other reason uses no quota.
+    // Budgets and limits come last: a request refused for any other reason uses no
+    // quota. Budgets first: a request they refuse takes no rate-limit slot.
     let public = if resolved.route.is_pattern {
         requested.as_str()
     } else {
         resolved.route.name.as_str()
     };
+    let prompt_estimate = limits::estimate_prompt_tokens(body.len());
+    spend::reserve(
+        ctx,
+        &state.spend,
+        &key,
+        &resolved,
+        public,
+        prompt_estimate,
+        peek.max_output_tokens,
+    )?;
     let request = LimitRequest {
         key_name: &key.name,
         key_limits: &key.limits,
@@ -159,10 +173,9 @@ pub async fn admit(
             .limits
             .as_ref()
             .map(|l| (resolved.route.name.as_str(), l)),
-        estimate: limits::estimate_prompt_tokens(body.len())
-            .saturating_add(peek.max_output_tokens.unwrap_or(0)),
+        estimate: prompt_estimate.saturating_add(peek.max_output_tokens.unwrap_or(0)),
     };
-    match limiter.admit(&request).await {
+    match state.limits.admit(&request).await {
         Ok(admission) => {
             if let Some(status) = &admission.status {
                 ctx.limits.headers = status.headers();

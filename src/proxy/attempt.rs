@@ -63,8 +63,10 @@ pub fn start(ctx: &mut RequestCtx, health: &Health) -> Result<Attempt, GatewayEr
         );
         return Err(GatewayError::new(ErrorCode::InvalidRequest, msg));
     };
+    let price = candidate.price(&ctx.config.prices);
     Ok(Attempt {
         provider,
+        price,
         target_model: candidate.upstream_model,
         uri,
         body,

@@ -35,11 +35,14 @@ pub struct RequestCtx {
     pub protocol: Protocol,
     pub client_ip: Option<IpAddr>,
     pub key: Option<Arc<ClientKey>>,
+    /// The model a model request asked for, once read (refused requests included).
+    pub requested: Option<String>,
     /// The admitted model request, with its failover state.
     pub route: Option<RouteState>,
     /// The current upstream attempt.
     pub attempt: Option<Attempt>,
     pub limits: LimitState,
+    pub spend: SpendState,
     pub response: ResponseState,
     /// The gateway error answered with (or to answer with from `fail_to_proxy`).
     pub error: Option<GatewayError>,
@@ -54,6 +57,17 @@ pub struct LimitState {
     pub admission: Option<Admission>,
     /// `x-ratelimit-*` headers for keys with limits, on every response.
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// The request's hold on its budgets.
+#[derive(Default)]
+pub struct SpendState {
+    /// Released on drop, settled in `logging`.
+    pub reservation: Option<crate::spend::Reservation>,
+    /// `x-modelgate-budget-*` for keys with budgets, on every response.
+    pub headers: Vec<(&'static str, String)>,
+    /// The prompt's token estimate (from its size), used when a provider reports none.
+    pub prompt_estimate: u64,
 }
 
 /// What went back to the client.
@@ -98,6 +112,8 @@ impl RouteState {
 /// One upstream attempt.
 pub struct Attempt {
     pub provider: Arc<Provider>,
+    /// What the target charges (`None`: unpriced, costs 0).
+    pub price: Option<crate::spend::Price>,
     pub target_model: String,
     pub uri: http::Uri,
     pub body: Bytes,
@@ -116,9 +132,11 @@ impl RequestCtx {
             protocol: Protocol::OpenAi,
             client_ip: None,
             key: None,
+            requested: None,
             route: None,
             attempt: None,
             limits: LimitState::default(),
+            spend: SpendState::default(),
             response: ResponseState::default(),
             error: None,
             _inflight: None,

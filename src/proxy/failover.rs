@@ -34,6 +34,13 @@ impl Candidate {
     pub fn provider(&self) -> &Arc<Provider> {
         &self.route.targets[self.index].provider
     }
+
+    /// The target's price: resolved at load, or looked up for a client-named model.
+    pub fn price(&self, prices: &crate::spend::PriceTable) -> Option<crate::spend::Price> {
+        let t = &self.route.targets[self.index];
+        t.price
+            .or_else(|| prices.lookup(&t.provider.name, &self.upstream_model))
+    }
 }
 
 /// The request's candidates in the order they are tried.

@@ -81,6 +81,14 @@ pub async fn after_auth(
             let body = provider_status(&config, &runtime.state.health);
             respond_json(session, ctx, 200, &body).await
         }
+        Endpoint::KeyUsage => super::usage_api::key_usage(session, ctx, runtime, key).await,
+        Endpoint::BillingSubscription => {
+            super::usage_api::billing_subscription(session, ctx, runtime, key).await
+        }
+        Endpoint::BillingUsage => {
+            let query = session.req_header().uri.query().map(str::to_string);
+            super::usage_api::billing_usage(session, ctx, runtime, key, query.as_deref()).await
+        }
         _ => {
             let e = GatewayError::new(ErrorCode::NotFound, "no endpoint here");
             respond_error(session, ctx, e).await
@@ -98,11 +106,15 @@ pub async fn respond(
     extra: &[(&'static str, String)],
 ) -> Result<bool> {
     super::body::discard_unread_body(session).await;
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len() + ctx.limits.headers.len()))?;
+    let gateway_headers = ctx.limits.headers.iter().chain(ctx.spend.headers.iter());
+    let mut h = ResponseHeader::build(
+        status,
+        Some(4 + extra.len() + ctx.limits.headers.len() + ctx.spend.headers.len()),
+    )?;
     h.insert_header("content-type", content_type)?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    for (k, v) in extra.iter().chain(ctx.limits.headers.iter()) {
+    for (k, v) in extra.iter().chain(gateway_headers) {
         h.insert_header(*k, v.as_str())?;
     }
     let head = session.req_header().method == http::Method::HEAD;

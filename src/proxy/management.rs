@@ -59,10 +59,16 @@ pub async fn handle(
             let records: Vec<&access_log::AccessRecord> = recent.iter().map(|r| &**r).collect();
             local::respond_json(session, ctx, 200, &json!({ "records": records })).await
         }
+        Endpoint::ManagementUsage => {
+            super::usage_api::management_usage(session, ctx, runtime, query).await
+        }
+        Endpoint::ManagementUsageRecords => {
+            super::usage_api::management_records(session, ctx, runtime, query).await
+        }
         _ => {
             let e = GatewayError::new(
                 ErrorCode::NotFound,
-                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs",
+                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs, GET /v0/management/usage, GET /v0/management/usage/records",
             );
             local::respond_error(session, ctx, e).await
         }

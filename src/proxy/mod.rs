@@ -20,6 +20,8 @@ mod management;
 mod relay;
 mod report;
 mod response;
+mod spend;
+mod usage_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,8 +125,7 @@ impl ProxyHttp for Gateway {
         let Endpoint::Proxy { op, gemini_model } = endpoint else {
             return local::after_auth(session, ctx, &self.runtime, &key, &endpoint).await;
         };
-        let limiter = &self.runtime.state.limits;
-        match admission::admit(session, ctx, limiter, op, gemini_model).await {
+        match admission::admit(session, ctx, &self.runtime.state, op, gemini_model).await {
             Ok(Admitted::Forward(route)) => {
                 ctx.route = Some(*route);
                 Ok(false)

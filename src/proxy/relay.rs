@@ -208,6 +208,7 @@ fn merge(acc: &mut Option<Usage>, u: Usage) {
     a.completion_tokens = a.completion_tokens.max(u.completion_tokens);
     a.cached_tokens = a.cached_tokens.max(u.cached_tokens);
     a.reasoning_tokens = a.reasoning_tokens.max(u.reasoning_tokens);
+    a.cache_write_tokens = a.cache_write_tokens.max(u.cache_write_tokens);
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub fn finish(session: &Session, ctx: &mut RequestCtx, state: &State) {
         a.settle(actual);
     }
     record_metrics(ctx, status, elapsed);
+    super::spend::finish(ctx, status, elapsed, state.ledger.as_deref());
     let keep = if ctx.config.management.secret_sha256.is_some() {
         ctx.config.management.log_buffer
     } else {

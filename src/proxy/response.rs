@@ -117,6 +117,9 @@ pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::R
             resp.insert_header(*k, v.as_str())?;
         }
     }
+    for (k, v) in &ctx.spend.headers {
+        resp.insert_header(*k, v.as_str())?;
+    }
     Ok(())
 }
 

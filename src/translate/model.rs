@@ -193,8 +193,12 @@ pub enum FinishReason {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache (part of `prompt_tokens`).
     pub cached_tokens: Option<u64>,
+    /// Part of `completion_tokens`.
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache (Anthropic; part of `prompt_tokens`).
+    pub cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

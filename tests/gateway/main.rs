@@ -10,4 +10,5 @@ mod limits;
 mod ops;
 mod proxying;
 mod routing;
+mod spend;
 mod translation;

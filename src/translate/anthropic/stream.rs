@@ -91,6 +91,8 @@ impl StreamDecode for StreamDecoder {
                     if u.input.is_some() {
                         self.usage.prompt_tokens = u.prompt_tokens();
                         self.usage.cached_tokens = u.cache_read.or(self.usage.cached_tokens);
+                        self.usage.cache_write_tokens =
+                            u.cache_creation.or(self.usage.cache_write_tokens);
                     }
                 }
                 if self.has_usage {
@@ -292,13 +294,18 @@ impl StreamEncode for StreamEncoder {
         self.close_block(out);
         let u = self.tally.usage.unwrap_or_default();
         let cached = u.cached_tokens.unwrap_or(0);
+        let written = u.cache_write_tokens.unwrap_or(0);
+        let input = u
+            .prompt_tokens
+            .saturating_sub(cached)
+            .saturating_sub(written);
         event(
             out,
             "message_delta",
             json!({"type": "message_delta",
             "delta": {"stop_reason": finish_str(self.tally.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
-            "usage": {"input_tokens": u.prompt_tokens.saturating_sub(cached), "output_tokens": u.completion_tokens,
-                      "cache_read_input_tokens": cached}}),
+            "usage": {"input_tokens": input, "output_tokens": u.completion_tokens,
+                      "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}}),
         );
         event(out, "message_stop", json!({"type": "message_stop"}));
         self.tally.done = true;

@@ -131,7 +131,8 @@ fn peek_response_reads_nested_messages_and_partial_usage() {
             prompt_tokens: 30,
             completion_tokens: 1,
             cached_tokens: Some(5),
-            reasoning_tokens: None
+            reasoning_tokens: None,
+            cache_write_tokens: None,
         })
     );
     // message_delta carries output tokens only.

@@ -52,6 +52,7 @@ impl WireUsage {
             cached_tokens: self.cache_read,
             // Anthropic does not report thinking tokens apart.
             reasoning_tokens: None,
+            cache_write_tokens: self.cache_creation,
         }
     }
 }
@@ -64,11 +65,12 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
 /// A response body's usage object.
 pub fn usage_json(u: &Usage) -> Value {
     let cached = u.cached_tokens.unwrap_or(0);
+    let written = u.cache_write_tokens.unwrap_or(0);
     json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(cached),
+        "input_tokens": u.prompt_tokens.saturating_sub(cached).saturating_sub(written),
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
     })
 }
 

@@ -70,7 +70,8 @@ fn responses_round_trip() {
             prompt_tokens: 10,
             completion_tokens: 8,
             cached_tokens: Some(2),
-            reasoning_tokens: Some(3)
+            reasoning_tokens: Some(3),
+            cache_write_tokens: None,
         })
     );
     let out = codec::client(Protocol::Gemini).encode_response(
@@ -123,7 +124,8 @@ fn peek_response_reads_model_version_and_usage_metadata() {
             prompt_tokens: 4,
             completion_tokens: 8,
             cached_tokens: None,
-            reasoning_tokens: Some(2)
+            reasoning_tokens: Some(2),
+            cache_write_tokens: None,
         })
     );
     let f = w

@@ -48,6 +48,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
             .saturating_add(thoughts.unwrap_or(0)),
         cached_tokens: u["cachedContentTokenCount"].as_u64(),
         reasoning_tokens: thoughts,
+        cache_write_tokens: None,
     })
 }
 

@@ -109,7 +109,8 @@ fn peek_response_gives_the_model_span_and_usage() {
             prompt_tokens: 9,
             completion_tokens: 3,
             cached_tokens: Some(2),
-            reasoning_tokens: Some(1)
+            reasoning_tokens: Some(1),
+            cache_write_tokens: None,
         })
     );
     // A stream chunk without usage; an images response in the Responses shape.

@@ -23,6 +23,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
         completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
         cached_tokens: u["prompt_tokens_details"]["cached_tokens"].as_u64(),
         reasoning_tokens: u["completion_tokens_details"]["reasoning_tokens"].as_u64(),
+        cache_write_tokens: None,
     })
 }
 

@@ -243,7 +243,8 @@ fn peek_response_reads_events_and_bodies() {
             prompt_tokens: 3,
             completion_tokens: 4,
             cached_tokens: Some(1),
-            reasoning_tokens: Some(2)
+            reasoning_tokens: Some(2),
+            cache_write_tokens: None,
         })
     );
     let body = br#"{"id":"r","object":"response","model":"gpt-5","usage":{"input_tokens":5,"output_tokens":6}}"#;

@@ -27,6 +27,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
         completion_tokens: output.unwrap_or(0),
         cached_tokens: u["input_tokens_details"]["cached_tokens"].as_u64(),
         reasoning_tokens: u["output_tokens_details"]["reasoning_tokens"].as_u64(),
+        cache_write_tokens: None,
     })
 }
 

@@ -109,6 +109,26 @@ impl Config {
         self
     }
 
+    /// The `store:` section, e.g. `"url: memory, flush_interval: 50ms"`.
+    pub fn store(mut self, fields: &str) -> Config {
+        self.root.insert("store".into(), flow(fields).into());
+        self
+    }
+
+    /// One `pricing:` entry, e.g. `("gpt-x", "input: 1, output: 2")`.
+    pub fn price(mut self, model: &str, fields: &str) -> Config {
+        self.section("pricing")
+            .insert(model.into(), flow(fields).into());
+        self
+    }
+
+    /// A team, e.g. `("platform", "budgets: [{ usd: 1, period: day }]")`.
+    pub fn team(mut self, name: &str, fields: &str) -> Config {
+        self.section("teams")
+            .insert(name.into(), flow(fields).into());
+        self
+    }
+
     pub fn yaml(&self) -> String {
         serde_yaml::to_string(&self.root).expect("config YAML")
     }

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 mod config;
+pub mod postgres;
 pub use config::{closed_url, Config, Kind};
 
 /// One request as the mock provider received it.
@@ -307,7 +308,27 @@ pub struct Gateway {
     log_path: PathBuf,
     child: Child,
     server_section: String,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
+}
+
+fn spawn(config: &std::path::Path, log_path: &std::path::Path, env: &[(String, String)]) -> Child {
+    // Appended: a restarted gateway's log follows the previous one's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("log file");
+    let mut cmd = Command::new(bin());
+    cmd.arg("-c")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn modelgate")
 }
 
 pub fn bin() -> &'static str {
@@ -343,17 +364,11 @@ impl Gateway {
         let config_path = dir.path().join("modelgate.yaml");
         std::fs::write(&config_path, format!("{server_section}{rest}")).expect("write config");
         let log_path = dir.path().join("stderr.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(bin());
-        cmd.arg("-c")
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn modelgate");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(&config_path, &log_path, &env);
         let gw = Gateway {
             url: format!("http://127.0.0.1:{port}"),
             metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
@@ -361,10 +376,27 @@ impl Gateway {
             log_path,
             child,
             server_section,
+            env,
             _dir: dir,
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// Starts the gateway again on the same config, ports and folder (its store too),
+    /// after the previous process has exited (it is killed if it has not).
+    pub async fn restart(&mut self) {
+        if self.wait_exit(Duration::from_secs(10)).await.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.child = spawn(&self.config_path, &self.log_path, &self.env);
+        self.wait_ready().await;
+    }
+
+    /// The folder the config (and a relative sqlite store) is in.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     async fn wait_ready(&self) {

@@ -1,0 +1,126 @@
+//! The schema, created and migrated on start: numbered steps in SQL that SQLite and
+//! Postgres both accept, applied in order, each once (the version is kept in the store).
+
+use super::{on_pool, Pool};
+
+/// One step per schema version; a released step is never edited, only followed.
+const STEPS: &[&[&str]] = &[&[
+    "CREATE TABLE IF NOT EXISTS usage_records (
+        time_ms BIGINT NOT NULL,
+        request_id TEXT NOT NULL,
+        key_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        target_model TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        error_code TEXT,
+        attempts BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        reasoning_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        duration_ms DOUBLE PRECISION NOT NULL,
+        ttfb_ms DOUBLE PRECISION,
+        stream BOOLEAN NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_ms)",
+    "CREATE INDEX IF NOT EXISTS usage_records_key_time ON usage_records (key_name, time_ms)",
+    "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)",
+    // Rollups: one row per bucket × key × team × model × provider × status. `bucket` is
+    // the UTC start of the hour (hourly) or day (daily), in unix seconds.
+    "CREATE TABLE IF NOT EXISTS usage_hourly (
+        bucket BIGINT NOT NULL,
+        key_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (bucket, key_name, team, model, provider, status)
+    )",
+    "CREATE TABLE IF NOT EXISTS usage_daily (
+        bucket BIGINT NOT NULL,
+        key_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (bucket, key_name, team, model, provider, status)
+    )",
+    "CREATE INDEX IF NOT EXISTS usage_hourly_key ON usage_hourly (key_name, bucket)",
+    "CREATE INDEX IF NOT EXISTS usage_daily_key ON usage_daily (key_name, bucket)",
+    "CREATE INDEX IF NOT EXISTS usage_hourly_team ON usage_hourly (team, bucket)",
+    // Spend since the beginning, for `period: total` budgets (kept beyond rollup retention).
+    "CREATE TABLE IF NOT EXISTS usage_totals (
+        key_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (key_name, team, model)
+    )",
+]];
+
+pub async fn migrate(pool: Pool) -> Result<(), String> {
+    let fail = |e: sqlx::Error| format!("cannot create the store's schema: {e}");
+    on_pool!(&pool, |p| {
+        sqlx::query("CREATE TABLE IF NOT EXISTS modelgate_schema (version BIGINT NOT NULL)")
+            .execute(p)
+            .await
+            .map_err(fail)?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM modelgate_schema")
+            .fetch_one(p)
+            .await
+            .map_err(fail)?;
+        let current = current.unwrap_or(0);
+        let known = STEPS.len() as i64;
+        if current > known {
+            return Err(format!(
+                "the store's schema is version {current}, newer than this modelgate knows ({known}); run the newer modelgate or another store"
+            ));
+        }
+        for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+            let mut tx = p.begin().await.map_err(fail)?;
+            for stmt in *step {
+                sqlx::query(stmt).execute(&mut *tx).await.map_err(fail)?;
+            }
+            sqlx::query("INSERT INTO modelgate_schema (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+        }
+        Ok(())
+    })
+}
+
+/// A write that is rolled back: proves the store accepts writes (`-t`, start).
+pub async fn check_writable(pool: Pool) -> Result<(), String> {
+    let fail = |e: sqlx::Error| format!("the store is not writable: {e}");
+    on_pool!(&pool, |p| {
+        let mut tx = p.begin().await.map_err(fail)?;
+        sqlx::query("INSERT INTO modelgate_schema (version) VALUES (0)")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.rollback().await.map_err(fail)?;
+        Ok(())
+    })
+}
