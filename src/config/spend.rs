@@ -170,7 +170,7 @@ pub(super) fn check_key_teams(cx: &mut Ctx, keys: &KeyTable, teams: &IndexMap<St
 }
 
 /// `-t` and every load say which targets have no price (they cost 0).
-pub(super) fn warn_unpriced(cx: &mut Ctx, models: &ModelTable) {
+pub(super) fn warn_unpriced(cx: &mut Ctx, models: &ModelTable, prices: &PriceTable) {
     let mut seen = std::collections::HashSet::new();
     for route in models.routes() {
         for t in &route.targets {
@@ -179,7 +179,8 @@ pub(super) fn warn_unpriced(cx: &mut Ctx, models: &ModelTable) {
             }
             let model = t.model.as_deref().unwrap_or(route.name.as_str());
             let provider = t.provider.name.as_str();
-            if t.price.is_none() && seen.insert((provider, model)) {
+            let priced = t.price.is_some() || prices.lookup(provider, model).is_some();
+            if !priced && seen.insert((provider, model)) {
                 cx.warnings.push(format!(
                     "no price for {provider}/{model} (model {:?}): its requests cost 0; add it under pricing:",
                     route.name

@@ -49,7 +49,7 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
     let store = spend::store(&mut cx, raw.store);
     let teams = spend::teams(&mut cx, raw.teams);
     spend::check_key_teams(&mut cx, &keys, &teams);
-    spend::warn_unpriced(&mut cx, &models);
+    spend::warn_unpriced(&mut cx, &models, &prices);
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }

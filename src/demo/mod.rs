@@ -26,6 +26,8 @@ const THINKING_TEXT: &str = "Thinking about the demo answer.";
 const DEMO_SIGNATURE_PREFIX: &str = "demo-sig-";
 /// A demo key with small limits, to see 429s and the x-ratelimit-* headers.
 pub const DEMO_LIMITED_KEY: &str = "sk-modelgate-demo-limited";
+/// A demo key with a budget of 2 requests a day, to see `insufficient_quota`.
+pub const DEMO_BUDGET_KEY: &str = "sk-modelgate-demo-budget";
 
 /// The demo config: one mock provider, a model with an alias, a wildcard and one key.
 pub fn config_yaml(listen: &str, metrics_listen: &str, mock_addr: &str) -> String {
@@ -66,6 +68,14 @@ keys:
   - name: demo-limited
     key: "{DEMO_LIMITED_KEY}"
     limits: {{ rpm: 2, tpm: 20000, concurrency: 4 }}
+  - name: demo-budget
+    key: "{DEMO_BUDGET_KEY}"
+    budgets: [{{ requests: 2, period: day }}]
+# The mock's models at list prices, so the demo's usage API shows costs.
+pricing:
+  demo-model-1: {{ input: 0.15, cached_input: 0.075, output: 0.60 }}
+  claude-demo-1: {{ input: 3.00, cached_input: 0.30, cache_write: 3.75, output: 15.00 }}
+  gemini-demo-1: {{ input: 0.30, cached_input: 0.03, output: 2.50 }}
 "#
     )
 }

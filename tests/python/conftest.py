@@ -43,6 +43,7 @@ def gateway():
     proc.wait(timeout=10)
 
 DEMO_LIMITED_KEY = "sk-modelgate-demo-limited"  # rpm: 2 in the demo config
+DEMO_BUDGET_KEY = "sk-modelgate-demo-budget"  # a budget of 2 requests a day
 
 # One demo model per provider kind: every SDK test runs against each.
 MODELS_BY_KIND = ["gpt-4o-mini", "claude-demo", "gemini-demo"]

@@ -90,6 +90,16 @@ def test_rate_limit_raises_rate_limit_error(gateway):
     assert e.value.body["error"]["type"] == "rate_limit_error"
 
 
+def test_a_spent_budget_raises_rate_limit_error_with_its_code(gateway):
+    from conftest import DEMO_BUDGET_KEY
+
+    c = client(gateway, key=DEMO_BUDGET_KEY)
+    with pytest.raises(anthropic.RateLimitError) as e:
+        for _ in range(5):
+            c.messages.create(model="claude-demo", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["error"]["code"] == "insufficient_quota"
+
+
 def test_count_tokens_is_estimated_for_other_kinds(gateway):
     c = client(gateway)
     raw = c.messages.with_raw_response.count_tokens(

@@ -101,6 +101,20 @@ def test_rate_limit_raises_rate_limit_error(gateway):
     assert int(e.value.response.headers["retry-after"]) >= 1
 
 
+def test_a_spent_budget_raises_insufficient_quota(gateway):
+    from conftest import DEMO_BUDGET_KEY
+
+    c = client(gateway, key=DEMO_BUDGET_KEY)
+    with pytest.raises(openai.RateLimitError) as e:
+        for _ in range(5):
+            c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert e.value.code == "insufficient_quota"
+    assert e.value.type == "insufficient_quota"
+    assert e.value.response.headers["x-modelgate-budget-limit"] == "2 requests/day"
+    usage = c.get("/usage", cast_to=object)
+    assert usage["budgets"][0]["remaining"] == 0
+
+
 # --- the Responses API (Codex CLI's protocol), translated to every provider kind ---
 
 
