@@ -5,6 +5,10 @@
 # to core 0; CPU per request is the proxy's utime+stime over the run. Loopback only.
 #
 # Usage: benches/compare.sh BEFORE_BIN AFTER_BIN BARE_PINGORA_BIN [ROUNDS=3] [SECONDS=10]
+# AFTER_KEY (fields added to the bench key) and AFTER_CONFIG (sections appended, $OUT is
+# the output folder) configure only the after binary, e.g. budgets and a store:
+#   AFTER_KEY='budgets: [{ usd: 1000000, period: month }]' \
+#   AFTER_CONFIG='store: { url: "sqlite://$OUT/ledger.db" }' benches/compare.sh ...
 # Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
 # BARE_LISTEN and proxies to BARE_UPSTREAM with the key sk-bench-1234; it runs with
 # BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
@@ -47,6 +51,10 @@ models:
 keys:
   - { name: bench, key: sk-bench-1234 }
 EOF
+{
+  sed "s|{ name: bench, key: sk-bench-1234 }|{ name: bench, key: sk-bench-1234${AFTER_KEY:+, $AFTER_KEY} }|" "$OUT/modelgate.yaml"
+  if [ -n "${AFTER_CONFIG:-}" ]; then echo "${AFTER_CONFIG//\$OUT/$OUT}"; fi
+} > "$OUT/modelgate.after.yaml"
 cat > "$OUT/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -66,8 +74,9 @@ start() { # label -> PID, URL
   case $1 in
     bare) BARE_NO_STEAL=1 BARE_LISTEN=127.0.0.1:$BARE_PORT BARE_UPSTREAM=127.0.0.1:$MOCK taskset -c 1 "$BARE" >"$OUT/bare.log" 2>&1 &
           URL=http://127.0.0.1:$BARE_PORT ;;
-    *) bin=$BEFORE; [ "$1" = after ] && bin=$AFTER
-       RUST_LOG=warn taskset -c 1 "$bin" -c "$OUT/modelgate.yaml" >"$OUT/$1.log" 2>&1 &
+    *) bin=$BEFORE conf=$OUT/modelgate.yaml
+       [ "$1" = after ] && bin=$AFTER conf=$OUT/modelgate.after.yaml
+       RUST_LOG=warn taskset -c 1 "$bin" -c "$conf" >"$OUT/$1.log" 2>&1 &
        URL=http://127.0.0.1:$GW ;;
   esac
   PID=$!
@@ -99,7 +108,7 @@ for round in $(seq "$ROUNDS"); do
     p99=$(echo "$out" | awk '$1=="99%"{print $2}')
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", t*1e6/hz/n}')
     echo "| $round | $label | $rps | $p50 | $p99 | $cpu |"
-    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+    kill -INT "$PID"; wait "$PID" 2>/dev/null || true; PID=""   # SIGINT: Pingora's fast shutdown
     sleep 0.5
   done
 done

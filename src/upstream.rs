@@ -131,6 +131,8 @@ pub struct ProviderSpec {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// An OpenAI-kind server that also speaks the Responses API.
     pub responses_api: ResponsesApi,
+    /// Chat streams passed through ask for their usage (`stream_options.include_usage`).
+    pub stream_usage: bool,
 }
 
 /// The Messages API version sent when the client names none.
@@ -177,6 +179,7 @@ pub struct Provider {
     pub health_check: Option<HealthCheck>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub responses_api: ResponsesApi,
+    pub stream_usage: bool,
     /// `Auto` found out that the server has no Responses API (until the next reload).
     responses_missing: std::sync::atomic::AtomicBool,
     credentials: Vec<HeaderValue>,
@@ -232,6 +235,7 @@ impl Provider {
             health_check: spec.health_check,
             headers: spec.headers,
             responses_api: spec.responses_api,
+            stream_usage: spec.stream_usage,
             responses_missing: std::sync::atomic::AtomicBool::new(false),
             credentials,
             next_credential: AtomicUsize::new(0),
@@ -261,6 +265,7 @@ impl Provider {
             health_check: None,
             headers: vec![],
             responses_api: ResponsesApi::No,
+            stream_usage: false,
         })
     }
 
@@ -460,6 +465,7 @@ mod tests {
             health_check: None,
             headers: vec![],
             responses_api: ResponsesApi::No,
+            stream_usage: false,
         })
     }
 

@@ -107,6 +107,8 @@ pub struct RawProvider {
     pub headers: IndexMap<String, String>,
     /// OpenAI kind: whether the server has `/v1/responses` (default: only api.openai.com).
     pub responses_api: Option<bool>,
+    /// OpenAI kind: ask for the usage of Chat streams whose client did not (default true).
+    pub stream_usage: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -136,7 +136,8 @@ pub(super) fn budget_set(
             );
             continue;
         }
-        set.budgets.push(Budget::new(unit, limit, period, models));
+        set.budgets
+            .push(Arc::new(Budget::new(unit, limit, period, models)));
     }
     set
 }

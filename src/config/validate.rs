@@ -303,6 +303,12 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                 "applies only to kind: openai (other kinds are reached by translation)",
             );
         }
+        if p.stream_usage.is_some() && kind != Some(ProviderKind::OpenAi) {
+            cx.err(
+                format!("{base}.stream_usage"),
+                "applies only to kind: openai (the other kinds always report usage)",
+            );
+        }
         if let (Some(kind), Some(url)) = (kind, url) {
             // Unset: passthrough, falling back to translation if the server turns out
             // to lack /v1/responses.
@@ -322,6 +328,7 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                     health_check,
                     headers,
                     responses_api,
+                    stream_usage: p.stream_usage.unwrap_or(true),
                 })),
             );
         } else {

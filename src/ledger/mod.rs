@@ -101,9 +101,10 @@ pub struct Counters {
 
 impl Ledger {
     pub fn new(settings: LedgerSettings) -> Ledger {
-        // The queue absorbs bursts between drains; the writer holds the rest (up to
-        // `buffer`) while the store is away.
-        let (records, rx) = mpsc::channel(settings.buffer.clamp(1024, 65_536));
+        // The queue holds what arrives between drains and during a write that waits for an
+        // unreachable store; the writer holds up to `buffer` more. Its blocks are
+        // allocated as they fill, so a large bound costs nothing until used.
+        let (records, rx) = mpsc::channel(settings.buffer.max(1024));
         let (commands, crx) = mpsc::channel(16);
         Ledger {
             records,

@@ -17,6 +17,8 @@ use crate::store::{usage, Store};
 /// statement under both databases' parameter limits (see `store::usage`).
 const BATCH: usize = 4096;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the queue is moved into the writer's hands (at most `flush_interval`).
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 pub struct Writer {
     store: Arc<Store>,
@@ -47,35 +49,53 @@ impl Writer {
         mut records: mpsc::Receiver<UsageRecord>,
         mut commands: mpsc::Receiver<Command>,
     ) {
-        let mut tick = tokio::time::interval(self.settings.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = Vec::with_capacity(1024);
+        // The queue is drained on a timer, never awaited: a writer parked in `recv` would
+        // be woken (a cross-thread wake-up) by every request.
+        let drain_every = self.settings.flush_interval.min(DRAIN_EVERY);
+        let mut drain = tokio::time::interval(drain_every);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_write = Instant::now();
         loop {
             tokio::select! {
-                n = records.recv_many(&mut buf, 1024) => {
-                    if n == 0 {
-                        // Every sender is gone: write what is left and stop.
-                        self.write_pending().await;
+                command = commands.recv() => {
+                    let closed = self.drain(&mut records);
+                    match command {
+                        Some(Command::Flush(done)) => self.waiting.push(done),
+                        None => {
+                            self.write_pending().await;
+                            return;
+                        }
+                    }
+                    self.write_pending().await;
+                    last_write = Instant::now();
+                    if closed {
                         return;
                     }
-                    for rec in buf.drain(..) {
-                        self.keep(rec);
-                    }
-                    if self.pending.len() >= BATCH && self.failing_since.is_none() {
+                }
+                _ = drain.tick() => {
+                    let closed = self.drain(&mut records);
+                    let due = last_write.elapsed() >= self.settings.flush_interval;
+                    let full = self.pending.len() >= BATCH && self.failing_since.is_none();
+                    if due || full || closed {
                         self.write_pending().await;
+                        last_write = Instant::now();
+                        self.purge_if_due().await;
+                    }
+                    if closed {
+                        return;
                     }
                 }
-                Some(Command::Flush(done)) = commands.recv() => {
-                    while let Ok(rec) = records.try_recv() {
-                        self.keep(rec);
-                    }
-                    self.waiting.push(done);
-                    self.write_pending().await;
-                }
-                _ = tick.tick() => {
-                    self.write_pending().await;
-                    self.purge_if_due().await;
-                }
+            }
+        }
+    }
+
+    /// Moves what is queued into `pending`; `true` once every sender is gone.
+    fn drain(&mut self, records: &mut mpsc::Receiver<UsageRecord>) -> bool {
+        loop {
+            match records.try_recv() {
+                Ok(rec) => self.keep(rec),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
         }
     }

@@ -14,9 +14,10 @@ use super::failover::{Candidate, Pick};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::health::Health;
 use crate::metrics;
-use crate::protocol::Protocol;
+use crate::protocol::{Op, Protocol};
 use crate::rewrite;
 use crate::translate::{self, Translated};
+use crate::upstream::{Provider, ProviderKind};
 
 /// Picks the next target and builds its request into `ctx.attempt`. A fallback whose
 /// protocol cannot express this request is skipped rather than failing a request that is
@@ -64,9 +65,16 @@ pub fn start(ctx: &mut RequestCtx, health: &Health) -> Result<Attempt, GatewayEr
         return Err(GatewayError::new(ErrorCode::InvalidRequest, msg));
     };
     let price = candidate.price(&ctx.config.prices);
+    let asks_stream_usage = translated.is_none() && asks_stream_usage(route, &provider, &body);
+    let body = if asks_stream_usage {
+        with_stream_usage(&body)
+    } else {
+        body
+    };
     Ok(Attempt {
         provider,
         price,
+        asks_stream_usage,
         target_model: candidate.upstream_model,
         uri,
         body,
@@ -131,6 +139,36 @@ fn provider_request(
         tool_names: p.tool_names,
     };
     Ok((p.body, p.path, Some(translated)))
+}
+
+/// Whether a passed-through Chat stream should ask for its usage, which the client did not
+/// (without it the provider reports none, and the request would be priced on its prompt
+/// estimate alone). The usage chunk is read and kept from the client (`relay.rs`).
+fn asks_stream_usage(route: &RouteState, provider: &Provider, body: &[u8]) -> bool {
+    route.op == Op::ChatCompletions
+        && route.stream
+        && !route.stream_usage
+        && provider.kind == ProviderKind::OpenAi
+        && provider.stream_usage
+        && memchr::memmem::find(body, b"stream_options").is_none()
+}
+
+/// The body with `"stream_options":{"include_usage":true}` as its first member.
+fn with_stream_usage(body: &[u8]) -> Bytes {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true}"#;
+    let Some(open) = body.iter().position(|b| *b == b'{') else {
+        return Bytes::copy_from_slice(body);
+    };
+    let rest = &body[open + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(body.len() + MEMBER.len() + 1);
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(MEMBER);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// Passthrough: only the model name changes, spliced into the client's bytes, unless the
@@ -230,4 +268,22 @@ pub fn proxy_error(e: &Error, provider: &str) -> Option<GatewayError> {
         ),
     };
     Some(GatewayError::new(code, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_request_goes_first_in_the_object() {
+        let body = with_stream_usage(br#" {"model":"m","stream":true}"#);
+        assert_eq!(
+            &body[..],
+            br#" {"stream_options":{"include_usage":true},"model":"m","stream":true}"#
+        );
+        assert_eq!(
+            &with_stream_usage(b"{ }")[..],
+            br#"{"stream_options":{"include_usage":true} }"#
+        );
+    }
 }

@@ -114,6 +114,8 @@ pub struct Attempt {
     pub provider: Arc<Provider>,
     /// What the target charges (`None`: unpriced, costs 0).
     pub price: Option<crate::spend::Price>,
+    /// A Chat stream whose usage the gateway asked for on the client's behalf.
+    pub asks_stream_usage: bool,
     pub target_model: String,
     pub uri: http::Uri,
     pub body: Bytes,

@@ -29,6 +29,8 @@ pub struct Relay {
     json: BytesMut,
     overflow: bool,
     usage: Option<Usage>,
+    /// The usage-only chunk the gateway asked for (the client did not) is read, not sent.
+    hide_usage_chunk: bool,
 }
 
 impl Relay {
@@ -45,7 +47,14 @@ impl Relay {
             json: BytesMut::new(),
             overflow: false,
             usage: None,
+            hide_usage_chunk: false,
         }
+    }
+
+    /// Keeps a Chat stream's usage-only chunk (`choices: []`) from the client.
+    pub fn hiding_usage_chunk(mut self) -> Self {
+        self.hide_usage_chunk = true;
+        self
     }
 
     /// Whether the body changes (its length is then unknown in advance).
@@ -69,7 +78,7 @@ impl Relay {
     }
 
     fn feed_sse(&mut self, chunk: Option<Bytes>, end: bool) -> Option<Bytes> {
-        let Some(public) = self.rename.take() else {
+        if self.rename.is_none() && !self.hide_usage_chunk {
             // Watched only: the chunk goes on untouched.
             if let Some(c) = &chunk {
                 self.framer.push(c);
@@ -78,21 +87,48 @@ impl Relay {
                 }
             }
             return chunk;
-        };
+        }
+        let public = self.rename.take();
         let mut out = BytesMut::new();
         if let Some(c) = chunk {
             self.framer.push(&c);
         }
         while let Some(ev) = self.framer.next_event() {
-            self.relay_event(&ev, &public, &mut out);
+            self.relay_event(&ev, public.as_deref(), &mut out);
         }
         if end {
             if let Some(rest) = self.framer.take_rest() {
-                self.relay_event(&rest, &public, &mut out);
+                self.relay_event(&rest, public.as_deref(), &mut out);
             }
         }
-        self.rename = Some(public);
+        self.rename = public;
         (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// A usage-only chunk the client did not ask for: its usage is noted, and `true`
+    /// says to drop the event.
+    fn hidden_usage_chunk(&mut self, event: &[u8]) -> bool {
+        if !self.hide_usage_chunk || memchr::memmem::find(event, b"sage").is_none() {
+            return false;
+        }
+        #[derive(serde::Deserialize)]
+        struct Chunk<'a> {
+            #[serde(borrow)]
+            choices: Option<&'a RawValue>,
+        }
+        let Some(json) = event.split(|b| *b == b'\n').find_map(data_json) else {
+            return false;
+        };
+        let usage_only = serde_json::from_slice::<Chunk>(json)
+            .ok()
+            .and_then(|c| c.choices)
+            .is_some_and(|c| c.get().trim() == "[]");
+        if usage_only {
+            if let Some(f) = self.wire.peek_response(json) {
+                self.note_usage(f.usage);
+            }
+        }
+        usage_only
     }
 
     /// Usage from an event that is not renamed; only events that mention it are parsed.
@@ -111,7 +147,10 @@ impl Relay {
 
     /// Copies one event to `out` with the model renamed inside each `data:` line's JSON,
     /// reading the usage from the same parse.
-    fn relay_event(&mut self, event: &[u8], public: &str, out: &mut BytesMut) {
+    fn relay_event(&mut self, event: &[u8], public: Option<&str>, out: &mut BytesMut) {
+        if self.hidden_usage_chunk(event) {
+            return;
+        }
         for line in event.split_inclusive(|b| *b == b'\n') {
             let Some(json) = data_json(line) else {
                 out.extend_from_slice(line);
@@ -122,8 +161,8 @@ impl Relay {
             if let Some(f) = f {
                 self.note_usage(f.usage);
             }
-            match model {
-                Some(span) => {
+            match model.zip(public) {
+                Some((span, public)) => {
                     // `json` lies inside `line`: keep what surrounds it.
                     let start = json.as_ptr() as usize - line.as_ptr() as usize;
                     out.extend_from_slice(&line[..start]);
@@ -244,6 +283,19 @@ mod tests {
                 let u = r.usage_so_far().expect("usage");
                 assert_eq!((u.prompt_tokens, u.completion_tokens), (9, 3));
             }
+        }
+    }
+
+    #[test]
+    fn a_usage_chunk_the_client_did_not_ask_for_is_read_and_kept_back() {
+        let stream = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"model\":\"up\"}\n\ndata: {\"choices\":[],\"model\":\"up\",\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+        let kept = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"model\":\"up\"}\n\ndata: [DONE]\n\n";
+        for split in 0..=stream.len() {
+            let mut r = Relay::new(Protocol::OpenAi, true, None, true).hiding_usage_chunk();
+            let got = run(&mut r, &[&stream[..split], &stream[split..]]);
+            assert_eq!(got, kept.to_vec(), "split at {split}");
+            let u = r.usage_so_far().expect("usage");
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (9, 3));
         }
     }
 

@@ -172,9 +172,13 @@ pub fn plan(
     if !success {
         return Ok((BodyPlan::Untouched, None));
     }
-    if route.op == Op::ChatCompletions && route.stream && !route.stream_usage {
+    if route.op == Op::ChatCompletions
+        && route.stream
+        && !route.stream_usage
+        && !attempt.asks_stream_usage
+    {
         // The provider reports no usage in such a stream: the gateway's token counts for
-        // it (limits) are the request's estimate.
+        // it (limits, cost) are the request's estimate.
         resp.insert_header("x-modelgate-usage", "estimated")?;
     }
     // The client sees the public name it asked for, not the provider's model name.
@@ -190,7 +194,10 @@ pub fn plan(
     if rename.is_none() && !usage {
         return Ok((BodyPlan::Untouched, None));
     }
-    let relay = Relay::new(route.op.protocol(), sse, rename, usage);
+    let mut relay = Relay::new(route.op.protocol(), sse, rename, usage);
+    if sse && attempt.asks_stream_usage {
+        relay = relay.hiding_usage_chunk();
+    }
     if relay.renames() {
         resp.remove_header(&http::header::CONTENT_LENGTH);
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;

@@ -116,7 +116,10 @@ pub fn reserve(
 /// The budget headers for the tightest budget.
 pub fn headers(s: &BudgetStatus) -> Vec<(&'static str, String)> {
     let mut h = vec![
-        ("x-modelgate-budget-limit", s.budget.describe_limit()),
+        (
+            "x-modelgate-budget-limit",
+            s.budget.describe_limit().to_string(),
+        ),
         ("x-modelgate-budget-remaining", fmt_amount(s.remaining)),
     ];
     if let Some(t) = s.resets_at {

@@ -90,6 +90,8 @@ struct Window {
 struct ScopeSpend {
     models: HashMap<String, ModelSpend>,
     window: Option<Window>,
+    /// `key:NAME` / `team:NAME`, made once for the metrics.
+    label: String,
 }
 
 impl ScopeSpend {
@@ -151,7 +153,7 @@ impl ScopeSpend {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetStatus {
     pub scope: Scope,
-    pub budget: Budget,
+    pub budget: Arc<Budget>,
     pub used: f64,
     pub reserved: f64,
     pub remaining: f64,
@@ -201,12 +203,7 @@ impl BudgetBook {
                 requests: r.requests as f64,
             };
             let mut add = |scope: Scope| {
-                let m = scopes
-                    .entry(scope)
-                    .or_default()
-                    .models
-                    .entry(r.model.clone())
-                    .or_default();
+                let m = model_entry(scope_entry(&mut scopes, &scope), &r.model);
                 match r.hour {
                     Some(h) => m.hours.entry(h).or_default().add(&a),
                     None => m.total.add(&a),
@@ -238,12 +235,16 @@ impl BudgetBook {
             if set.is_empty() {
                 continue;
             }
-            let s = scopes.entry(scope.clone()).or_default();
+            let s = scope_entry(&mut scopes, &scope);
             s.align(set, ask.now);
             for b in set.budgets.iter().filter(|b| b.counts(ask.model)) {
                 let (used, reserved) = s.used(b);
                 let remaining = (b.limit - used - reserved).max(0.0);
-                let status = BudgetStatus {
+                let gauge = [s.label.as_str(), b.label.as_str()];
+                metrics::BUDGET_REMAINING
+                    .with_label_values(&gauge)
+                    .set(remaining);
+                let status = || BudgetStatus {
                     scope: scope.clone(),
                     budget: b.clone(),
                     used,
@@ -251,15 +252,13 @@ impl BudgetBook {
                     remaining,
                     resets_at: s.resets_at(b.period),
                 };
-                metrics::BUDGET_REMAINING
-                    .with_label_values(&[scope.label().as_str(), b.label.as_str()])
-                    .set(remaining);
                 let needed = ask.worst.get(b.unit);
                 if needed > remaining || remaining <= 0.0 {
-                    metrics::BUDGET_EXCEEDED
-                        .with_label_values(&[scope.label().as_str(), b.label.as_str()])
-                        .inc();
-                    return Err(Box::new(Refusal { status, needed }));
+                    metrics::BUDGET_EXCEEDED.with_label_values(&gauge).inc();
+                    return Err(Box::new(Refusal {
+                        status: status(),
+                        needed,
+                    }));
                 }
                 let fraction = if b.limit > 0.0 {
                     remaining / b.limit
@@ -267,20 +266,16 @@ impl BudgetBook {
                     0.0
                 };
                 if tightest.as_ref().is_none_or(|(f, _)| fraction < *f) {
-                    tightest = Some((fraction, status));
+                    tightest = Some((fraction, status()));
                 }
             }
         }
         let mut held = vec![key];
         held.extend(team.map(|(s, _)| s));
         for scope in &held {
-            let m = scopes
-                .entry(scope.clone())
-                .or_default()
-                .models
-                .entry(ask.model.to_string())
-                .or_default();
-            m.reserved.add(&ask.worst);
+            model_entry(scope_entry(&mut scopes, scope), ask.model)
+                .reserved
+                .add(&ask.worst);
         }
         Ok(Reservation {
             book: self.clone(),
@@ -295,16 +290,16 @@ impl BudgetBook {
     fn settle(&self, r: &Reservation, actual: Option<(Amount, i64)>) {
         let mut scopes = self.lock();
         for scope in &r.scopes {
-            let s = scopes.entry(scope.clone()).or_default();
-            let window = s.window.clone();
-            let m = s.models.entry(r.model.clone()).or_default();
+            let s = scope_entry(&mut scopes, scope);
+            let window = s.window.as_ref().map(|w| w.periods);
+            let m = model_entry(s, &r.model);
             m.reserved.sub(&r.amount);
             let Some((a, at)) = actual else { continue };
             let hour = at - at.rem_euclid(3600);
             m.hours.entry(hour).or_default().add(&a);
             m.total.add(&a);
-            if let Some(w) = window {
-                for (i, (start, end)) in w.periods.iter().enumerate() {
+            if let Some(periods) = window {
+                for (i, (start, end)) in periods.iter().enumerate() {
                     if hour >= start - start.rem_euclid(3600) && at < *end {
                         m.periods[i].add(&a);
                     }
@@ -316,7 +311,7 @@ impl BudgetBook {
     /// Every budget of a scope, as it stands at `now`.
     pub fn status(&self, scope: &Scope, set: &BudgetSet, now: i64) -> Vec<BudgetStatus> {
         let mut scopes = self.lock();
-        let s = scopes.entry(scope.clone()).or_default();
+        let s = scope_entry(&mut scopes, scope);
         s.align(set, now);
         set.budgets
             .iter()
@@ -333,6 +328,21 @@ impl BudgetBook {
             })
             .collect()
     }
+}
+
+/// A scope's spend, created on first use.
+fn scope_entry<'a>(
+    scopes: &'a mut HashMap<Scope, ScopeSpend>,
+    scope: &Scope,
+) -> &'a mut ScopeSpend {
+    scopes.entry(scope.clone()).or_insert_with(|| ScopeSpend {
+        label: scope.label(),
+        ..ScopeSpend::default()
+    })
+}
+
+fn model_entry<'a>(s: &'a mut ScopeSpend, model: &str) -> &'a mut ModelSpend {
+    s.models.entry(model.to_string()).or_default()
 }
 
 /// A request's hold on its budgets, until `settle` (or drop, which releases it).
@@ -374,7 +384,7 @@ mod tests {
 
     fn set(budgets: Vec<Budget>) -> BudgetSet {
         BudgetSet {
-            budgets,
+            budgets: budgets.into_iter().map(Arc::new).collect(),
             ..BudgetSet::default()
         }
     }

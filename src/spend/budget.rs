@@ -1,6 +1,8 @@
 //! Budgets as configured: a limit in USD, tokens or requests over a calendar period
 //! (in the key's or team's `budget_timezone`), optionally only for some public models.
 
+use std::sync::Arc;
+
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -64,6 +66,8 @@ pub struct Budget {
     pub models: Option<Vec<WildMatch>>,
     /// `usd/month`, as metrics and headers name it.
     pub label: String,
+    /// `50 usd/month`, the limit header (made once, not per request).
+    pub limit_text: String,
 }
 
 impl Budget {
@@ -73,12 +77,19 @@ impl Budget {
             let names: Vec<String> = m.iter().map(|p| p.to_string()).collect();
             label.push_str(&format!("[{}]", names.join(",")));
         }
+        let limit_text = format!(
+            "{} {}/{}",
+            fmt_amount(limit),
+            unit.as_str(),
+            period.as_str()
+        );
         Budget {
             unit,
             limit,
             period,
             models,
             label,
+            limit_text,
         }
     }
 
@@ -90,13 +101,8 @@ impl Budget {
     }
 
     /// `50 usd/month`, for the limit header.
-    pub fn describe_limit(&self) -> String {
-        format!(
-            "{} {}/{}",
-            fmt_amount(self.limit),
-            self.unit.as_str(),
-            self.period.as_str()
-        )
+    pub fn describe_limit(&self) -> &str {
+        &self.limit_text
     }
 }
 
@@ -114,7 +120,8 @@ pub fn fmt_amount(v: f64) -> String {
 /// The budgets of one key or team, with the time zone their periods are counted in.
 #[derive(Debug, Clone)]
 pub struct BudgetSet {
-    pub budgets: Vec<Budget>,
+    /// Shared, so a budget's state is reported without copying it.
+    pub budgets: Vec<Arc<Budget>>,
     pub tz: TimeZone,
     /// The zone's name, which tells whether cached period bounds still hold.
     pub tz_name: String,

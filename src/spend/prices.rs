@@ -83,7 +83,8 @@ const BUILT_IN: &str = include_str!("prices.yaml");
 /// the one with more literal characters wins.
 #[derive(Debug, Default)]
 pub struct PriceTable {
-    by_provider: HashMap<(String, String), Price>,
+    /// provider → model → price.
+    by_provider: HashMap<String, HashMap<String, Price>>,
     exact: HashMap<String, Price>,
     /// (provider or none, pattern, literal length, price), most specific first.
     globs: Vec<(Option<String>, WildMatch, usize, Price)>,
@@ -124,7 +125,10 @@ impl PriceTable {
                 t.globs
                     .push((provider, WildMatch::new(model), literal, price));
             } else if let Some(p) = provider {
-                t.by_provider.insert((p, model.to_string()), price);
+                t.by_provider
+                    .entry(p)
+                    .or_default()
+                    .insert(model.to_string(), price);
             } else {
                 t.exact.insert(model.to_string(), price);
             }
@@ -137,10 +141,7 @@ impl PriceTable {
 
     /// The price of `model` (a provider model name) at `provider`.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {
-        if let Some(p) = self
-            .by_provider
-            .get(&(provider.to_string(), model.to_string()))
-        {
+        if let Some(p) = self.by_provider.get(provider).and_then(|m| m.get(model)) {
             return Some(*p);
         }
         let provider_glob = |(p, pattern, _, price): &(Option<String>, WildMatch, usize, Price)| {

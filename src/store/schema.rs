@@ -28,7 +28,8 @@ const STEPS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_ms)",
     "CREATE INDEX IF NOT EXISTS usage_records_key_time ON usage_records (key_name, time_ms)",
-    "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)",
+    // No index on request_id: random keys would cost every insert a B-tree walk; a
+    // lookup by id reads the time index backwards (narrowed by since/until when given).
     // Rollups: one row per bucket × key × team × model × provider × status. `bucket` is
     // the UTC start of the hour (hourly) or day (daily), in unix seconds.
     "CREATE TABLE IF NOT EXISTS usage_hourly (

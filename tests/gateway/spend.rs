@@ -427,3 +427,79 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
     drop(gw);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stream_is_priced_on_its_real_usage_even_when_the_client_did_not_ask() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|r| {
+        let mut events = chat_stream_events("up-model", &["Hel", "lo"]);
+        if r.json()["stream_options"]["include_usage"] == true {
+            let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
+                "model": "up-model", "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 70, "total_tokens": 100}});
+            events.insert(events.len() - 1, format!("data: {usage}\n\n"));
+        }
+        Reply::Sse(events, Duration::from_millis(1))
+    });
+    let cfg = priced(&mock)
+        .provider_with("q", Kind::OpenAi, &mock.url(), "stream_usage: false")
+        .model("n", "targets: [{ provider: q, model: up-model }]")
+        .key("k", "sk-stream-001");
+    let gw = start(&cfg).await;
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw
+        .post("/v1/chat/completions", "sk-stream-001", body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-modelgate-usage").is_none());
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("usage"),
+        "the client did not ask for the usage chunk: {text}"
+    );
+    assert!(
+        text.contains("\"model\":\"m\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert_eq!(mock.last().json()["stream_options"]["include_usage"], true);
+    let v = admin_json(&gw, "/v0/management/usage/records?limit=1").await;
+    let rec = &v["records"][0];
+    assert_eq!(
+        (
+            rec["prompt_tokens"].as_u64(),
+            rec["completion_tokens"].as_u64()
+        ),
+        (Some(30), Some(70))
+    );
+    assert!(
+        close(
+            rec["cost_usd"].as_f64().unwrap(),
+            (30.0 * 1000.0 + 70.0 * 2000.0) / 1e6
+        ),
+        "{rec}"
+    );
+
+    // A client that asked keeps its chunk; a provider that takes no stream_options gets none.
+    let body = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let text = gw
+        .post("/v1/chat/completions", "sk-stream-001", body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("\"completion_tokens\":70"), "{text}");
+    let body =
+        json!({"model": "n", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw
+        .post("/v1/chat/completions", "sk-stream-001", body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-modelgate-usage"), "estimated");
+    assert!(mock.last().json().get("stream_options").is_none());
+}
