@@ -200,16 +200,19 @@ fn queries(dir: &std::path::Path, total: u64) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): a short smoke run then.
+    let full = std::env::args().any(|a| a == "--bench");
+    let offered = if full { 200_000 } else { 2_000 };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&StoreUrl::Sqlite(dir.path().join("w.db"))).expect("store"));
-    throughput("sqlite", store, 200_000);
+    throughput("sqlite", store, offered);
     if let Ok(url) = std::env::var("LEDGER_PG_URL") {
         let store = Arc::new(Store::open(&StoreUrl::Postgres(url)).expect("pg store"));
-        throughput("postgres", store, 200_000);
+        throughput("postgres", store, offered);
     }
     let total = std::env::var("LEDGER_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+        .unwrap_or(if full { 10_000_000 } else { 5_000 });
     queries(dir.path(), total);
 }

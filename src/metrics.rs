@@ -58,7 +58,7 @@ pub static RATE_LIMITED: Lazy<IntCounterVec> = metric!(register_int_counter_vec!
 
 pub static UPSTREAM_ATTEMPTS: Lazy<IntCounterVec> = metric!(register_int_counter_vec!(
     "modelgate_upstream_attempts_total",
-    "Attempts to reach a provider, by outcome (ok/status_4xx/status_5xx/timeout/connect_error/error)",
+    "Attempts to reach a provider, by outcome (ok/status_4xx/status_5xx/timeout/connect_error)",
     &["provider", "outcome"]
 ));
 

@@ -85,9 +85,11 @@ impl Runtime {
                     log::warn!("{w}");
                 }
                 let old = self.config.load();
-                if old.server != loaded.config.server {
+                let changed = restart_only_changes(&old.server, &loaded.config.server);
+                if !changed.is_empty() {
                     log::warn!(
-                        "config reload: server.* settings (listen, threads, ...) take effect only after a restart; the rest is live"
+                        "config reload: server.{} changed and take(s) effect only after a restart or an upgrade (-u); the rest of the new config is live",
+                        changed.join(", server.")
                     );
                 }
                 if old.store != loaded.config.store {
@@ -198,6 +200,27 @@ impl BackgroundService for ConfigReloader {
             }
         }
     }
+}
+
+/// The `server` settings that a reload changed but only a restart applies.
+fn restart_only_changes(
+    old: &config::ServerSettings,
+    new: &config::ServerSettings,
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |changed: bool, name: &'static str| {
+        if changed {
+            out.push(name);
+        }
+    };
+    check(old.listen != new.listen, "listen");
+    check(old.metrics_listen != new.metrics_listen, "metrics_listen");
+    check(old.threads != new.threads, "threads");
+    check(old.grace_period != new.grace_period, "grace_period");
+    check(old.pid_file != new.pid_file, "pid_file");
+    check(old.upgrade_sock != new.upgrade_sock, "upgrade_sock");
+    check(old.ca_file != new.ca_file, "ca_file");
+    out
 }
 
 /// Pingora's signal handling with a drain phase in front of SIGTERM and an early exit

@@ -205,7 +205,8 @@ pub fn load_str(
 }
 
 /// The config as JSON with every secret replaced by `"<redacted>"`: client keys and their
-/// hashes, provider credentials and extra header values, the management secret.
+/// hashes, provider credentials and extra header values, the management secret, and the
+/// password of a Postgres store URL.
 pub fn redacted(source: &serde_yaml::Value) -> serde_json::Value {
     use serde_yaml::Value as Y;
     const HIDDEN: &str = "<redacted>";
@@ -241,6 +242,12 @@ pub fn redacted(source: &serde_yaml::Value) -> serde_json::Value {
         .and_then(|m| m.get_mut("secret_key"))
     {
         hide(x);
+    }
+    // A Postgres URL may carry a password: shown as postgres://user:***@host/db.
+    if let Some(url) = v.get_mut("store").and_then(|s| s.get_mut("url")) {
+        if let Some(text) = url.as_str() {
+            *url = Y::String(crate::store::redact_password(text));
+        }
     }
     serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
 }

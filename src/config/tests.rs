@@ -207,3 +207,48 @@ fn secrets_never_appear_in_type_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn spend_settings_validate_and_the_store_password_is_redacted() {
+    let text = r#"
+store: { url: "postgres://mg:${PG_PASSWORD}@db:5432/mg", flush_interval: 250ms }
+pricing: { "my-model": { input: 1, output: 2 } }
+teams: { eng: { budgets: [{ usd: 10, period: week }], budget_timezone: Europe/Berlin } }
+keys:
+  - { name: a, key: sk-aaaaaaaa, team: eng, budgets: [{ requests: 5, period: day, models: ["gpt-*"] }] }
+  - { name: b, key: sk-bbbbbbbb, team: nobody }
+"#;
+    let l = load_str(text, "t", &|_| Some("pg-secret-pw".into())).unwrap();
+    let c = &l.config;
+    assert_eq!(c.store.ledger.flush_interval, Duration::from_millis(250));
+    assert_eq!(c.prices.lookup("p", "my-model").unwrap().output, 2.0);
+    assert_eq!(c.teams["eng"].budgets.tz_name, "Europe/Berlin");
+    let a = c.keys.iter().next().unwrap();
+    assert_eq!(a.team.as_deref(), Some("eng"));
+    assert_eq!(a.budgets.budgets[0].label, "requests/day[gpt-*]");
+    assert!(
+        l.warnings.iter().any(|w| w.contains("\"nobody\"")),
+        "{:?}",
+        l.warnings
+    );
+    let shown = redacted(&c.source).to_string();
+    assert!(!shown.contains("pg-secret-pw"), "{shown}");
+    assert!(shown.contains("postgres://mg:***@db:5432/mg"), "{shown}");
+
+    let bad = r#"
+store: { url: "mysql://x", buffer: 5 }
+pricing: { "m": { input: -1 } }
+keys:
+  - { name: a, key: sk-aaaaaaaa, budgets: [{ usd: 1, tokens: 2, period: day }, { usd: 1, period: fortnight }] }
+"#;
+    let e = load_str(bad, "t", &|_| None).err().unwrap().to_string();
+    for want in [
+        "store.url",
+        "store.buffer",
+        "pricing.m",
+        "keys[0].budgets[0]: set only one",
+        "keys[0].budgets[1].period",
+    ] {
+        assert!(e.contains(want), "{want} missing from:\n{e}");
+    }
+}

@@ -111,7 +111,8 @@ pub async fn admit(
                 .into());
         }
     };
-    ctx.requested = Some(requested.clone());
+    // Kept for the ledger, bounded: an unknown name is the client's text.
+    ctx.requested = Some(requested.chars().take(200).collect());
     let Some(resolved) = ctx.config.models.resolve(&requested) else {
         let msg = format!("the model {requested:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
         return Err(GatewayError::new(ErrorCode::ModelNotFound, msg)
