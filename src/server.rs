@@ -123,33 +123,10 @@ pub fn run(opts: RunOptions) -> ! {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    // The store opens before anything listens: a store that cannot be opened stops the
-    // start with its reason. Under -d it is opened again after the fork (Pingora
-    // daemonizes inside `run`, and the store's threads would not survive it).
-    let store_url = opts
-        .store_url
-        .clone()
-        .unwrap_or_else(|| opts.config.store.url.clone());
-    let base = store_base(opts.config_path.as_deref());
-    let ledger = Arc::new(Ledger::new(opts.config.store.ledger));
-    let book = Arc::new(BudgetBook::default());
-    match open_store(&store_url, &base).and_then(|s| load_spend(&s, &book).map(|()| s)) {
-        Ok(store) => {
-            log::info!("usage store: {}", store.url());
-            if opts.daemon {
-                drop(store);
-            } else {
-                ledger.attach(Arc::new(store));
-            }
-        }
-        Err(e) => {
-            eprintln!("modelgate: {e}");
-            std::process::exit(1);
-        }
-    }
+    let spend = start_spend(&opts);
     let state = State {
-        spend: book,
-        ledger: Some(ledger.clone()),
+        spend: spend.book.clone(),
+        ledger: Some(spend.ledger.clone()),
         ..State::default()
     };
     let runtime = Runtime::with_state(opts.config, opts.config_path, state);
@@ -187,9 +164,9 @@ pub fn run(opts: RunOptions) -> ! {
         server.add_service(background_service(
             "usage store",
             StoreOpener {
-                ledger: ledger.clone(),
-                url: store_url,
-                base,
+                ledger: spend.ledger.clone(),
+                url: spend.url,
+                base: spend.base,
             },
         ));
     }
@@ -202,8 +179,50 @@ pub fn run(opts: RunOptions) -> ! {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainingShutdown { runtime }),
     });
-    ledger.close(LEDGER_CLOSE_TIMEOUT);
+    spend.ledger.close(LEDGER_CLOSE_TIMEOUT);
     std::process::exit(0)
+}
+
+/// The ledger and the spend so far, ready before anything listens.
+struct Spend {
+    ledger: Arc<Ledger>,
+    book: Arc<BudgetBook>,
+    url: String,
+    base: PathBuf,
+}
+
+/// Opens the store (a store that cannot be opened stops the start with its reason),
+/// loads the spend so far and starts the ledger's writer. Under -d the store is opened
+/// again after the fork (Pingora daemonizes inside `run`, and the store's threads would
+/// not survive it): `StoreOpener` does that.
+fn start_spend(opts: &RunOptions) -> Spend {
+    let url = opts
+        .store_url
+        .clone()
+        .unwrap_or_else(|| opts.config.store.url.clone());
+    let base = store_base(opts.config_path.as_deref());
+    let ledger = Arc::new(Ledger::new(opts.config.store.ledger));
+    let book = Arc::new(BudgetBook::default());
+    match open_store(&url, &base).and_then(|s| load_spend(&s, &book).map(|()| s)) {
+        Ok(store) => {
+            log::info!("usage store: {}", store.url());
+            if opts.daemon {
+                drop(store);
+            } else {
+                ledger.attach(Arc::new(store));
+            }
+        }
+        Err(e) => {
+            eprintln!("modelgate: {e}");
+            std::process::exit(1);
+        }
+    }
+    Spend {
+        ledger,
+        book,
+        url,
+        base,
+    }
 }
 
 /// How long the final flush may wait for the store at exit.

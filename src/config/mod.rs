@@ -3,6 +3,7 @@
 //! Parsing happens once per load; requests only ever see a finished `Config`.
 
 mod env;
+mod keys;
 mod raw;
 mod spend;
 mod validate;

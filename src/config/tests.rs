@@ -223,7 +223,7 @@ keys:
     assert_eq!(c.store.ledger.flush_interval, Duration::from_millis(250));
     assert_eq!(c.prices.lookup("p", "my-model").unwrap().output, 2.0);
     assert_eq!(c.teams["eng"].budgets.tz_name, "Europe/Berlin");
-    let a = c.keys.iter().next().unwrap();
+    let a = c.keys.iter().find(|k| k.name == "a").unwrap();
     assert_eq!(a.team.as_deref(), Some("eng"));
     assert_eq!(a.budgets.budgets[0].label, "requests/day[gpt-*]");
     assert!(

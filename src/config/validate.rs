@@ -4,18 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use indexmap::IndexMap;
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use super::raw::*;
-use super::spend;
+use super::{keys, spend};
 use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, ServerSettings};
-use crate::auth::{parse_ip_net, ClientKey, KeyTable};
-use crate::limits::{KeyLimits, LimitSet};
+use crate::auth::parse_ip_net;
 use crate::routing::{is_pattern, ModelRoute, ModelTable, Target};
 use crate::upstream::{
     BaseUrl, HealthCheck, Provider, ProviderKind, ProviderSpec, ResponsesApi, Timeouts,
@@ -43,7 +41,7 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
     let providers = providers(&mut cx, raw.providers);
     let prices = spend::prices(&mut cx, &raw.pricing);
     let models = models(&mut cx, raw.models, &providers, &prices);
-    let keys = keys(&mut cx, raw.keys);
+    let keys = keys::keys(&mut cx, raw.keys);
     let retry = retry(&mut cx, raw.retry);
     let management = management(&mut cx, raw.management);
     let store = spend::store(&mut cx, raw.store);
@@ -181,7 +179,7 @@ fn positive(cx: &mut Ctx, path: String, d: Option<Duration>, default: Duration) 
     d
 }
 
-fn trimmed_secret(cx: &mut Ctx, path: &str, s: &str) -> Option<String> {
+pub(super) fn trimmed_secret(cx: &mut Ctx, path: &str, s: &str) -> Option<String> {
     let t = s.trim();
     if t.is_empty() {
         cx.err(path, "is empty (is the environment variable set?)");
@@ -435,7 +433,7 @@ fn models(
         route.limits = m
             .limits
             .as_ref()
-            .map(|l| limit_set(cx, &format!("{base}.limits"), l));
+            .map(|l| keys::limit_set(cx, &format!("{base}.limits"), l));
         routes.push(Arc::new(route));
     }
     if let Some(cycle) = fallback_cycle(&raw) {
@@ -481,174 +479,6 @@ fn fallback_cycle(raw: &IndexMap<String, RawModel>) -> Option<Vec<String>> {
         }
     }
     None
-}
-
-fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
-    let mut out: Vec<Arc<ClientKey>> = Vec::new();
-    let mut by_digest: HashMap<[u8; 32], (usize, String)> = HashMap::new();
-    let mut names: HashMap<String, usize> = HashMap::new();
-    if raw.is_empty() {
-        cx.warnings
-            .push("no keys configured: every request will be refused with 401".to_string());
-    }
-    for (i, k) in raw.into_iter().enumerate() {
-        let base = format!("keys[{i}]");
-        let name = k.name.trim().to_string();
-        if name.is_empty() {
-            cx.err(format!("{base}.name"), "is empty");
-        } else if let Some(prev) = names.insert(name.clone(), i) {
-            cx.err(
-                format!("{base}.name"),
-                format!("{name:?} is already used by keys[{prev}]; names label metrics and must be unique"),
-            );
-        }
-        let digest = match (&k.key, &k.key_sha256) {
-            (Some(_), Some(_)) => {
-                cx.err(&base, "set either key or key_sha256, not both");
-                None
-            }
-            (None, None) => {
-                cx.err(&base, "needs key or key_sha256");
-                None
-            }
-            (Some(secret), None) => trimmed_secret(cx, &format!("{base}.key"), secret)
-                .map(|s| Sha256::digest(s.as_bytes()).into()),
-            (None, Some(hex_digest)) => {
-                let mut d = [0u8; 32];
-                match hex::decode_to_slice(hex_digest.trim(), &mut d) {
-                    Ok(()) => Some(d),
-                    Err(_) => {
-                        cx.err(
-                            format!("{base}.key_sha256"),
-                            "must be 64 hex characters (sha256 of the key, e.g. from `printf %s KEY | sha256sum`)",
-                        );
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(d) = digest {
-            if let Some((prev, prev_name)) = by_digest.get(&d) {
-                cx.err(
-                    &base,
-                    format!("has the same secret as keys[{prev}] ({prev_name:?}); every key must be unique"),
-                );
-            } else {
-                by_digest.insert(d, (i, name.clone()));
-            }
-        }
-        let scope = k.models.map(|patterns| {
-            patterns
-                .iter()
-                .enumerate()
-                .filter(|(j, p)| {
-                    let empty = p.trim().is_empty();
-                    if empty {
-                        cx.err(format!("{base}.models[{j}]"), "is empty");
-                    }
-                    !empty
-                })
-                .map(|(_, p)| wildmatch::WildMatch::new(p.trim()))
-                .collect::<Vec<_>>()
-        });
-        let expires_at = k.expires_at.as_deref().and_then(|s| {
-            match time::OffsetDateTime::parse(
-                s.trim(),
-                &time::format_description::well_known::Rfc3339,
-            ) {
-                Ok(t) => {
-                    let st: SystemTime = t.into();
-                    if st <= SystemTime::now() {
-                        cx.warnings.push(format!(
-                            "{base}.expires_at: key {name:?} has already expired"
-                        ));
-                    }
-                    Some(st)
-                }
-                Err(_) => {
-                    cx.err(
-                        format!("{base}.expires_at"),
-                        format!("{s:?} is not an RFC 3339 time (e.g. \"2027-01-01T00:00:00Z\")"),
-                    );
-                    None
-                }
-            }
-        });
-        let allowed_ips: Vec<IpNet> = k
-            .allowed_ips
-            .iter()
-            .enumerate()
-            .filter_map(|(j, s)| {
-                let n = parse_ip_net(s);
-                if n.is_none() {
-                    cx.err(
-                        format!("{base}.allowed_ips[{j}]"),
-                        format!("{s:?} is not an IP address or CIDR range"),
-                    );
-                }
-                n
-            })
-            .collect();
-        let key_limits = KeyLimits {
-            base: limit_set(
-                cx,
-                &format!("{base}.limits"),
-                &RawLimitSet {
-                    rpm: k.limits.rpm,
-                    tpm: k.limits.tpm,
-                    concurrency: k.limits.concurrency,
-                },
-            ),
-            models: k
-                .limits
-                .models
-                .iter()
-                .map(|(group, set)| {
-                    let set = limit_set(cx, &format!("{base}.limits.models.{group}"), set);
-                    (group.clone(), wildmatch::WildMatch::new(group), set)
-                })
-                .collect(),
-        };
-        let budgets = spend::budget_set(cx, &base, &k.budgets, k.budget_timezone.as_deref());
-        let team = k
-            .team
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        if let Some(d) = digest {
-            out.push(Arc::new(ClientKey {
-                name,
-                digest: d,
-                scope,
-                limits: key_limits,
-                expires_at,
-                allowed_ips,
-                disabled: k.disabled,
-                team,
-                budgets,
-            }));
-        }
-    }
-    KeyTable::new(out)
-}
-
-fn limit_set(cx: &mut Ctx, path: &str, raw: &RawLimitSet) -> LimitSet {
-    for (field, v) in [
-        ("rpm", raw.rpm),
-        ("tpm", raw.tpm),
-        ("concurrency", raw.concurrency),
-    ] {
-        if v == Some(0) {
-            cx.err(
-                format!("{path}.{field}"),
-                "must be at least 1 (remove it for no limit; use disabled: true to block a key)",
-            );
-        }
-    }
-    LimitSet {
-        rpm: raw.rpm,
-        tpm: raw.tpm,
-        concurrency: raw.concurrency,
-    }
 }
 
 fn retry(cx: &mut Ctx, raw: RawRetry) -> RetryPolicy {

@@ -16,6 +16,7 @@ use crate::auth::{self, ClientKey};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::limits::{self, LimitRequest};
 use crate::protocol::{self, Endpoint, Op, Protocol};
+use crate::routing::Resolved;
 use crate::runtime::State;
 use crate::translate;
 
@@ -128,25 +129,8 @@ pub async fn admit(
             .with_param("model")
             .into());
     }
-    // Token counting for a model served by another kind: an estimate, said to be one.
-    let counts_tokens = matches!(op, Op::MessagesCountTokens | Op::CountTokens);
-    let served_natively = resolved
-        .route
-        .targets
-        .first()
-        .is_some_and(|t| t.provider.kind.protocol() == op.protocol());
-    if counts_tokens && !served_natively {
-        let n =
-            translate::estimate_tokens(op.protocol(), &body).map_err(|e| e.into_gateway_error())?;
-        let v = match op {
-            Op::CountTokens => serde_json::json!({"totalTokens": n}),
-            _ => serde_json::json!({"input_tokens": n}),
-        };
-        let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-        return Ok(Admitted::Local(
-            body,
-            vec![("x-modelgate-token-count", "estimated".to_string())],
-        ));
+    if let Some(local) = estimated_token_count(op, &resolved, &body)? {
+        return Ok(local);
     }
     // Budgets and limits come last: a request refused for any other reason uses no
     // quota. Budgets first: a request they refuse takes no rate-limit slot.
@@ -165,40 +149,8 @@ pub async fn admit(
         prompt_estimate,
         peek.max_output_tokens,
     )?;
-    let request = LimitRequest {
-        key_name: &key.name,
-        key_limits: &key.limits,
-        model: public,
-        model_limits: resolved
-            .route
-            .limits
-            .as_ref()
-            .map(|l| (resolved.route.name.as_str(), l)),
-        estimate: prompt_estimate.saturating_add(peek.max_output_tokens.unwrap_or(0)),
-    };
-    match state.limits.admit(&request).await {
-        Ok(admission) => {
-            if let Some(status) = &admission.status {
-                ctx.limits.headers = status.headers();
-            }
-            ctx.limits.admission = Some(admission);
-        }
-        Err(rejection) => {
-            ctx.limits.headers = rejection.status.headers();
-            let code = if rejection.limit == "tpm" {
-                ErrorCode::TokenRateLimitExceeded
-            } else {
-                ErrorCode::RateLimitExceeded
-            };
-            let msg = format!(
-                "{}; retry after {}s",
-                rejection.message, rejection.retry_after
-            );
-            let mut e = GatewayError::new(code, msg);
-            e.retry_after = Some(rejection.retry_after);
-            return Err(e.into());
-        }
-    }
+    let estimate = prompt_estimate.saturating_add(peek.max_output_tokens.unwrap_or(0));
+    admit_limits(ctx, state, &key, &resolved, public, estimate).await?;
     let req = session.req_header();
     let failover = Failover::new(failover::candidates(&ctx.config, &resolved));
     Ok(Admitted::Forward(Box::new(RouteState {
@@ -213,6 +165,77 @@ pub async fn admit(
         failover,
         decoded: None,
     })))
+}
+
+/// Token counting for a model served by another kind: an estimate, said to be one.
+fn estimated_token_count(
+    op: Op,
+    resolved: &Resolved,
+    body: &[u8],
+) -> Result<Option<Admitted>, GatewayError> {
+    let counts_tokens = matches!(op, Op::MessagesCountTokens | Op::CountTokens);
+    let served_natively = resolved
+        .route
+        .targets
+        .first()
+        .is_some_and(|t| t.provider.kind.protocol() == op.protocol());
+    if !counts_tokens || served_natively {
+        return Ok(None);
+    }
+    let n = translate::estimate_tokens(op.protocol(), body).map_err(|e| e.into_gateway_error())?;
+    let v = match op {
+        Op::CountTokens => serde_json::json!({"totalTokens": n}),
+        _ => serde_json::json!({"input_tokens": n}),
+    };
+    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    let headers = vec![("x-modelgate-token-count", "estimated".to_string())];
+    Ok(Some(Admitted::Local(body, headers)))
+}
+
+/// The key's, its model group's and the model's limits, with `estimate` tokens.
+async fn admit_limits(
+    ctx: &mut RequestCtx,
+    state: &State,
+    key: &ClientKey,
+    resolved: &Resolved,
+    public: &str,
+    estimate: u64,
+) -> Result<(), GatewayError> {
+    let request = LimitRequest {
+        key_name: &key.name,
+        key_limits: &key.limits,
+        model: public,
+        model_limits: resolved
+            .route
+            .limits
+            .as_ref()
+            .map(|l| (resolved.route.name.as_str(), l)),
+        estimate,
+    };
+    match state.limits.admit(&request).await {
+        Ok(admission) => {
+            if let Some(status) = &admission.status {
+                ctx.limits.headers = status.headers();
+            }
+            ctx.limits.admission = Some(admission);
+            Ok(())
+        }
+        Err(rejection) => {
+            ctx.limits.headers = rejection.status.headers();
+            let code = if rejection.limit == "tpm" {
+                ErrorCode::TokenRateLimitExceeded
+            } else {
+                ErrorCode::RateLimitExceeded
+            };
+            let msg = format!(
+                "{}; retry after {}s",
+                rejection.message, rejection.retry_after
+            );
+            let mut e = GatewayError::new(code, msg);
+            e.retry_after = Some(rejection.retry_after);
+            Err(e)
+        }
+    }
 }
 
 /// The body of a model request, bounded by `server.max_body_bytes`; multipart refused.

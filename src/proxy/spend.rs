@@ -13,7 +13,7 @@ use crate::metrics;
 use crate::routing::Resolved;
 use crate::spend::book::Ask;
 use crate::spend::budget::{fmt_amount, rfc3339};
-use crate::spend::{Amount, BudgetBook, BudgetSet, BudgetStatus, Price};
+use crate::spend::{Amount, BudgetBook, BudgetSet, BudgetStatus, Price, Refusal, Scope};
 use crate::translate::model::Usage;
 
 /// Output tokens assumed for a request that sets no limit and whose model sets none.
@@ -79,38 +79,44 @@ pub fn reserve(
             Ok(())
         }
         Err(refusal) => {
-            let s = &refusal.status;
-            ctx.spend.headers = headers(s);
-            let unit = s.budget.unit.as_str();
-            let when = match s.resets_at {
-                Some(t) => format!("it resets at {}", rfc3339(t)),
-                None => "it does not reset (period: total)".to_string(),
-            };
-            let msg = format!(
-                "the {} budget of {} {:?} is spent: {} of {} {unit} used{}, and this request may need up to {}; {when}",
-                s.budget.label,
-                s.scope.kind(),
-                match &s.scope {
-                    crate::spend::Scope::Key(n) | crate::spend::Scope::Team(n) => n.as_str(),
-                },
-                fmt_amount(s.used),
-                fmt_amount(s.budget.limit),
-                if s.reserved > 0.0 {
-                    format!(" (plus {} held by requests in flight)", fmt_amount(s.reserved))
-                } else {
-                    String::new()
-                },
-                fmt_amount(refusal.needed),
-            );
-            let mut e = GatewayError::new(ErrorCode::InsufficientQuota, msg);
-            e.retry_after = s.resets_at.map(|t| {
-                u64::try_from(t.saturating_sub(unix_now()))
-                    .unwrap_or(0)
-                    .max(1)
-            });
-            Err(e)
+            ctx.spend.headers = headers(&refusal.status);
+            Err(refusal_error(&refusal))
         }
     }
+}
+
+/// 429 `insufficient_quota`, naming the budget, what was used and when it resets.
+fn refusal_error(refusal: &Refusal) -> GatewayError {
+    let s = &refusal.status;
+    let unit = s.budget.unit.as_str();
+    let when = match s.resets_at {
+        Some(t) => format!("it resets at {}", rfc3339(t)),
+        None => "it does not reset (period: total)".to_string(),
+    };
+    let (Scope::Key(name) | Scope::Team(name)) = &s.scope;
+    let in_flight = if s.reserved > 0.0 {
+        format!(
+            " (plus {} held by requests in flight)",
+            fmt_amount(s.reserved)
+        )
+    } else {
+        String::new()
+    };
+    let msg = format!(
+        "the {} budget of {} {name:?} is spent: {} of {} {unit} used{in_flight}, and this request may need up to {}; {when}",
+        s.budget.label,
+        s.scope.kind(),
+        fmt_amount(s.used),
+        fmt_amount(s.budget.limit),
+        fmt_amount(refusal.needed),
+    );
+    let mut e = GatewayError::new(ErrorCode::InsufficientQuota, msg);
+    e.retry_after = s.resets_at.map(|t| {
+        u64::try_from(t.saturating_sub(unix_now()))
+            .unwrap_or(0)
+            .max(1)
+    });
+    e
 }
 
 /// The budget headers for the tightest budget.
