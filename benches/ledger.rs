@@ -128,6 +128,16 @@ fn queries(dir: &std::path::Path, total: u64) {
         "ledger of {total} records over 30 days, 100 keys, 5 models written in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    // What the writer's hourly retention pass does (it also runs PRAGMA optimize).
+    let t = Instant::now();
+    store
+        .block_on(usage::purge(&pool, 0, 0))
+        .expect("open")
+        .expect("purge");
+    println!(
+        "retention pass (nothing to delete) + optimize: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let month = UsageQuery {
         from: START_MS / 1000,
         to: START_MS / 1000 + 31 * 86_400,

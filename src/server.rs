@@ -90,6 +90,7 @@ pub fn load_spend(store: &Store, book: &BudgetBook) -> Result<(), String> {
     Ok(())
 }
 
+// Long on purpose: the Pingora server assembled in one place, each service in start order.
 pub fn run(opts: RunOptions) -> ! {
     metrics::init();
     metrics::CONFIG_LAST_RELOAD_SUCCESS.set(

@@ -83,6 +83,7 @@ fn socket_addr(cx: &mut Ctx, path: &str, s: &str) -> Option<String> {
     }
 }
 
+// Long on purpose: one field after another, each with its own check and message.
 fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
     let listen_raw = raw
         .listen
@@ -221,80 +222,10 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                 None
             }
         };
-        let credentials: Vec<String> = p
-            .credentials
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let path = format!("{base}.credentials[{i}]");
-                let c = trimmed_secret(cx, &path, c)?;
-                if HeaderValue::from_str(&c).is_err() {
-                    cx.err(
-                        path,
-                        "contains characters that cannot be sent in an HTTP header",
-                    );
-                    return None;
-                }
-                Some(c)
-            })
-            .collect();
-        let timeouts = Timeouts {
-            connect: positive(
-                cx,
-                format!("{base}.timeouts.connect"),
-                p.timeouts.connect,
-                Duration::from_secs(5),
-            ),
-            first_byte: positive(
-                cx,
-                format!("{base}.timeouts.first_byte"),
-                p.timeouts.first_byte,
-                Duration::from_secs(120),
-            ),
-            idle: positive(
-                cx,
-                format!("{base}.timeouts.idle"),
-                p.timeouts.idle,
-                Duration::from_secs(60),
-            ),
-        };
-        let health_check = p.health_check.map(|h| {
-            if !h.path.starts_with('/') {
-                cx.err(
-                    format!("{base}.health_check.path"),
-                    "must start with '/' (e.g. /v1/models)",
-                );
-            }
-            HealthCheck {
-                path: h.path,
-                interval: positive(
-                    cx,
-                    format!("{base}.health_check.interval"),
-                    h.interval,
-                    Duration::from_secs(15),
-                ),
-                timeout: positive(
-                    cx,
-                    format!("{base}.health_check.timeout"),
-                    h.timeout,
-                    Duration::from_secs(5),
-                ),
-                healthy_threshold: h.healthy_threshold.unwrap_or(1).max(1),
-                unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2).max(1),
-            }
-        });
-        let mut headers = Vec::new();
-        for (k, v) in &p.headers {
-            let path = format!("{base}.headers.{k}");
-            match (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                (Err(_), _) => cx.err(path, "is not a valid HTTP header name"),
-                (_, Err(_)) => cx.err(path, "is not a valid HTTP header value"),
-            }
-        }
+        let credentials = credentials(cx, &base, &p.credentials);
+        let timeouts = timeouts(cx, &base, &p.timeouts);
+        let health_check = p.health_check.map(|h| health_check(cx, &base, h));
+        let headers = extra_headers(cx, &base, &p.headers);
         if p.responses_api == Some(true) && kind != Some(ProviderKind::OpenAi) {
             cx.err(
                 format!("{base}.responses_api"),
@@ -337,6 +268,94 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
     out
 }
 
+fn credentials(cx: &mut Ctx, base: &str, raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let path = format!("{base}.credentials[{i}]");
+            let c = trimmed_secret(cx, &path, c)?;
+            if HeaderValue::from_str(&c).is_err() {
+                cx.err(
+                    path,
+                    "contains characters that cannot be sent in an HTTP header",
+                );
+                return None;
+            }
+            Some(c)
+        })
+        .collect()
+}
+
+fn timeouts(cx: &mut Ctx, base: &str, raw: &RawTimeouts) -> Timeouts {
+    Timeouts {
+        connect: positive(
+            cx,
+            format!("{base}.timeouts.connect"),
+            raw.connect,
+            Duration::from_secs(5),
+        ),
+        first_byte: positive(
+            cx,
+            format!("{base}.timeouts.first_byte"),
+            raw.first_byte,
+            Duration::from_secs(120),
+        ),
+        idle: positive(
+            cx,
+            format!("{base}.timeouts.idle"),
+            raw.idle,
+            Duration::from_secs(60),
+        ),
+    }
+}
+
+fn health_check(cx: &mut Ctx, base: &str, h: RawHealthCheck) -> HealthCheck {
+    if !h.path.starts_with('/') {
+        cx.err(
+            format!("{base}.health_check.path"),
+            "must start with '/' (e.g. /v1/models)",
+        );
+    }
+    HealthCheck {
+        path: h.path,
+        interval: positive(
+            cx,
+            format!("{base}.health_check.interval"),
+            h.interval,
+            Duration::from_secs(15),
+        ),
+        timeout: positive(
+            cx,
+            format!("{base}.health_check.timeout"),
+            h.timeout,
+            Duration::from_secs(5),
+        ),
+        healthy_threshold: h.healthy_threshold.unwrap_or(1).max(1),
+        unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2).max(1),
+    }
+}
+
+fn extra_headers(
+    cx: &mut Ctx,
+    base: &str,
+    raw: &IndexMap<String, String>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    for (k, v) in raw {
+        let path = format!("{base}.headers.{k}");
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            (Err(_), _) => cx.err(path, "is not a valid HTTP header name"),
+            (_, Err(_)) => cx.err(path, "is not a valid HTTP header value"),
+        }
+    }
+    headers
+}
+
+// Long on purpose: one model field after another, each with its own check and message.
 fn models(
     cx: &mut Ctx,
     raw: IndexMap<String, RawModel>,

@@ -308,6 +308,7 @@ async fn send_events(session: &mut ServerSession, frames: Vec<String>) -> bool {
 }
 
 /// Anthropic Messages: `POST /v1/messages`, JSON or the SSE event sequence.
+// Long on purpose: a test double answering every Messages shape (JSON, stream, tools, thinking) in one place.
 async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
     let model = req["model"].as_str().unwrap_or("claude-demo-1").to_string();
     // The conversation's last user turn (Claude Code adds system reminders after it).
@@ -437,6 +438,7 @@ async fn anthropic(session: &mut ServerSession, req: &Value) -> bool {
 
 /// Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`
 /// (SSE with `alt=sse`, otherwise one JSON array).
+// Long on purpose: a test double answering generateContent and its stream in one place.
 async fn gemini(
     session: &mut ServerSession,
     req: &Value,
@@ -533,6 +535,7 @@ async fn gemini(
     send(session, 200, "application/json", body.into_bytes()).await
 }
 
+// Long on purpose: the mock's router, one arm per endpoint it serves.
 async fn handle(session: &mut ServerSession) -> bool {
     let path = session.req_header().uri.path().to_string();
     let query = session

@@ -144,6 +144,7 @@ const ANTHROPIC_FIELDS: &[&str] = &[
 
 /// Anthropic Messages. `signed` tells whether a thinking signature is one this provider
 /// issued.
+// Long on purpose: the Messages API's request rules checked in the order the API does.
 pub fn anthropic(req: &Value, signed: impl Fn(&str) -> bool) -> Result<(), String> {
     known_keys(req, ANTHROPIC_FIELDS, "", |k, _| {
         format!("{k}: Extra inputs are not permitted")

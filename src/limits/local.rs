@@ -80,6 +80,7 @@ fn reject(
 
 #[async_trait]
 impl LimitBackend for LocalBackend {
+    // Long on purpose: every scope's check, then every reservation, in one pass so a refusal takes nothing.
     async fn admit(
         &self,
         checks: &[Check<'_>],

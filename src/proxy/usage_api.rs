@@ -27,6 +27,8 @@ use crate::store::Store;
 /// How long an answer waits for queued records to be written.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 const MAX_RECORDS: usize = 10_000;
+/// How long an answer waits for requests in flight to record themselves.
+const SETTLE_WAIT: Duration = Duration::from_millis(100);
 
 fn bad(msg: impl Into<String>, param: &'static str) -> GatewayError {
     GatewayError::new(ErrorCode::InvalidRequest, msg).with_param(param)
@@ -85,6 +87,26 @@ fn time_param(
     }
 }
 
+/// `[from, to)` from the two named parameters, this UTC month by default;
+/// `inclusive_end`: a date as the end includes that day.
+fn range(
+    p: &Map<String, Value>,
+    (from_name, to_name): (&'static str, &'static str),
+    inclusive_end: bool,
+) -> Result<(i64, i64), GatewayError> {
+    let now = now_secs();
+    let month = bounds(Period::Month, now, &jiff::tz::TimeZone::UTC).unwrap_or((0, now));
+    let from = time_param(p, from_name, false)?.unwrap_or(month.0);
+    let to = time_param(p, to_name, inclusive_end)?.unwrap_or(month.1);
+    if to <= from {
+        return Err(bad(
+            format!("'{to_name}' must be after '{from_name}'"),
+            to_name,
+        ));
+    }
+    Ok((from, to))
+}
+
 async fn store_of(runtime: &Runtime) -> Result<Arc<Store>, GatewayError> {
     let ledger = runtime
         .state
@@ -95,6 +117,13 @@ async fn store_of(runtime: &Runtime) -> Result<Arc<Store>, GatewayError> {
         .store()
         .cloned()
         .ok_or_else(|| unavailable("it is still opening"))?;
+    // A request whose answer the client already has may not have queued its record yet
+    // (that happens just after the last byte): give requests in flight a moment, so a
+    // client reading right after its own requests sees them.
+    let deadline = std::time::Instant::now() + SETTLE_WAIT;
+    while runtime.active_requests() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     ledger.flush(FLUSH_WAIT).await;
     Ok(store)
 }
@@ -143,13 +172,7 @@ pub async fn management_usage(
 ) -> Result<bool> {
     let answer = async {
         let p = params(query);
-        let now = now_secs();
-        let month = bounds(Period::Month, now, &jiff::tz::TimeZone::UTC).unwrap_or((0, now));
-        let from = time_param(&p, "from", false)?.unwrap_or(month.0);
-        let to = time_param(&p, "to", true)?.unwrap_or(month.1);
-        if to <= from {
-            return Err(bad("'to' must be after 'from'", "to"));
-        }
+        let (from, to) = range(&p, ("from", "to"), true)?;
         let group_by = match param(&p, "group_by") {
             None => vec![Dim::Key, Dim::Model, Dim::Day],
             Some(list) => list
@@ -452,13 +475,7 @@ pub async fn billing_usage(
 ) -> Result<bool> {
     let answer = async {
         let p = params(query);
-        let now = now_secs();
-        let month = bounds(Period::Month, now, &jiff::tz::TimeZone::UTC).unwrap_or((0, now));
-        let from = time_param(&p, "start_date", false)?.unwrap_or(month.0);
-        let to = time_param(&p, "end_date", false)?.unwrap_or(month.1);
-        if to <= from {
-            return Err(bad("'end_date' must be after 'start_date'", "end_date"));
-        }
+        let (from, to) = range(&p, ("start_date", "end_date"), false)?;
         let store = store_of(runtime).await?;
         let t = key_totals(&store, &key.name, from, to).await?;
         Ok(json!({"object": "list", "total_usage": (t.cost_usd * 100.0 * 1e4).round() / 1e4}))

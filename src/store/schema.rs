@@ -28,40 +28,8 @@ const STEPS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time_ms)",
     "CREATE INDEX IF NOT EXISTS usage_records_key_time ON usage_records (key_name, time_ms)",
-    // No index on request_id: random keys would cost every insert a B-tree walk; a
-    // lookup by id reads the time index backwards (narrowed by since/until when given).
-    // Rollups: one row per bucket × key × team × model × provider × status. `bucket` is
-    // the UTC start of the hour (hourly) or day (daily), in unix seconds.
-    "CREATE TABLE IF NOT EXISTS usage_hourly (
-        bucket BIGINT NOT NULL,
-        key_name TEXT NOT NULL,
-        team TEXT NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        status BIGINT NOT NULL,
-        requests BIGINT NOT NULL,
-        errors BIGINT NOT NULL,
-        prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        cached_tokens BIGINT NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (bucket, key_name, team, model, provider, status)
-    )",
-    "CREATE TABLE IF NOT EXISTS usage_daily (
-        bucket BIGINT NOT NULL,
-        key_name TEXT NOT NULL,
-        team TEXT NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        status BIGINT NOT NULL,
-        requests BIGINT NOT NULL,
-        errors BIGINT NOT NULL,
-        prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        cached_tokens BIGINT NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (bucket, key_name, team, model, provider, status)
-    )",
+    "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)",
+    // The rollup tables themselves are made by `rollup_table` before these.
     "CREATE INDEX IF NOT EXISTS usage_hourly_key ON usage_hourly (key_name, bucket)",
     "CREATE INDEX IF NOT EXISTS usage_daily_key ON usage_daily (key_name, bucket)",
     "CREATE INDEX IF NOT EXISTS usage_hourly_team ON usage_hourly (team, bucket)",
@@ -78,8 +46,40 @@ const STEPS: &[&[&str]] = &[&[
     )",
 ]];
 
+/// The rollup tables of step 1, created before its statements: one row per bucket ×
+/// key × team × model × provider × status, `bucket` being the UTC start of the hour
+/// (hourly) or day (daily) in unix seconds.
+const ROLLUP_TABLES: &[&str] = &["usage_hourly", "usage_daily"];
+
+/// `clustered`: SQLite stores the rows in primary-key order (`WITHOUT ROWID`), so a
+/// range of buckets is read in one pass instead of one lookup per row.
+fn rollup_table(name: &str, clustered: bool) -> String {
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {name} (
+        bucket BIGINT NOT NULL,
+        key_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (bucket, key_name, team, model, provider, status)
+    )"
+    );
+    if clustered {
+        sql.push_str(" WITHOUT ROWID");
+    }
+    sql
+}
+
 pub async fn migrate(pool: Pool) -> Result<(), String> {
     let fail = |e: sqlx::Error| format!("cannot create the store's schema: {e}");
+    let sqlite = matches!(pool, Pool::Sqlite(_));
     on_pool!(&pool, |p| {
         sqlx::query("CREATE TABLE IF NOT EXISTS modelgate_schema (version BIGINT NOT NULL)")
             .execute(p)
@@ -98,6 +98,12 @@ pub async fn migrate(pool: Pool) -> Result<(), String> {
         }
         for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
             let mut tx = p.begin().await.map_err(fail)?;
+            if i == 0 {
+                for t in ROLLUP_TABLES {
+                    let sql = rollup_table(t, sqlite);
+                    sqlx::query(&sql).execute(&mut *tx).await.map_err(fail)?;
+                }
+            }
             for stmt in *step {
                 sqlx::query(stmt).execute(&mut *tx).await.map_err(fail)?;
             }

@@ -94,6 +94,7 @@ fn rollup<'a>(recs: &'a [UsageRecord], bucket_secs: i64) -> Vec<(RollupKey<'a>, 
 }
 
 /// Writes `recs` and adds them to the hourly, daily and total rollups, all or nothing.
+// Long on purpose: one transaction, its statements side by side (they differ in their binds).
 pub async fn write_batch(pool: &Pool, recs: &[UsageRecord]) -> Result<(), sqlx::Error> {
     if recs.is_empty() {
         return Ok(());
@@ -207,8 +208,13 @@ pub async fn purge(
             .bind(rollups_before)
             .execute(p)
             .await?;
-        Ok(())
-    })
+        Ok::<(), sqlx::Error>(())
+    })?;
+    // Keeps the query planner's statistics current as the tables grow.
+    if let Pool::Sqlite(p) = pool {
+        sqlx::query("PRAGMA optimize").execute(p).await?;
+    }
+    Ok(())
 }
 
 /// A store error for logs (sqlx's messages carry no credentials).

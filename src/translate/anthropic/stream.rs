@@ -19,6 +19,7 @@ pub struct StreamDecoder {
 
 impl StreamDecode for StreamDecoder {
     // Long: one arm per Anthropic event type, a table best read whole.
+    // Long on purpose: one match over Anthropic's stream event types.
     fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
         let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
             return;

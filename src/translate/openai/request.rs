@@ -289,6 +289,7 @@ fn tool_parameters(schema: &Value) -> Value {
 }
 
 /// The provider request body for an OpenAI-compatible provider.
+// Long on purpose: one Chat Completions field after another.
 pub fn encode_request(req: &ChatRequest, model: &str, dropped: &mut Dropped) -> Value {
     let messages = encode_messages(req, dropped);
     let mut out = Map::new();

@@ -164,6 +164,7 @@ fn decode_tools(
 
 // Long: one arm per request field, a table best read whole.
 /// The neutral request, and what answering it in Responses' shape needs.
+// Long on purpose: one Responses request field after another.
 pub fn decode_request(v: &Value) -> Result<(ChatRequest, ClientState), TranslateError> {
     let obj = body_object(v)?;
     let mut req = ChatRequest::default();
@@ -299,6 +300,7 @@ fn decode_text(val: &Value, req: &mut ChatRequest) {
 }
 
 // Long: one arm per input item type, a table best read whole.
+// Long on purpose: one match over the Responses input item types.
 fn decode_item(
     item: &Value,
     i: usize,

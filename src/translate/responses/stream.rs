@@ -264,6 +264,7 @@ impl StreamEncode for StreamEncoder {
     }
 
     // Long: one arm per neutral event, a table best read whole.
+    // Long on purpose: one match over the neutral stream events.
     fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
         if self.tally.done {
             return;
