@@ -321,23 +321,81 @@ pub struct UsageRow {
     pub totals: Totals,
 }
 
-/// Aggregated usage from the rollups: the daily table when the range is whole UTC days
-/// and nothing is grouped by hour, else the hourly one (ranges round out to the hour).
+/// Aggregated usage from the rollups (ranges round out to the hour). The whole UTC days
+/// of the range are read from the daily table and only its partial first and last days
+/// from the hourly one, so a month costs about 30 daily rows per group, not 720 hourly
+/// ones; grouped by hour, everything comes from the hourly table.
 pub async fn aggregate(pool: &Pool, q: &UsageQuery) -> Result<Vec<UsageRow>, sqlx::Error> {
-    let whole_days = q.from % 86_400 == 0 && q.to % 86_400 == 0;
-    let hourly = !whole_days || q.group_by.contains(&Dim::Hour);
+    const DAY: i64 = 86_400;
+    let from = q.from - q.from.rem_euclid(3600);
+    let to = q.to + (3600 - q.to.rem_euclid(3600)) % 3600;
+    if q.group_by.contains(&Dim::Hour) {
+        return aggregate_table(pool, q, true, from, to).await;
+    }
+    let first_day = from + (DAY - from.rem_euclid(DAY)) % DAY;
+    let last_day = to - to.rem_euclid(DAY);
+    if first_day >= last_day {
+        return aggregate_table(pool, q, true, from, to).await;
+    }
+    let mut parts = aggregate_table(pool, q, false, first_day, last_day).await?;
+    for (a, b) in [(from, first_day), (last_day, to)] {
+        if a < b {
+            parts.extend(aggregate_table(pool, q, true, a, b).await?);
+        }
+    }
+    Ok(merge_rows(parts))
+}
+
+/// Rows with the same group values summed, in group order.
+fn merge_rows(rows: Vec<UsageRow>) -> Vec<UsageRow> {
+    let mut merged: Vec<UsageRow> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<Vec<DimKey>, usize> = HashMap::new();
+    for r in rows {
+        let key: Vec<DimKey> = r.dims.iter().map(DimKey::from).collect();
+        match index.get(&key) {
+            Some(&i) => merged[i].totals.add(&r.totals),
+            None => {
+                index.insert(key, merged.len());
+                merged.push(r);
+            }
+        }
+    }
+    merged.sort_by(|a, b| {
+        let ka: Vec<DimKey> = a.dims.iter().map(DimKey::from).collect();
+        let kb: Vec<DimKey> = b.dims.iter().map(DimKey::from).collect();
+        ka.cmp(&kb)
+    });
+    merged
+}
+
+/// A group value as a hashable, ordered key.
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum DimKey {
+    Int(i64),
+    Text(String),
+}
+
+impl From<&DimValue> for DimKey {
+    fn from(v: &DimValue) -> Self {
+        match v {
+            DimValue::Int(n) => DimKey::Int(*n),
+            DimValue::Text(t) => DimKey::Text(t.clone()),
+        }
+    }
+}
+
+/// One rollup table's sums over `[from, to)` (unix seconds, bucket-aligned).
+async fn aggregate_table(
+    pool: &Pool,
+    q: &UsageQuery,
+    hourly: bool,
+    from: i64,
+    to: i64,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
     let table = if hourly {
         "usage_hourly"
     } else {
         "usage_daily"
-    };
-    let (from, to) = if hourly {
-        (
-            q.from - q.from.rem_euclid(3600),
-            q.to + (3600 - q.to.rem_euclid(3600)) % 3600,
-        )
-    } else {
-        (q.from, q.to)
     };
     let dims: Vec<&str> = q.group_by.iter().map(|d| d.column(hourly)).collect();
     let mut sql = String::from("SELECT ");
@@ -662,6 +720,49 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn ranges_split_into_whole_days_and_partial_hours_agree_with_records() {
+        let store = Store::open(&StoreUrl::Memory).unwrap();
+        let pool = store.pool();
+        let day = 20_000 * 86_400_i64;
+        let at = |secs: i64| rec(secs * 1000, "a", "m", 200, 1.0);
+        // Before the range, in its first partial day, a whole day, its last partial day, after.
+        let recs = [
+            at(day + 600),
+            at(day + 7200),
+            at(day + 86_400 + 50),
+            at(day + 2 * 86_400 + 3600),
+            at(day + 2 * 86_400 + 4 * 3600),
+        ];
+        store.block_on(write_batch(&pool, &recs)).unwrap().unwrap();
+        let q = UsageQuery {
+            from: day + 3600,
+            to: day + 2 * 86_400 + 2 * 3600,
+            group_by: vec![Dim::Day],
+            ..UsageQuery::default()
+        };
+        let rows = store.block_on(aggregate(&pool, &q)).unwrap().unwrap();
+        let days: Vec<(DimValue, i64)> = rows
+            .iter()
+            .map(|r| (r.dims[0].clone(), r.totals.requests))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                (DimValue::Int(day), 1),
+                (DimValue::Int(day + 86_400), 1),
+                (DimValue::Int(day + 2 * 86_400), 1)
+            ]
+        );
+        let all = UsageQuery {
+            group_by: vec![],
+            ..q
+        };
+        let rows = store.block_on(aggregate(&pool, &all)).unwrap().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].totals.requests, 3);
     }
 
     #[test]
