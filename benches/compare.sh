@@ -9,6 +9,8 @@
 # the output folder) configure only the after binary, e.g. budgets and a store:
 #   AFTER_KEY='budgets: [{ usd: 1000000, period: month }]' \
 #   AFTER_CONFIG='store: { url: "sqlite://$OUT/ledger.db" }' benches/compare.sh ...
+# TARGET_MODEL names the provider's model (both binaries): a name other than the public
+# one makes the gateway rename the model in every response body.
 # Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
 # BARE_LISTEN and proxies to BARE_UPSTREAM with the key sk-bench-1234; it runs with
 # BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
@@ -47,7 +49,7 @@ server: { listen: "127.0.0.1:$GW", metrics_listen: "", threads: 1, grace_period:
 providers:
   mock: { kind: openai, base_url: "http://127.0.0.1:$MOCK", credentials: ["sk-provider"] }
 models:
-  gpt-4o-mini: { targets: [{ provider: mock }] }
+  gpt-4o-mini: { targets: [{ provider: mock${TARGET_MODEL:+, model: $TARGET_MODEL}}] }
 keys:
   - { name: bench, key: sk-bench-1234 }
 EOF
