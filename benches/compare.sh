@@ -9,6 +9,7 @@
 # the output folder) configure only the after binary, e.g. budgets and a store:
 #   AFTER_KEY='budgets: [{ usd: 1000000, period: month }]' \
 #   AFTER_CONFIG='store: { url: "sqlite://$OUT/ledger.db" }' benches/compare.sh ...
+# STREAM_EVENTS=N: the mock streams N chunks (and the usage chunk) to every request.
 # TARGET_MODEL names the provider's model (both binaries): a name other than the public
 # one makes the gateway rename the model in every response body.
 # Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
@@ -28,6 +29,17 @@ for tool in nginx wrk taskset curl; do
 done
 
 CHAT='{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
+CTYPE=application/json
+if [ -n "${STREAM_EVENTS:-}" ]; then
+  # A streamed answer of STREAM_EVENTS chunks, its usage chunk and [DONE].
+  CTYPE=text/event-stream
+  CHAT=$(
+    for i in $(seq "$STREAM_EVENTS"); do
+      printf 'data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"word%s "},"finish_reason":null}]}\n\n' "$i"
+    done
+    printf 'data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":%s,"total_tokens":%s}}\n\ndata: [DONE]\n\n' "$STREAM_EVENTS" "$((STREAM_EVENTS + 9))"
+  )
+fi
 cat > "$OUT/mock.conf" <<EOF
 worker_processes 1;
 pid $OUT/mock.pid;
@@ -40,7 +52,7 @@ http {
   keepalive_requests 1000000; keepalive_timeout 300s;
   server {
     listen 127.0.0.1:$MOCK backlog=4096;
-    location /v1/chat/completions { default_type application/json; return 200 '$CHAT'; }
+    location /v1/chat/completions { default_type $CTYPE; return 200 '$CHAT'; }
   }
 }
 EOF
@@ -61,8 +73,9 @@ cat > "$OUT/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench-1234"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]STREAM}'
 EOF
+sed -i "s|STREAM|${STREAM_EVENTS:+,\"stream\":true,\"stream_options\":{\"include_usage\":true}}|" "$OUT/post.lua"
 
 PID=""
 cleanup() {
