@@ -163,6 +163,18 @@ fn dim_json(d: Dim, v: &DimValue) -> Value {
     }
 }
 
+/// A JSON answer, or the error in the OpenAI shape.
+async fn reply(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: Result<Value, GatewayError>,
+) -> Result<bool> {
+    match answer {
+        Ok(v) => local::respond_json(session, ctx, 200, &v).await,
+        Err(e) => local::respond_error(session, ctx, e).await,
+    }
+}
+
 /// `GET /v0/management/usage`.
 pub async fn management_usage(
     session: &mut Session,
@@ -337,10 +349,7 @@ pub async fn management_records(
         Ok(json!({ "records": records }))
     }
     .await;
-    match answer {
-        Ok(v) => local::respond_json(session, ctx, 200, &v).await,
-        Err(e) => local::respond_error(session, ctx, e).await,
-    }
+    reply(session, ctx, answer).await
 }
 
 fn budget_json(s: &BudgetStatus) -> Value {
@@ -426,10 +435,7 @@ pub async fn key_usage(
         }))
     }
     .await;
-    match answer {
-        Ok(v) => local::respond_json(session, ctx, 200, &v).await,
-        Err(e) => local::respond_error(session, ctx, e).await,
-    }
+    reply(session, ctx, answer).await
 }
 
 /// The key's tightest USD budget's limit (0 without one), for chat front-ends' balance.
@@ -481,10 +487,7 @@ pub async fn billing_usage(
         Ok(json!({"object": "list", "total_usage": (t.cost_usd * 100.0 * 1e4).round() / 1e4}))
     }
     .await;
-    match answer {
-        Ok(v) => local::respond_json(session, ctx, 200, &v).await,
-        Err(e) => local::respond_error(session, ctx, e).await,
-    }
+    reply(session, ctx, answer).await
 }
 
 #[cfg(test)]

@@ -151,10 +151,6 @@ impl Store {
         self.pool.clone()
     }
 
-    pub fn is_shared(&self) -> bool {
-        matches!(self.pool, Pool::Postgres(_))
-    }
-
     /// Runs `f` on the store's runtime and waits for it, from a thread outside any runtime
     /// (start-up, `-t`, the final flush).
     pub fn block_on<T>(&self, f: impl Future<Output = T>) -> Result<T, String> {
