@@ -12,6 +12,10 @@
 # STREAM_EVENTS=N: the mock streams N chunks (and the usage chunk) to every request.
 # TARGET_MODEL names the provider's model (both binaries): a name other than the public
 # one makes the gateway rename the model in every response body.
+# AFTER_KEYS=N adds N more config keys to the after config; AFTER_API_KEYS=N makes N keys
+# through the after binary's keys API first (its AFTER_CONFIG must give it a store file
+# and management: { secret_key: sk-bench-admin }), so authentication is measured with a
+# large key table while wrk keeps using sk-bench-1234.
 # Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
 # BARE_LISTEN and proxies to BARE_UPSTREAM with the key sk-bench-1234; it runs with
 # BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
@@ -67,6 +71,9 @@ keys:
 EOF
 {
   sed "s|{ name: bench, key: sk-bench-1234 }|{ name: bench, key: sk-bench-1234${AFTER_KEY:+, $AFTER_KEY} }|" "$OUT/modelgate.yaml"
+  if [ -n "${AFTER_KEYS:-}" ]; then
+    awk -v n="$AFTER_KEYS" 'BEGIN{for(i=0;i<n;i++) printf "  - { name: extra%d, key: sk-extra-%012d-padding }\n", i, i}'
+  fi
   if [ -n "${AFTER_CONFIG:-}" ]; then echo "${AFTER_CONFIG//\$OUT/$OUT}"; fi
 } > "$OUT/modelgate.after.yaml"
 cat > "$OUT/post.lua" <<'EOF'
@@ -106,6 +113,28 @@ start() { # label -> PID, URL
   taskset -a -cp 1 "$PID" >/dev/null
 }
 ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+
+if [ -n "${AFTER_API_KEYS:-}" ]; then
+  start after
+  python3 - "$URL" "$AFTER_API_KEYS" <<'PY'
+import http.client, json, sys, urllib.parse
+url, n = urllib.parse.urlparse(sys.argv[1]), int(sys.argv[2])
+c = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+have = 0
+c.request("GET", "/v0/management/keys", headers={"Authorization": "Bearer sk-bench-admin"})
+r = c.getresponse(); body = json.loads(r.read())
+have = sum(1 for k in body.get("keys", []) if k["source"] == "api")
+for i in range(have, n):
+    c.request("POST", "/v0/management/keys", json.dumps({"name": f"api{i}"}),
+              {"Authorization": "Bearer sk-bench-admin", "Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    if r.status != 201:
+        sys.exit(f"key {i}: {r.status}")
+print(f"API keys in the store: {n} ({n - have} made now)", file=sys.stderr)
+PY
+  kill -INT "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  sleep 0.5
+fi
 
 echo "| round | target | RPS | p50 ms | p99 ms | CPU us/req |"
 echo "|---|---|---|---|---|---|"

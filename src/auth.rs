@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -31,9 +32,41 @@ pub struct ClientKey {
     /// The team whose budgets apply too.
     pub team: Option<String>,
     pub budgets: crate::spend::BudgetSet,
+    pub origin: Origin,
+    /// The secret's last 4 characters ("" when only its hash is known).
+    pub hint: String,
+    /// The key's fields as accepted, without the secret: what the keys API shows.
+    pub fields: crate::config::RawKey,
+    /// When the keys API made it (ms since the epoch); `None` for config keys.
+    pub created_ms: Option<i64>,
+    /// Last authenticated use (ms since the epoch, 0 = never): stored at most once a
+    /// second per key, so a busy key costs one relaxed load per request.
+    pub last_used_ms: AtomicI64,
+}
+
+/// Where a key is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Api => "api",
+        }
+    }
 }
 
 impl ClientKey {
+    pub fn touch(&self, now_ms: i64) {
+        if now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)) >= 1000 {
+            self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
     /// Whether any of `names` (the requested name and the model's public name) is in scope.
     pub fn allows_model(&self, names: &[&str]) -> bool {
         match &self.scope {
@@ -110,10 +143,43 @@ impl KeyTable {
     /// Looks a presented secret up. The hash lookup reveals nothing useful about a secret;
     /// the final comparison is constant-time anyway.
     pub fn find(&self, secret: &str) -> Option<&Arc<ClientKey>> {
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.find_digest(&digest(secret))
+    }
+
+    pub fn find_digest(&self, digest: &[u8; 32]) -> Option<&Arc<ClientKey>> {
         self.by_digest
-            .get(&digest)
-            .filter(|k| bool::from(k.digest.ct_eq(&digest)))
+            .get(digest)
+            .filter(|k| bool::from(k.digest.ct_eq(digest)))
+    }
+
+    pub fn get_by_name(&self, name: &str) -> Option<&Arc<ClientKey>> {
+        self.by_digest.values().find(|k| k.name == name)
+    }
+}
+
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// What a secret that matches no live key was, when the gateway knows (for the message).
+pub enum Unknown {
+    /// Never issued, or revoked.
+    NoSuchKey,
+    /// Replaced by a rotation whose grace period is over.
+    Rotated { name: String },
+}
+
+/// Keys beyond the config file's, looked up after them (the keys API's).
+pub trait MoreKeys {
+    fn find_digest(&self, digest: &[u8; 32], now: SystemTime) -> Result<Arc<ClientKey>, Unknown>;
+}
+
+/// No keys beyond the config's (tests, tools).
+pub struct NoMoreKeys;
+
+impl MoreKeys for NoMoreKeys {
+    fn find_digest(&self, _: &[u8; 32], _: SystemTime) -> Result<Arc<ClientKey>, Unknown> {
+        Err(Unknown::NoSuchKey)
     }
 }
 
@@ -192,28 +258,54 @@ pub fn extract_key(
 /// allowed address.
 pub fn authenticate(
     keys: &KeyTable,
+    more: &dyn MoreKeys,
     headers: &HeaderMap,
     query: Option<&str>,
     client_ip: Option<IpAddr>,
 ) -> Result<Arc<ClientKey>, GatewayError> {
     let (secret, source) = extract_key(headers, query)?;
-    let Some(key) = keys.find(&secret) else {
-        let via = match source {
-            KeySource::Bearer => "Authorization header",
-            KeySource::XApiKey => "x-api-key header",
-            KeySource::XGoogApiKey => "x-goog-api-key header",
-            KeySource::Query => "?key= parameter",
-        };
-        return Err(GatewayError::new(
-            ErrorCode::InvalidApiKey,
-            format!(
-                "the API key in the {via} is not valid for this gateway (ending ...{}); check it was copied whole and is a modelgate key, not a provider's",
-                last4(&secret)
-            ),
-        ));
+    let d = digest(&secret);
+    let now = SystemTime::now();
+    let found = match keys.find_digest(&d) {
+        Some(k) => Ok(k.clone()),
+        None => more.find_digest(&d, now),
     };
-    key.check_usable(client_ip, SystemTime::now())?;
-    Ok(key.clone())
+    let key = match found {
+        Ok(k) => k,
+        Err(Unknown::Rotated { name }) => {
+            return Err(GatewayError::new(
+                ErrorCode::InvalidApiKey,
+                format!(
+                    "this secret of the API key {name:?} was replaced by a rotation and its grace period is over (ending ...{}); use the new secret",
+                    last4(&secret)
+                ),
+            ))
+        }
+        Err(Unknown::NoSuchKey) => return Err(unknown_key(source, &secret)),
+    };
+    key.check_usable(client_ip, now)?;
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    key.touch(now_ms);
+    Ok(key)
+}
+
+fn unknown_key(source: KeySource, secret: &str) -> GatewayError {
+    let via = match source {
+        KeySource::Bearer => "Authorization header",
+        KeySource::XApiKey => "x-api-key header",
+        KeySource::XGoogApiKey => "x-goog-api-key header",
+        KeySource::Query => "?key= parameter",
+    };
+    GatewayError::new(
+        ErrorCode::InvalidApiKey,
+        format!(
+            "the API key in the {via} is not valid for this gateway (ending ...{}); check it was copied whole and is a modelgate key, not a provider's",
+            last4(secret)
+        ),
+    )
 }
 
 /// The last 4 characters of a secret, for messages that must not show it.

@@ -8,11 +8,13 @@
 //! assembles them into a Pingora server.
 
 pub mod access_log;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod errors;
 pub mod health;
+pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;

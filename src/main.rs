@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "modelgate", version, about = "An LLM API gateway on Pingora")]
 struct Cli {
     /// Config file (YAML).
-    #[arg(short = 'c', long = "config", env = "MODELGATE_CONFIG")]
+    #[arg(short = 'c', long = "config", env = "MODELGATE_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Validate the config and exit: 0 if valid, 1 with the errors on stderr.
     #[arg(short = 't', long = "test")]
@@ -40,6 +40,14 @@ struct Cli {
     /// demo uses memory unless this is given).
     #[arg(long, env = "MODELGATE_STORE")]
     store: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Manage API keys on the running gateway (through its management API).
+    Keys(modelgate::keys::cli::KeysCommand),
 }
 
 fn free_loopback_port() -> std::io::Result<u16> {
@@ -52,6 +60,16 @@ fn free_loopback_port() -> std::io::Result<u16> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    if let Some(Command::Keys(cmd)) = cli.command {
+        return match modelgate::keys::cli::run(cmd, cli.config.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("modelgate keys: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
 
     if cli.demo {
         let port = match free_loopback_port() {

@@ -17,10 +17,12 @@ use pingora::services::background::BackgroundService;
 use crate::access_log::AccessRing;
 use crate::config::{self, Config};
 use crate::health::Health;
+use crate::keys::ApiKeys;
 use crate::ledger::Ledger;
 use crate::limits::Limiter;
 use crate::metrics;
 use crate::spend::BudgetBook;
+use crate::store::Store;
 
 /// Live state: everything a request changes that must outlive the config it ran under.
 /// No statics hold request state; tests build one `State` per case.
@@ -33,6 +35,29 @@ pub struct State {
     pub spend: Arc<BudgetBook>,
     /// The usage ledger; `None` only in tests that run without a store.
     pub ledger: Option<Arc<Ledger>>,
+    /// Keys made through the keys API.
+    pub keys: Arc<ApiKeys>,
+}
+
+impl State {
+    /// The store, once open (`-d` opens it after the fork).
+    pub fn store(&self) -> Option<Arc<Store>> {
+        self.ledger.as_ref()?.store().cloned()
+    }
+
+    /// At exit: what is only in memory goes to the store (keys' last use, the ledger's
+    /// queue). Blocking; called outside any runtime.
+    pub fn close(&self, config: &Config) {
+        if let Some(store) = self.store() {
+            match store.block_on(self.keys.persist_activity(&store, config)) {
+                Ok(Err(e)) | Err(e) => log::warn!("{e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        if let Some(l) = &self.ledger {
+            l.close(crate::server::LEDGER_CLOSE_TIMEOUT);
+        }
+    }
 }
 
 pub struct Runtime {
@@ -52,6 +77,7 @@ impl Runtime {
     }
 
     pub fn with_state(config: Config, path: Option<PathBuf>, state: State) -> Arc<Self> {
+        state.keys.adopt_config(&config, None);
         Arc::new(Runtime {
             config: ArcSwap::from_pointee(config),
             state,
@@ -95,6 +121,7 @@ impl Runtime {
                 if old.store != loaded.config.store {
                     log::warn!("config reload: store.* settings take effect only after a restart");
                 }
+                self.state.keys.adopt_config(&loaded.config, Some(&old));
                 self.config.store(Arc::new(loaded.config));
                 metrics::record_reload(true);
                 log::info!("config reloaded from {}", path.display());
@@ -139,6 +166,9 @@ impl Runtime {
         for w in &loaded.warnings {
             log::warn!("{w}");
         }
+        self.state
+            .keys
+            .adopt_config(&loaded.config, Some(&self.config.load()));
         self.config.store(Arc::new(loaded.config));
         metrics::record_reload(true);
         log::info!("config replaced through the management API and reloaded");
@@ -194,7 +224,17 @@ impl BackgroundService for ConfigReloader {
                     log::info!("SIGHUP: reloading the config");
                     let rt = self.runtime.clone();
                     // File I/O and validation off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || rt.reload()).await;
+                    let result = tokio::task::spawn_blocking(move || rt.reload())
+                        .await
+                        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                    let event = crate::audit::Event {
+                        action: "config.reload",
+                        target: "config",
+                        client_ip: None,
+                        actor: "signal",
+                    };
+                    let outcome = result.map(|()| None).map_err(|e| ("invalid_config", e));
+                    crate::audit::record(&self.runtime.state, event, outcome).await;
                 }
                 _ = shutdown.changed() => return,
             }
@@ -275,9 +315,7 @@ fn exit_when_idle(runtime: Arc<Runtime>, grace: Duration) {
         while start.elapsed() < grace {
             if runtime.active_requests() == 0 {
                 log::info!("all requests finished; exiting");
-                if let Some(l) = &runtime.state.ledger {
-                    l.close(crate::server::LEDGER_CLOSE_TIMEOUT);
-                }
+                runtime.state.close(&runtime.config());
                 std::process::exit(0);
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -14,6 +14,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::Config;
+use crate::keys::ApiKeys;
 use crate::ledger::Ledger;
 use crate::runtime::{ConfigReloader, DrainingShutdown, Runtime, State};
 use crate::spend::BudgetBook;
@@ -128,6 +129,7 @@ pub fn run(opts: RunOptions) -> ! {
     let state = State {
         spend: spend.book.clone(),
         ledger: Some(spend.ledger.clone()),
+        keys: spend.keys.clone(),
         ..State::default()
     };
     let runtime = Runtime::with_state(opts.config, opts.config_path, state);
@@ -166,11 +168,18 @@ pub fn run(opts: RunOptions) -> ! {
             "usage store",
             StoreOpener {
                 ledger: spend.ledger.clone(),
+                keys: spend.keys.clone(),
                 url: spend.url,
                 base: spend.base,
             },
         ));
     }
+    server.add_service(background_service(
+        "key sync",
+        crate::keys::sync::KeySync {
+            runtime: runtime.clone(),
+        },
+    ));
     server.add_service(background_service(
         "config reloader",
         ConfigReloader {
@@ -178,9 +187,11 @@ pub fn run(opts: RunOptions) -> ! {
         },
     ));
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainingShutdown { runtime }),
+        shutdown_signal: Box::new(DrainingShutdown {
+            runtime: runtime.clone(),
+        }),
     });
-    spend.ledger.close(LEDGER_CLOSE_TIMEOUT);
+    runtime.state.close(&runtime.config());
     std::process::exit(0)
 }
 
@@ -188,6 +199,7 @@ pub fn run(opts: RunOptions) -> ! {
 struct Spend {
     ledger: Arc<Ledger>,
     book: Arc<BudgetBook>,
+    keys: Arc<ApiKeys>,
     url: String,
     base: PathBuf,
 }
@@ -204,7 +216,11 @@ fn start_spend(opts: &RunOptions) -> Spend {
     let base = store_base(opts.config_path.as_deref());
     let ledger = Arc::new(Ledger::new(opts.config.store.ledger));
     let book = Arc::new(BudgetBook::default());
-    match open_store(&url, &base).and_then(|s| load_spend(&s, &book).map(|()| s)) {
+    let keys = Arc::new(ApiKeys::default());
+    let opened = open_store(&url, &base)
+        .and_then(|s| load_spend(&s, &book).map(|()| s))
+        .and_then(|s| load_keys(&s, &keys).map(|()| s));
+    match opened {
         Ok(store) => {
             log::info!("usage store: {}", store.url());
             if opts.daemon {
@@ -221,6 +237,7 @@ fn start_spend(opts: &RunOptions) -> Spend {
     Spend {
         ledger,
         book,
+        keys,
         url,
         base,
     }
@@ -230,8 +247,18 @@ fn start_spend(opts: &RunOptions) -> Spend {
 pub const LEDGER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the store after Pingora daemonized (`-d`) and starts the ledger's writer.
+/// The API keys, read before the first request so none of them is refused at start.
+pub fn load_keys(store: &Store, keys: &ApiKeys) -> Result<(), String> {
+    let n = store.block_on(keys.load(store))??;
+    if n > 0 {
+        log::info!("{n} API key(s) loaded from the store");
+    }
+    Ok(())
+}
+
 struct StoreOpener {
     ledger: Arc<Ledger>,
+    keys: Arc<ApiKeys>,
     url: String,
     base: PathBuf,
 }
@@ -242,7 +269,13 @@ impl BackgroundService for StoreOpener {
         let (url, base) = (self.url.clone(), self.base.clone());
         // Store::open blocks on its own runtime: not on this one.
         match tokio::task::spawn_blocking(move || open_store(&url, &base)).await {
-            Ok(Ok(store)) => self.ledger.attach(Arc::new(store)),
+            Ok(Ok(store)) => {
+                let store = Arc::new(store);
+                if let Err(e) = self.keys.load(&store).await {
+                    log::error!("{e}; API keys are refused until the store answers");
+                }
+                self.ledger.attach(store);
+            }
             Ok(Err(e)) => log::error!("usage store: {e}; usage records are queued in memory"),
             Err(e) => log::error!("usage store: {e}"),
         }

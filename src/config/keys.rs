@@ -2,6 +2,7 @@
 //! limits and budgets.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +12,8 @@ use sha2::{Digest, Sha256};
 use super::raw::{RawKey, RawLimitSet, RawLimits};
 use super::spend;
 use super::validate::{trimmed_secret, Ctx};
-use crate::auth::{parse_ip_net, ClientKey, KeyTable};
+use super::ConfigError;
+use crate::auth::{parse_ip_net, ClientKey, KeyTable, Origin};
 use crate::limits::{KeyLimits, LimitSet};
 
 pub(super) fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
@@ -44,43 +46,129 @@ pub(super) fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
                 by_digest.insert(d, (i, name.clone()));
             }
         }
-        let scope = k.models.map(|patterns| {
-            patterns
-                .iter()
-                .enumerate()
-                .filter(|(j, p)| {
-                    let empty = p.trim().is_empty();
-                    if empty {
-                        cx.err(format!("{base}.models[{j}]"), "is empty");
-                    }
-                    !empty
-                })
-                .map(|(_, p)| wildmatch::WildMatch::new(p.trim()))
-                .collect::<Vec<_>>()
-        });
-        let expires_at = expiry(cx, &base, &name, k.expires_at.as_deref());
-        let allowed_ips = ip_nets(cx, &base, &k.allowed_ips);
-        let key_limits = key_limits(cx, &base, &k.limits);
-        let budgets = spend::budget_set(cx, &base, &k.budgets, k.budget_timezone.as_deref());
-        let team = k
-            .team
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        if let Some(d) = digest {
-            out.push(Arc::new(ClientKey {
-                name,
-                digest: d,
-                scope,
-                limits: key_limits,
-                expires_at,
-                allowed_ips,
-                disabled: k.disabled,
-                team,
-                budgets,
-            }));
+        let hint = k
+            .key
+            .as_deref()
+            .map(|s| crate::auth::last4(s.trim()).to_string())
+            .unwrap_or_default();
+        let key = build(
+            cx,
+            &base,
+            k,
+            digest.unwrap_or_default(),
+            hint,
+            Origin::Config,
+        );
+        if digest.is_some() {
+            out.push(Arc::new(key));
         }
     }
     KeyTable::new(out)
+}
+
+/// A key's fields checked and turned into the runtime form; errors are reported under
+/// `base` (`keys[3]` in a config file, nothing for the keys API).
+fn build(
+    cx: &mut Ctx,
+    base: &str,
+    mut k: RawKey,
+    digest: [u8; 32],
+    hint: String,
+    origin: Origin,
+) -> ClientKey {
+    let scope = k.models.as_ref().map(|patterns| {
+        patterns
+            .iter()
+            .enumerate()
+            .filter(|(j, p)| {
+                let empty = p.trim().is_empty();
+                if empty {
+                    cx.err(format!("{base}.models[{j}]"), "is empty");
+                }
+                !empty
+            })
+            .map(|(_, p)| wildmatch::WildMatch::new(p.trim()))
+            .collect::<Vec<_>>()
+    });
+    let name = k.name.trim().to_string();
+    let expires_at = expiry(cx, base, &name, k.expires_at.as_deref());
+    let allowed_ips = ip_nets(cx, base, &k.allowed_ips);
+    let limits = key_limits(cx, base, &k.limits);
+    let budgets = spend::budget_set(cx, base, &k.budgets, k.budget_timezone.as_deref());
+    let team = k
+        .team
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from);
+    for (field, v) in &k.metadata {
+        if field.trim().is_empty() {
+            cx.err(format!("{base}.metadata"), "has an empty label name");
+        } else if v.len() > 1024 {
+            cx.err(
+                format!("{base}.metadata.{field}"),
+                "is longer than 1024 bytes",
+            );
+        }
+    }
+    // What the keys API shows: never the secret.
+    k.key = None;
+    k.key_sha256 = None;
+    k.name = name.clone();
+    ClientKey {
+        name,
+        digest,
+        scope,
+        limits,
+        expires_at,
+        allowed_ips,
+        disabled: k.disabled,
+        team,
+        budgets,
+        origin,
+        hint,
+        fields: k,
+        created_ms: None,
+        last_used_ms: AtomicI64::new(0),
+    }
+}
+
+/// Checks the fields of a key made through the keys API exactly as `-t` checks a config
+/// key. `Err`: one error per bad field, each naming it (`models[0]`, `budgets[1].period`).
+pub fn api_key(
+    raw: RawKey,
+    digest: [u8; 32],
+    hint: String,
+    created_ms: i64,
+) -> Result<(ClientKey, Vec<String>), Vec<ConfigError>> {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if raw.name.trim().is_empty() {
+        cx.err(".name", "is required and may not be empty");
+    }
+    if raw.key.is_some() || raw.key_sha256.is_some() {
+        cx.err(
+            ".key",
+            "is chosen by the gateway: leave key and key_sha256 out and the answer carries the new secret",
+        );
+    }
+    let mut key = build(&mut cx, "", raw, digest, hint, Origin::Api);
+    key.created_ms = Some(created_ms);
+    let strip = |s: String| s.strip_prefix('.').map(String::from).unwrap_or(s);
+    if cx.errors.is_empty() {
+        Ok((key, cx.warnings.into_iter().map(strip).collect()))
+    } else {
+        Err(cx
+            .errors
+            .into_iter()
+            .map(|mut e| {
+                e.path = strip(e.path);
+                e
+            })
+            .collect())
+    }
 }
 
 /// The SHA-256 of the key's secret, from `key` or `key_sha256`.

@@ -21,6 +21,8 @@ use crate::routing::ModelTable;
 use crate::upstream::Provider;
 
 pub use env::expand_str;
+pub use keys::api_key;
+pub use raw::{RawBudget, RawKey, RawLimits};
 
 /// The validated runtime configuration. Immutable; a reload builds a new one.
 pub struct Config {

@@ -3,7 +3,7 @@
 //! Nothing here is validated beyond its type; `validate.rs` turns this into the runtime model.
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,13 +59,18 @@ pub struct RawTeam {
 }
 
 /// One of `usd`, `tokens`, `requests`, with a period.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBudget {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
 }
 
@@ -158,13 +163,15 @@ pub struct RawTarget {
     pub weight: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A client key, in the config file or in the body of `POST /v0/management/keys`.
+/// Serialized (for the keys API's answers) without its secret.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub name: String,
-    #[serde(default, deserialize_with = "string_lenient_opt")]
+    #[serde(default, deserialize_with = "string_lenient_opt", skip_serializing)]
     pub key: Option<String>,
-    #[serde(default, deserialize_with = "string_lenient_opt")]
+    #[serde(default, deserialize_with = "string_lenient_opt", skip_serializing)]
     pub key_sha256: Option<String>,
     pub models: Option<Vec<String>>,
     #[serde(default)]
@@ -178,24 +185,33 @@ pub struct RawKey {
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
     pub budget_timezone: Option<String>,
+    /// Free-form labels (owner, project...), shown by the keys API; never used to route.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone)]
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
     /// Limits for groups of models (a name or a glob) within the key.
     #[serde(default)]
     pub models: IndexMap<String, RawLimitSet>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone)]
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimitSet {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
 }
 

@@ -28,6 +28,9 @@ const DEMO_SIGNATURE_PREFIX: &str = "demo-sig-";
 pub const DEMO_LIMITED_KEY: &str = "sk-modelgate-demo-limited";
 /// A demo key with a budget of 2 requests a day, to see `insufficient_quota`.
 pub const DEMO_BUDGET_KEY: &str = "sk-modelgate-demo-budget";
+/// The demo's management secret (the management API answers on loopback only), to try
+/// the keys API, the usage API and `modelgate keys`.
+pub const DEMO_ADMIN_KEY: &str = "sk-modelgate-demo-admin";
 
 /// The demo config: one mock provider, a model with an alias, a wildcard and one key.
 pub fn config_yaml(listen: &str, metrics_listen: &str, mock_addr: &str) -> String {
@@ -71,6 +74,8 @@ keys:
   - name: demo-budget
     key: "{DEMO_BUDGET_KEY}"
     budgets: [{{ requests: 2, period: day }}]
+management:
+  secret_key: "{DEMO_ADMIN_KEY}"
 # The mock's models at list prices, so the demo's usage API shows costs.
 pricing:
   demo-model-1: {{ input: 0.15, cached_input: 0.075, output: 0.60 }}

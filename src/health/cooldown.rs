@@ -44,6 +44,16 @@ impl Cooldowns {
         self.active.store(map.len(), Ordering::Relaxed);
     }
 
+    /// Ends every cooldown of `provider`'s targets (its quota was reset upstream);
+    /// answers how many there were.
+    pub fn clear_provider(&self, provider: super::ProviderId) -> usize {
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|t, _| t.provider != provider);
+        self.active.store(map.len(), Ordering::Relaxed);
+        before - map.len()
+    }
+
     pub fn restore(&self, t: TargetId) {
         if self.active.load(Ordering::Relaxed) == 0 {
             return;

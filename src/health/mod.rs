@@ -32,11 +32,18 @@ impl ProviderId {
 
 /// One target: a provider's model on one credential slot (what a cooldown applies to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TargetId(u64);
+pub struct TargetId {
+    /// Kept whole so a provider's cooldowns can be cleared together.
+    pub provider: ProviderId,
+    id: u64,
+}
 
 impl TargetId {
     pub fn new(provider: ProviderId, model: &str, credential: usize) -> Self {
-        TargetId(hash(&(provider.0, model, credential)))
+        TargetId {
+            provider,
+            id: hash(&(provider.0, model, credential)),
+        }
     }
 }
 

@@ -36,6 +36,10 @@ impl Endpoint {
                 | Endpoint::ManagementLogs
                 | Endpoint::ManagementUsage
                 | Endpoint::ManagementUsageRecords
+                | Endpoint::ManagementKeys
+                | Endpoint::ManagementKey { .. }
+                | Endpoint::ManagementAudit
+                | Endpoint::ManagementProviderReset { .. }
                 | Endpoint::ManagementOther
         )
     }
@@ -97,6 +101,19 @@ pub enum Endpoint {
     ManagementUsage,
     /// `GET /v0/management/usage/records`: the ledger's raw records.
     ManagementUsageRecords,
+    /// `GET` (list) and `POST` (create) `/v0/management/keys`.
+    ManagementKeys,
+    /// `/v0/management/keys/{name}` (`GET`, `PATCH`, `DELETE`) and `.../rotate` (`POST`).
+    ManagementKey {
+        name: String,
+        rotate: bool,
+    },
+    /// `GET /v0/management/audit`.
+    ManagementAudit,
+    /// `POST /v0/management/providers/{name}/reset`.
+    ManagementProviderReset {
+        provider: String,
+    },
     ManagementOther,
     /// `GET /v1/usage`: the calling key's budgets and spend.
     KeyUsage,
@@ -116,6 +133,13 @@ pub enum Endpoint {
         allowed: &'static str,
     },
     NotFound,
+}
+
+/// A percent-encoded path segment (a key or provider name) as text.
+fn path_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Classifies a request by method and path (without the query string).
@@ -168,6 +192,44 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
         }
         "/v1/dashboard/billing/usage" | "/dashboard/billing/usage" => {
             want(get, "GET", Endpoint::BillingUsage)
+        }
+        "/v0/management/keys" if get || post => Endpoint::ManagementKeys,
+        "/v0/management/keys" => Endpoint::WrongMethod {
+            allowed: "GET, POST",
+        },
+        "/v0/management/audit" => want(get, "GET", Endpoint::ManagementAudit),
+        p if p.starts_with("/v0/management/keys/") => {
+            let rest = &p["/v0/management/keys/".len()..];
+            match rest.strip_suffix("/rotate") {
+                Some(name) => want(
+                    post,
+                    "POST",
+                    Endpoint::ManagementKey {
+                        name: path_segment(name),
+                        rotate: true,
+                    },
+                ),
+                None if rest.contains('/') => Endpoint::ManagementOther,
+                None if get || method == Method::PATCH || method == Method::DELETE => {
+                    Endpoint::ManagementKey {
+                        name: path_segment(rest),
+                        rotate: false,
+                    }
+                }
+                None => Endpoint::WrongMethod {
+                    allowed: "GET, PATCH, DELETE",
+                },
+            }
+        }
+        p if p.starts_with("/v0/management/providers/") && p.ends_with("/reset") => {
+            let name = &p["/v0/management/providers/".len()..p.len() - "/reset".len()];
+            want(
+                post,
+                "POST",
+                Endpoint::ManagementProviderReset {
+                    provider: path_segment(name),
+                },
+            )
         }
         p if p.starts_with("/v0/management/") => Endpoint::ManagementOther,
         p => match gemini_path(p) {

@@ -63,10 +63,12 @@ pub fn classify(session: &Session, ctx: &mut RequestCtx) -> Endpoint {
 pub fn authenticate(
     session: &Session,
     ctx: &mut RequestCtx,
+    state: &State,
 ) -> Result<Arc<ClientKey>, GatewayError> {
     let req = session.req_header();
     let key = auth::authenticate(
         &ctx.config.keys,
+        &*state.keys,
         &req.headers,
         req.uri.query(),
         ctx.client_ip,

@@ -11,8 +11,10 @@ use serde_json::json;
 
 use super::body::{self, BodyError};
 use super::ctx::RequestCtx;
+use super::keys_api;
 use super::local;
 use crate::access_log;
+use crate::audit::{self, Event};
 use crate::auth::query_param;
 use crate::config;
 use crate::errors::{ErrorCode, GatewayError};
@@ -32,6 +34,12 @@ pub async fn handle(
             let result = tokio::task::spawn_blocking(move || rt.reload())
                 .await
                 .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            let event = Event::management("config.reload", "config", ctx.client_ip);
+            let outcome = match &result {
+                Ok(()) => Ok(None),
+                Err(msg) => Err(("invalid_config", msg.clone())),
+            };
+            audit::record(&runtime.state, event, outcome).await;
             match result {
                 Ok(()) => {
                     local::respond_json(session, ctx, 200, &json!({"status": "reloaded"})).await
@@ -65,10 +73,18 @@ pub async fn handle(
         Endpoint::ManagementUsageRecords => {
             super::usage_api::management_records(session, ctx, runtime, query).await
         }
+        Endpoint::ManagementKeys => keys_api::collection(session, ctx, runtime).await,
+        Endpoint::ManagementKey { name, rotate } => {
+            keys_api::item(session, ctx, runtime, name, *rotate).await
+        }
+        Endpoint::ManagementAudit => keys_api::audit_log(session, ctx, runtime, query).await,
+        Endpoint::ManagementProviderReset { provider } => {
+            keys_api::provider_reset(session, ctx, runtime, provider).await
+        }
         _ => {
             let e = GatewayError::new(
                 ErrorCode::NotFound,
-                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs, GET /v0/management/usage, GET /v0/management/usage/records",
+                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs, GET /v0/management/usage, GET /v0/management/usage/records, GET/POST /v0/management/keys, GET/PATCH/DELETE /v0/management/keys/{name}, POST /v0/management/keys/{name}/rotate, GET /v0/management/audit, POST /v0/management/providers/{name}/reset",
             );
             local::respond_error(session, ctx, e).await
         }
@@ -102,6 +118,14 @@ async fn put_config(
     let result = tokio::task::spawn_blocking(move || rt.replace_config(&text))
         .await
         .unwrap_or_else(|e| Err(ReplaceError::Io(format!("task failed: {e}"))));
+    let event = Event::management("config.put", "config", ctx.client_ip);
+    let outcome = match &result {
+        Ok(()) => Ok(None),
+        Err(ReplaceError::Invalid(errors)) => Err(("invalid_config", errors.join("; "))),
+        Err(ReplaceError::NoFile) => Err(("invalid_request", "no config file (demo mode)".into())),
+        Err(ReplaceError::Io(msg)) => Err(("internal_error", msg.clone())),
+    };
+    audit::record(&runtime.state, event, outcome).await;
     match result {
         Ok(()) => {
             local::respond_json(

@@ -15,6 +15,7 @@ mod attempt;
 mod body;
 mod ctx;
 mod failover;
+mod keys_api;
 mod local;
 mod management;
 mod relay;
@@ -118,7 +119,7 @@ impl ProxyHttp for Gateway {
         if let Some(answered) = local::before_auth(session, ctx, &self.runtime, &endpoint).await {
             return answered;
         }
-        let key = match admission::authenticate(session, ctx) {
+        let key = match admission::authenticate(session, ctx, &self.runtime.state) {
             Ok(k) => k,
             Err(e) => return local::respond_error(session, ctx, e).await,
         };

@@ -352,7 +352,7 @@ pub async fn management_records(
     reply(session, ctx, answer).await
 }
 
-fn budget_json(s: &BudgetStatus) -> Value {
+pub(super) fn budget_json(s: &BudgetStatus) -> Value {
     json!({
         "scope": s.scope.kind(),
         "unit": s.budget.unit.as_str(),

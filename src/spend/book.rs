@@ -260,13 +260,18 @@ impl BudgetBook {
                         needed,
                     }));
                 }
-                let fraction = if b.limit > 0.0 {
-                    remaining / b.limit
+                // What the headers say is left: a request's share of a requests budget
+                // is known now (1), its cost in tokens or USD only at its end.
+                let left = if b.unit == Unit::Requests {
+                    (remaining - needed).max(0.0)
                 } else {
-                    0.0
+                    remaining
                 };
+                let fraction = if b.limit > 0.0 { left / b.limit } else { 0.0 };
                 if tightest.as_ref().is_none_or(|(f, _)| fraction < *f) {
-                    tightest = Some((fraction, status()));
+                    let mut st = status();
+                    st.remaining = left;
+                    tightest = Some((fraction, st));
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! to a Pingora worker, and whoever awaits a store call from another runtime only waits
 //! for a join handle.
 
+pub mod keys;
 mod schema;
 pub mod usage;
 

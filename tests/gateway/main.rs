@@ -6,6 +6,7 @@ mod auth;
 mod clients;
 mod deploy;
 mod failover;
+mod keys;
 mod limits;
 mod ops;
 mod proxying;
