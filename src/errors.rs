@@ -26,6 +26,7 @@ pub enum ErrorCode {
     KeyInConfig,
     KeyNotFound,
     StoreUnavailable,
+    LimitsUnavailable,
     NotImplemented,
     UpstreamError,
     UpstreamUnavailable,
@@ -49,7 +50,7 @@ impl ErrorCode {
             Internal => 500,
             NotImplemented => 501,
             UpstreamError => 502,
-            UpstreamUnavailable | StoreUnavailable => 503,
+            UpstreamUnavailable | StoreUnavailable | LimitsUnavailable => 503,
             UpstreamRequestTimeout => 504,
         }
     }
@@ -76,6 +77,7 @@ impl ErrorCode {
             KeyInConfig => "key_in_config",
             KeyNotFound => "key_not_found",
             StoreUnavailable => "store_unavailable",
+            LimitsUnavailable => "limits_unavailable",
             NotImplemented => "not_implemented",
             UpstreamError => "upstream_error",
             UpstreamUnavailable => "upstream_unavailable",

@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod errors;

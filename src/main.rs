@@ -136,6 +136,21 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+        if let Some(cl) = &c.cluster {
+            let reachable = redis::Client::open(cl.redis_url.as_str())
+                .and_then(|client| {
+                    client.get_connection_with_timeout(std::time::Duration::from_secs(2))
+                })
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            match reachable {
+                Ok(_) => println!("{}: cluster Redis answers", path.display()),
+                Err(e) => eprintln!(
+                    "{}: warning: cluster.redis does not answer ({e}); the gateway would start degraded (on_error: {:?})",
+                    path.display(),
+                    cl.on_error
+                ),
+            }
+        }
         println!(
             "{}: configuration is valid ({} providers, {} models, {} keys)",
             path.display(),

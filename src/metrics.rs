@@ -138,6 +138,11 @@ pub static STORE_DROPPED: Lazy<prometheus::IntCounter> =
         "Usage records dropped because the queue or the outage buffer was full"
     ));
 
+pub static CLUSTER_UP: Lazy<IntGauge> = metric!(prometheus::register_int_gauge!(
+    "modelgate_cluster_up",
+    "1 while Redis answers and limits, budgets and cooldowns are shared; 0 while on_error applies (cluster mode only)"
+));
+
 pub static BUILD_INFO: Lazy<IntGaugeVec> = metric!(register_int_gauge_vec!(
     "modelgate_build_info",
     "Always 1; the version label says which build runs",

@@ -37,6 +37,8 @@ pub struct State {
     pub ledger: Option<Arc<Ledger>>,
     /// Keys made through the keys API.
     pub keys: Arc<ApiKeys>,
+    /// The Redis shared by replicas (`cluster`), when configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl State {
@@ -120,6 +122,11 @@ impl Runtime {
                 }
                 if old.store != loaded.config.store {
                     log::warn!("config reload: store.* settings take effect only after a restart");
+                }
+                if old.cluster != loaded.config.cluster {
+                    log::warn!(
+                        "config reload: cluster.* settings take effect only after a restart"
+                    );
                 }
                 self.state.keys.adopt_config(&loaded.config, Some(&old));
                 self.config.store(Arc::new(loaded.config));

@@ -126,13 +126,25 @@ pub fn run(opts: RunOptions) -> ! {
     server.bootstrap();
 
     let spend = start_spend(&opts);
+    let cluster = start_cluster(&opts);
+    let limits = match &cluster {
+        Some(c) => crate::limits::Limiter::new(Box::new(
+            crate::cluster::limits::ClusterBackend::new(c.clone()),
+        )),
+        None => crate::limits::Limiter::default(),
+    };
     let state = State {
         spend: spend.book.clone(),
         ledger: Some(spend.ledger.clone()),
         keys: spend.keys.clone(),
+        limits,
+        cluster: cluster.clone(),
         ..State::default()
     };
     let runtime = Runtime::with_state(opts.config, opts.config_path, state);
+    if let Some(c) = &cluster {
+        crate::cluster::events::start(c, &runtime);
+    }
 
     let mut gateway = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -244,6 +256,31 @@ fn start_spend(opts: &RunOptions) -> Spend {
 }
 
 /// How long the final flush may wait for the store at exit.
+/// Connects to the cluster's Redis (lazily: an unreachable Redis starts degraded).
+fn start_cluster(opts: &RunOptions) -> Option<Arc<crate::cluster::Cluster>> {
+    let settings = opts.config.cluster.clone()?;
+    if opts.daemon {
+        eprintln!("modelgate: cluster mode does not run with -d (its Redis connection would not survive the fork); run it in the foreground under systemd or a container");
+        std::process::exit(1);
+    }
+    if let Some(url) = &opts.store_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            eprintln!(
+                "modelgate: --store {:?}: cluster needs a Postgres store shared by the replicas",
+                crate::store::redact_password(url)
+            );
+            std::process::exit(1);
+        }
+    }
+    match crate::cluster::Cluster::start(settings) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("modelgate: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 pub const LEDGER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the store after Pingora daemonized (`-d`) and starts the ledger's writer.

@@ -3,6 +3,7 @@
 #   prereqs_ensure build          # what `cargo build` needs: cargo, a C compiler, make, cmake
 #   prereqs_ensure build python   # ... plus python3 with venv/ensurepip, for the SDK tests
 #   prereqs_ensure postgres       # Debian's postgresql server, for the store tests
+#   prereqs_ensure redis          # Debian's redis-server, for the cluster tests
 # Missing Debian packages are installed when this is possible without a password (running
 # as root, or passwordless `sudo -n`); otherwise it prints the one command to run and
 # returns 1. MODELGATE_NO_INSTALL=1 never installs: it only reports.
@@ -37,6 +38,10 @@ prereqs_missing() {
       postgres)
         # The store tests start their own throwaway Postgres server.
         compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || echo postgresql
+        ;;
+      redis)
+        # The cluster tests start their own throwaway redis-server.
+        command -v redis-server >/dev/null 2>&1 || echo redis-server
         ;;
       *)
         echo "prereqs.sh: unknown need '$need'" >&2

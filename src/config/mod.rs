@@ -2,6 +2,7 @@
 //! runtime model (`Config`) with every cross-reference resolved and every secret hashed.
 //! Parsing happens once per load; requests only ever see a finished `Config`.
 
+mod cluster;
 mod env;
 mod keys;
 mod raw;
@@ -37,6 +38,8 @@ pub struct Config {
     pub prices: Arc<crate::spend::PriceTable>,
     /// Teams by name: budgets shared by their keys.
     pub teams: IndexMap<String, Arc<Team>>,
+    /// Several replicas counting as one (`None`: every count is this process's own).
+    pub cluster: Option<ClusterSettings>,
     /// The file as loaded (variables expanded), for `GET /v0/management/config`, which
     /// shows it with every secret redacted.
     pub source: serde_yaml::Value,
@@ -89,6 +92,29 @@ pub struct StoreSettings {
     /// config file's folder when the store opens (`--store` overrides it).
     pub url: String,
     pub ledger: crate::ledger::LedgerSettings,
+}
+
+/// What a replica does while Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Each replica enforces every limit and budget as (limit ÷ replicas) on its own.
+    Local,
+    /// Requests that need a shared count are refused with 503 `limits_unavailable`.
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub redis_url: String,
+    /// Longest wait for Redis on the request path before `on_error` applies.
+    pub timeout: Duration,
+    /// Put before every Redis key, so several gateways can share one Redis.
+    pub prefix: String,
+    pub on_error: OnError,
+    pub replicas: u32,
+    /// Concurrency slots are leases this long, extended every third of it while their
+    /// request runs: a replica that dies frees its slots within this time.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -246,10 +272,16 @@ pub fn redacted(source: &serde_yaml::Value) -> serde_json::Value {
     {
         hide(x);
     }
-    // A Postgres URL may carry a password: shown as postgres://user:***@host/db.
-    if let Some(url) = v.get_mut("store").and_then(|s| s.get_mut("url")) {
-        if let Some(text) = url.as_str() {
-            *url = Y::String(crate::store::redact_password(text));
+    // A Postgres or Redis URL may carry a password: shown as scheme://user:***@host/db.
+    for path in [&["store", "url"][..], &["cluster", "redis", "url"][..]] {
+        let mut node = Some(&mut v);
+        for p in path {
+            node = node.and_then(|n| n.get_mut(*p));
+        }
+        if let Some(url) = node {
+            if let Some(text) = url.as_str() {
+                *url = Y::String(crate::store::redact_password(text));
+            }
         }
     }
     serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)

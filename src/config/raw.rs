@@ -28,6 +28,29 @@ pub struct RawConfig {
     pub pricing: IndexMap<String, crate::spend::Price>,
     #[serde(default)]
     pub teams: IndexMap<String, RawTeam>,
+    /// Several replicas as one: limits, budgets, cooldowns shared through Redis.
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Option<RawRedis>,
+    pub on_error: Option<String>,
+    pub replicas: Option<u32>,
+    /// How long a concurrency slot of a replica that stopped answering stays taken.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub lease_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    #[serde(default, deserialize_with = "string_lenient_opt")]
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

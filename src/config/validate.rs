@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use super::raw::*;
-use super::{keys, spend};
+use super::{cluster, keys, spend};
 use super::{Config, ConfigError, Loaded, ManagementSettings, RetryPolicy, ServerSettings};
 use crate::auth::parse_ip_net;
 use crate::routing::{is_pattern, ModelRoute, ModelTable, Target};
@@ -46,6 +46,7 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
     let management = management(&mut cx, raw.management);
     let store = spend::store(&mut cx, raw.store);
     let teams = spend::teams(&mut cx, raw.teams);
+    let cluster = cluster::cluster(&mut cx, raw.cluster, &store);
     spend::check_key_teams(&mut cx, &keys, &teams);
     spend::warn_unpriced(&mut cx, &models, &prices);
     if !cx.errors.is_empty() {
@@ -62,6 +63,7 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
             store,
             prices,
             teams,
+            cluster,
             source: serde_yaml::Value::Null,
         },
         warnings: cx.warnings,

@@ -4,10 +4,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::TargetId;
+
+/// What this process saw happen to a target, for other replicas (`cluster`).
+pub enum CooldownEvent {
+    Cooled { target: TargetId, for_: Duration },
+    Restored { target: TargetId },
+}
+
+type Observer = Box<dyn Fn(CooldownEvent) + Send + Sync>;
 
 /// Cooldowns by target. Times are passed in, so the rules are testable without sleeping.
 #[derive(Default)]
@@ -15,6 +23,8 @@ pub struct Cooldowns {
     until: Mutex<HashMap<TargetId, Instant>>,
     /// Entries in `until`, so the common all-healthy case takes no lock.
     active: AtomicUsize,
+    /// Told of every cooldown set and lifted here (not of those applied from others).
+    observer: OnceLock<Observer>,
 }
 
 impl Cooldowns {
@@ -37,16 +47,48 @@ impl Cooldowns {
 
     /// Cools `t` down for `for_` from `now` (capped; a longer cooldown already set stays).
     pub fn cool_down(&self, t: TargetId, for_: Duration, now: Instant) {
+        let for_ = for_.min(MAX_PROVIDER_WAIT);
+        {
+            let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+            let until = now + for_;
+            let e = map.entry(t).or_insert(until);
+            *e = (*e).max(until);
+            self.active.store(map.len(), Ordering::Relaxed);
+        }
+        if let Some(o) = self.observer.get() {
+            o(CooldownEvent::Cooled { target: t, for_ });
+        }
+    }
+
+    pub fn set_observer(&self, o: Observer) {
+        let _ = self.observer.set(o);
+    }
+
+    /// What another replica saw: `Some(until)` cools `t` down (a longer cooldown already
+    /// set stays), `None` restores it. Not told to the observer.
+    pub fn apply_remote(&self, t: TargetId, until: Option<Instant>) {
         let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        let until = now + for_.min(MAX_PROVIDER_WAIT);
-        let e = map.entry(t).or_insert(until);
-        *e = (*e).max(until);
+        match until {
+            Some(u) => {
+                let u = u.min(Instant::now() + MAX_PROVIDER_WAIT);
+                let e = map.entry(t).or_insert(u);
+                *e = (*e).max(u);
+            }
+            None => {
+                map.remove(&t);
+            }
+        }
         self.active.store(map.len(), Ordering::Relaxed);
     }
 
     /// Ends every cooldown of `provider`'s targets (its quota was reset upstream);
     /// answers how many there were.
     pub fn clear_provider(&self, provider: super::ProviderId) -> usize {
+        self.clear_provider_quietly(provider)
+    }
+
+    /// `clear_provider` as another replica asked for it.
+    pub fn clear_provider_quietly(&self, provider: super::ProviderId) -> usize {
         let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
         let before = map.len();
         map.retain(|t, _| t.provider != provider);
@@ -58,9 +100,17 @@ impl Cooldowns {
         if self.active.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&t);
-        self.active.store(map.len(), Ordering::Relaxed);
+        let removed = {
+            let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+            let removed = map.remove(&t).is_some();
+            self.active.store(map.len(), Ordering::Relaxed);
+            removed
+        };
+        if removed {
+            if let Some(o) = self.observer.get() {
+                o(CooldownEvent::Restored { target: t });
+            }
+        }
     }
 }
 

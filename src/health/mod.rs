@@ -16,6 +16,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 pub use budget::RetryBudget;
+pub use cooldown::CooldownEvent;
 pub use cooldown::{retry_after, Cooldowns, MAX_PROVIDER_WAIT};
 pub use probes::{ProbeState, Probes};
 pub use stats::{Stats, TargetStats};
@@ -27,6 +28,15 @@ pub struct ProviderId(u64);
 impl ProviderId {
     pub fn new(name: &str, endpoint: &str) -> Self {
         ProviderId(hash(&(name, endpoint)))
+    }
+
+    /// As sent to other replicas (the same binary hashes the same way).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    pub fn from_raw(v: u64) -> Self {
+        ProviderId(v)
     }
 }
 
@@ -44,6 +54,14 @@ impl TargetId {
             provider,
             id: hash(&(provider.0, model, credential)),
         }
+    }
+
+    pub fn raw(self) -> u64 {
+        self.id
+    }
+
+    pub fn from_raw(provider: ProviderId, id: u64) -> Self {
+        TargetId { provider, id }
     }
 }
 

@@ -224,10 +224,10 @@ async fn admit_limits(
         }
         Err(rejection) => {
             ctx.limits.headers = rejection.status.headers();
-            let code = if rejection.limit == "tpm" {
-                ErrorCode::TokenRateLimitExceeded
-            } else {
-                ErrorCode::RateLimitExceeded
+            let code = match rejection.limit {
+                "tpm" => ErrorCode::TokenRateLimitExceeded,
+                "unavailable" => ErrorCode::LimitsUnavailable,
+                _ => ErrorCode::RateLimitExceeded,
             };
             let msg = format!(
                 "{}; retry after {}s",

@@ -268,6 +268,13 @@ pub async fn collection(
     answer(session, ctx, runtime, event, result).await
 }
 
+/// Other replicas apply a key change at once (their poll of the store would within 1 s).
+fn tell_replicas(runtime: &Runtime) {
+    if let Some(c) = &runtime.state.cluster {
+        crate::cluster::events::keys_changed(c);
+    }
+}
+
 async fn create(
     ctx: &RequestCtx,
     runtime: &Runtime,
@@ -302,6 +309,7 @@ async fn create(
     if !warnings.is_empty() {
         out.insert("warnings".into(), json!(warnings));
     }
+    tell_replicas(runtime);
     Ok((201, Value::Object(out), None))
 }
 
@@ -368,9 +376,25 @@ async fn change(
     let store = store_of(runtime)?;
     let keys = &runtime.state.keys;
     let fail = |e| key_failure(name, e);
+    let done = change_key(ctx, keys, &store, name, action, body, fail).await;
+    if done.is_ok() {
+        tell_replicas(runtime);
+    }
+    done
+}
+
+async fn change_key(
+    ctx: &RequestCtx,
+    keys: &keys::ApiKeys,
+    store: &Store,
+    name: &str,
+    action: &str,
+    body: Map<String, Value>,
+    fail: impl Fn(KeyError) -> Failure,
+) -> std::result::Result<(u16, Value, Option<String>), Failure> {
     match action {
         "key.delete" => {
-            keys.delete(&store, name).await.map_err(fail)?;
+            keys.delete(store, name).await.map_err(fail)?;
             Ok((200, json!({"name": name, "deleted": true}), None))
         }
         "key.rotate" => {
@@ -395,7 +419,7 @@ async fn change(
                     "is not a rotate option (only grace)",
                 )]));
             }
-            let (entry, secret) = keys.rotate(&store, name, grace).await.map_err(fail)?;
+            let (entry, secret) = keys.rotate(store, name, grace).await.map_err(fail)?;
             let mut out = key_json(&entry.key);
             out.insert("key".into(), json!(secret));
             out.insert(
@@ -407,7 +431,7 @@ async fn change(
         }
         _ => {
             let fields: Vec<String> = body.keys().cloned().collect();
-            let (entry, mut warnings) = keys.update(&store, name, body).await.map_err(fail)?;
+            let (entry, mut warnings) = keys.update(store, name, body).await.map_err(fail)?;
             warnings.extend(team_warning(ctx, &entry.key));
             let mut out = key_json(&entry.key);
             if !warnings.is_empty() {
@@ -489,6 +513,9 @@ pub async fn provider_reset(
         ))),
         Some(p) => {
             let cleared = runtime.state.health.cooldowns.clear_provider(p.id);
+            if let Some(c) = &runtime.state.cluster {
+                crate::cluster::events::provider_reset(c, p.id);
+            }
             let body = json!({"provider": provider, "cooldowns_cleared": cleared});
             Ok((200, body, Some(format!("{cleared} cooldown(s) cleared"))))
         }

@@ -168,6 +168,11 @@ pub async fn health(
             &serde_json::json!({"status": "draining"}),
         )
         .await
+    } else if let Some(c) = &runtime.state.cluster {
+        // Degraded still serves (on_error says how): 200, saying so.
+        let shared = if c.is_up() { "ok" } else { "degraded" };
+        let body = serde_json::json!({"status": "ok", "cluster": shared});
+        respond_json(session, ctx, 200, &body).await
     } else {
         respond_json(session, ctx, 200, &serde_json::json!({"status": "ok"})).await
     }

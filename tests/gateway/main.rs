@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod clients;
+mod cluster;
 mod deploy;
 mod failover;
 mod keys;

@@ -109,6 +109,12 @@ impl Config {
         self
     }
 
+    /// Any top-level section as a flow mapping, e.g. `("cluster", "on_error: local")`.
+    pub fn top(mut self, name: &str, fields: &str) -> Config {
+        self.root.insert(name.into(), flow(fields).into());
+        self
+    }
+
     /// The `store:` section, e.g. `"url: memory, flush_interval: 50ms"`.
     pub fn store(mut self, fields: &str) -> Config {
         self.root.insert("store".into(), flow(fields).into());

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 mod config;
 pub mod postgres;
+pub mod redis;
 pub use config::{closed_url, Config, Kind};
 
 /// One request as the mock provider received it.
