@@ -12,6 +12,8 @@
 # STREAM_EVENTS=N: the mock streams N chunks (and the usage chunk) to every request.
 # TARGET_MODEL names the provider's model (both binaries): a name other than the public
 # one makes the gateway rename the model in every response body.
+# KEY_FIELDS and CONFIG (same forms) apply to both binaries, e.g. limits and budgets
+# when AFTER_CONFIG turns cluster mode on for the after one only.
 # AFTER_KEYS=N adds N more config keys to the after config; AFTER_API_KEYS=N makes N keys
 # through the after binary's keys API first (its AFTER_CONFIG must give it a store file
 # and management: { secret_key: sk-bench-admin }), so authentication is measured with a
@@ -60,22 +62,26 @@ http {
   }
 }
 EOF
-cat > "$OUT/modelgate.yaml" <<EOF
+# The config of each binary: the bench key with its fields, more keys, more sections.
+config() { # KEY_FIELDS EXTRA_KEYS SECTIONS
+  cat <<EOF
 server: { listen: "127.0.0.1:$GW", metrics_listen: "", threads: 1, grace_period: 1s, drain_delay: 0s, pid_file: $OUT/mg.pid, upgrade_sock: $OUT/mg.sock }
 providers:
   mock: { kind: openai, base_url: "http://127.0.0.1:$MOCK", credentials: ["sk-provider"] }
 models:
   gpt-4o-mini: { targets: [{ provider: mock${TARGET_MODEL:+, model: $TARGET_MODEL}}] }
 keys:
-  - { name: bench, key: sk-bench-1234 }
+  - { name: bench, key: sk-bench-1234${1:+, $1} }
 EOF
-{
-  sed "s|{ name: bench, key: sk-bench-1234 }|{ name: bench, key: sk-bench-1234${AFTER_KEY:+, $AFTER_KEY} }|" "$OUT/modelgate.yaml"
-  if [ -n "${AFTER_KEYS:-}" ]; then
-    awk -v n="$AFTER_KEYS" 'BEGIN{for(i=0;i<n;i++) printf "  - { name: extra%d, key: sk-extra-%012d-padding }\n", i, i}'
+  if [ "${2:-0}" -gt 0 ]; then
+    awk -v n="$2" 'BEGIN{for(i=0;i<n;i++) printf "  - { name: extra%d, key: sk-extra-%012d-padding }\n", i, i}'
   fi
-  if [ -n "${AFTER_CONFIG:-}" ]; then echo "${AFTER_CONFIG//\$OUT/$OUT}"; fi
-} > "$OUT/modelgate.after.yaml"
+  printf '%s\n' "${3//\$OUT/$OUT}"
+}
+AFTER_FIELDS="${KEY_FIELDS:-}${KEY_FIELDS:+${AFTER_KEY:+, }}${AFTER_KEY:-}"
+config "${KEY_FIELDS:-}" 0 "${CONFIG:-}" > "$OUT/modelgate.yaml"
+config "$AFTER_FIELDS" "${AFTER_KEYS:-0}" "${CONFIG:-}
+${AFTER_CONFIG:-}" > "$OUT/modelgate.after.yaml"
 cat > "$OUT/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -22,6 +22,7 @@ fn admit(
         model,
         model_limits,
         estimate,
+        budgets: &[],
     };
     let mut fut = std::pin::pin!(lim.admit(&r));
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {

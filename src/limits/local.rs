@@ -75,6 +75,7 @@ fn reject(
         retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
         status: status.clone(),
         message,
+        budget: None,
     })
 }
 
@@ -85,6 +86,7 @@ impl LimitBackend for LocalBackend {
         &self,
         checks: &[Check<'_>],
         estimate: u64,
+        _budgets: &[crate::spend::SharedBudget],
     ) -> Result<Admission, Box<Rejection>> {
         let c = &*self.counters;
         let mut status = RateStatus {

@@ -17,6 +17,7 @@ use wildmatch::WildMatch;
 pub use local::LocalBackend;
 
 use crate::metrics;
+use crate::spend::SharedBudget;
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
@@ -118,6 +119,8 @@ pub struct Rejection {
     pub retry_after: u64,
     pub status: RateStatus,
     pub message: String,
+    /// A shared budget that cannot cover the request (`limit: "budget"`).
+    pub budget: Option<Box<crate::spend::Refusal>>,
 }
 
 /// A backend's hold on an admitted request: concurrency slots (released when dropped) and
@@ -125,6 +128,10 @@ pub struct Rejection {
 pub trait Lease: Send + Sync {
     /// Replaces the token estimate with the real count (`None`: keep the estimate).
     fn settle(&mut self, actual_tokens: Option<u64>);
+
+    /// Replaces the budgets' reservations with what the request cost (`None`: nothing,
+    /// it failed). Only a backend that counts budgets holds any.
+    fn settle_spend(&mut self, _actual: Option<crate::spend::Amount>) {}
 }
 
 /// An admitted request.
@@ -132,6 +139,8 @@ pub trait Lease: Send + Sync {
 pub struct Admission {
     pub status: Option<RateStatus>,
     lease: Option<Box<dyn Lease>>,
+    /// The tightest shared budget after this request's reservation (cluster).
+    pub budget: Option<crate::spend::BudgetStatus>,
 }
 
 impl Admission {
@@ -139,6 +148,7 @@ impl Admission {
         Admission {
             status,
             lease: Some(lease),
+            budget: None,
         }
     }
 
@@ -146,6 +156,12 @@ impl Admission {
     pub fn settle(&mut self, actual_tokens: Option<u64>) {
         if let Some(l) = self.lease.as_mut() {
             l.settle(actual_tokens);
+        }
+    }
+
+    pub fn settle_spend(&mut self, actual: Option<crate::spend::Amount>) {
+        if let Some(l) = self.lease.as_mut() {
+            l.settle_spend(actual);
         }
     }
 }
@@ -156,8 +172,18 @@ pub trait LimitBackend: Send + Sync {
     /// Checks `checks` in order (concurrency, then tokens, then requests, so a refused
     /// request uses up nothing it should not) and counts the request in each.
     /// `estimate`: prompt-token estimate plus the requested output tokens.
-    async fn admit(&self, checks: &[Check<'_>], estimate: u64)
-        -> Result<Admission, Box<Rejection>>;
+    /// `budgets`: the request's budgets, for a backend that counts them
+    /// (`counts_budgets`); the per-process book counts them otherwise.
+    async fn admit(
+        &self,
+        checks: &[Check<'_>],
+        estimate: u64,
+        budgets: &[SharedBudget],
+    ) -> Result<Admission, Box<Rejection>>;
+
+    fn counts_budgets(&self) -> bool {
+        false
+    }
 }
 
 /// The limits of one request, as `admit` needs them.
@@ -169,6 +195,8 @@ pub struct LimitRequest<'a> {
     /// The route's name and its limits for every key.
     pub model_limits: Option<(&'a str, &'a LimitSet)>,
     pub estimate: u64,
+    /// The budgets the request reserved against (see `LimitBackend::admit`).
+    pub budgets: &'a [SharedBudget],
 }
 
 /// The checks that apply to a request: its key's, the key's model group's, the model's.
@@ -222,10 +250,15 @@ impl Limiter {
     /// never reaches the backend.
     pub async fn admit(&self, r: &LimitRequest<'_>) -> Result<Admission, Box<Rejection>> {
         let checks = checks(r);
-        if checks.is_empty() {
+        let budgets = if self.backend.counts_budgets() {
+            r.budgets
+        } else {
+            &[]
+        };
+        if checks.is_empty() && budgets.is_empty() {
             return Ok(Admission::default());
         }
-        let result = self.backend.admit(&checks, r.estimate).await;
+        let result = self.backend.admit(&checks, r.estimate, budgets).await;
         if let Err(rejection) = &result {
             metrics::RATE_LIMITED
                 .with_label_values(&[r.key_name, rejection.limit])
@@ -270,6 +303,7 @@ mod tests {
             model,
             model_limits,
             estimate,
+            budgets: &[],
         }))
     }
 

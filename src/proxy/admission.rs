@@ -213,16 +213,28 @@ async fn admit_limits(
             .as_ref()
             .map(|l| (resolved.route.name.as_str(), l)),
         estimate,
+        budgets: ctx
+            .spend
+            .reservation
+            .as_ref()
+            .map_or(&[][..], |r| r.shared.as_slice()),
     };
     match state.limits.admit(&request).await {
         Ok(admission) => {
             if let Some(status) = &admission.status {
                 ctx.limits.headers = status.headers();
             }
+            if let Some(b) = &admission.budget {
+                ctx.spend.headers = spend::headers(b);
+            }
             ctx.limits.admission = Some(admission);
             Ok(())
         }
-        Err(rejection) => {
+        Err(mut rejection) => {
+            if let Some(refusal) = rejection.budget.take() {
+                ctx.spend.headers = spend::headers(&refusal.status);
+                return Err(spend::refusal_error(&refusal));
+            }
             ctx.limits.headers = rejection.status.headers();
             let code = match rejection.limit {
                 "tpm" => ErrorCode::TokenRateLimitExceeded,

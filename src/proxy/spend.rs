@@ -86,7 +86,7 @@ pub fn reserve(
 }
 
 /// 429 `insufficient_quota`, naming the budget, what was used and when it resets.
-fn refusal_error(refusal: &Refusal) -> GatewayError {
+pub fn refusal_error(refusal: &Refusal) -> GatewayError {
     let s = &refusal.status;
     let unit = s.budget.unit.as_str();
     let when = match s.resets_at {
@@ -202,6 +202,10 @@ pub fn finish(
             requests: 1.0,
         });
         r.settle(actual, started.as_secs() as i64);
+        // The shared counters (cluster), held by the limits' lease.
+        if let Some(a) = ctx.limits.admission.as_mut() {
+            a.settle_spend(actual);
+        }
     }
     let Some(ledger) = ledger else { return };
     let u = usage.unwrap_or_default();

@@ -167,8 +167,21 @@ impl PartialEq for Budget {
     }
 }
 
-/// A request one of whose budgets cannot cover it.
+/// One budget as a counter all replicas share (`cluster`): what a request asks of it.
 #[derive(Debug, Clone)]
+pub struct SharedBudget {
+    /// Names the counter: scope, budget and period (by when it ends).
+    pub id: String,
+    pub limit: f64,
+    pub needed: f64,
+    /// What this process knows was used in the period: the counter's start when the
+    /// shared store does not have it yet (a new period, a new Redis).
+    pub seed: f64,
+    pub status: BudgetStatus,
+}
+
+/// A request one of whose budgets cannot cover it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub status: BudgetStatus,
     /// What the request would have reserved, in the budget's unit.
@@ -230,6 +243,7 @@ impl BudgetBook {
         let team = ask.team.map(|(t, set)| (Scope::Team(t.to_string()), set));
         let mut scopes = self.lock();
         let mut tightest: Option<(f64, BudgetStatus)> = None;
+        let mut shared = Vec::new();
         let all = std::iter::once((key.clone(), ask.key_budgets)).chain(team.clone());
         for (scope, set) in all {
             if set.is_empty() {
@@ -253,6 +267,20 @@ impl BudgetBook {
                     resets_at: s.resets_at(b.period),
                 };
                 let needed = ask.worst.get(b.unit);
+                let (kind, name) = match &scope {
+                    Scope::Key(n) => ("k", n),
+                    Scope::Team(n) => ("t", n),
+                };
+                let period_end = s
+                    .resets_at(b.period)
+                    .map_or("total".to_string(), |t| t.to_string());
+                shared.push(SharedBudget {
+                    id: format!("{kind}{}:{name}:{}:{period_end}", name.len(), b.label),
+                    limit: b.limit,
+                    needed,
+                    seed: used,
+                    status: status(),
+                });
                 if needed > remaining || remaining <= 0.0 {
                     metrics::BUDGET_EXCEEDED.with_label_values(&gauge).inc();
                     return Err(Box::new(Refusal {
@@ -289,6 +317,7 @@ impl BudgetBook {
             amount: ask.worst,
             settled: false,
             tightest: tightest.map(|(_, s)| s),
+            shared,
         })
     }
 
@@ -359,6 +388,8 @@ pub struct Reservation {
     settled: bool,
     /// The budget closest to running out, for the response headers.
     pub tightest: Option<BudgetStatus>,
+    /// Every budget that applied, for counting them across replicas.
+    pub shared: Vec<SharedBudget>,
 }
 
 impl Reservation {

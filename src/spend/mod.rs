@@ -5,6 +5,6 @@ pub mod book;
 pub mod budget;
 pub mod prices;
 
-pub use book::{Amount, BudgetBook, BudgetStatus, Refusal, Reservation, Scope};
+pub use book::{Amount, BudgetBook, BudgetStatus, Refusal, Reservation, Scope, SharedBudget};
 pub use budget::{Budget, BudgetSet, Period, Unit};
 pub use prices::{Price, PriceTable};

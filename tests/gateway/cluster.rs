@@ -284,3 +284,61 @@ async fn closed_mode_refuses_what_it_cannot_count() {
     })
     .await;
 }
+
+/// A budget is counted once for all replicas: concurrent requests spread over three
+/// replicas cannot spend it more than once, and what one replica spent is what the next
+/// one's headers say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_are_shared_by_every_replica() {
+    let (redis, pg) = servers().await;
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = config(&mock, &redis, &pg, "local")
+        .key_with(
+            "budgeted",
+            "sk-budget-key-001",
+            "budgets: [{ requests: 4, period: day }]",
+        )
+        .key_with(
+            "burst",
+            "sk-burst-key-0001",
+            "budgets: [{ requests: 3, period: day }]",
+        );
+    let gws = replicas(&cfg, 3).await;
+
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let r = gws[i % 3].chat("sk-budget-key-001", "m").await;
+        let left = r
+            .headers()
+            .get("x-modelgate-budget-remaining")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        seen.push((r.status().as_u16(), left));
+    }
+    let want: Vec<(u16, String)> = [
+        (200, "3"),
+        (200, "2"),
+        (200, "1"),
+        (200, "0"),
+        (429, "0"),
+        (429, "0"),
+    ]
+    .iter()
+    .map(|(s, l)| (*s, l.to_string()))
+    .collect();
+    assert_eq!(seen, want);
+    let (status, code, body) = error_code(gws[1].chat("sk-budget-key-001", "m").await).await;
+    assert_eq!((status, code.as_str()), (429, "insufficient_quota"));
+    assert!(body.to_string().contains("4 of 4"), "{body}");
+
+    // 30 at once across the replicas against 3 requests: exactly 3 reach the provider.
+    let before = mock.requests().len();
+    let all = futures_util::future::join_all(
+        (0..30).map(|i| gws[i % 3].chat_status("sk-burst-key-0001", "m")),
+    )
+    .await;
+    assert_eq!(all.iter().filter(|s| **s == 200).count(), 3, "{all:?}");
+    assert_eq!(all.iter().filter(|s| **s == 429).count(), 27, "{all:?}");
+    assert_eq!(mock.requests().len() - before, 3);
+}
