@@ -88,7 +88,10 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench-1234"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]STREAM}'
 EOF
-sed -i "s|STREAM|${STREAM_EVENTS:+,\"stream\":true,\"stream_options\":{\"include_usage\":true}}|" "$OUT/post.lua"
+# (Set apart: a `}` inside ${VAR:+...} would end the expansion early.)
+STREAM_FIELDS=""
+[ -n "${STREAM_EVENTS:-}" ] && STREAM_FIELDS=',"stream":true,"stream_options":{"include_usage":true}'
+sed -i "s|STREAM|$STREAM_FIELDS|" "$OUT/post.lua"
 
 PID=""
 cleanup() {
@@ -152,7 +155,7 @@ for round in $(seq "$ROUNDS"); do
     out=$(taskset -c 0 wrk -t1 -c16 -d"${DURATION}"s --latency -s "$OUT/post.lua" "$URL/v1/chat/completions")
     t1=$(ticks)
     reqs=$(echo "$out" | awk '/requests in/{print $1}')
-    echo "$out" | grep -q Non-2xx && echo "$label: non-2xx responses" >&2
+    echo "$out" | grep -q Non-2xx && { echo "$label: non-2xx responses; stopping (see $OUT/$label.log)" >&2; exit 1; }
     rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
     p50=$(echo "$out" | awk '$1=="50%"{print $2}')
     p99=$(echo "$out" | awk '$1=="99%"{print $2}')

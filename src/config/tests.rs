@@ -252,3 +252,54 @@ keys:
         assert!(e.contains(want), "{want} missing from:\n{e}");
     }
 }
+
+#[test]
+fn cluster_needs_redis_and_a_shared_store() {
+    let with = |section: &str| format!("{GOOD}{section}");
+    let e = errors(&with(
+        "cluster: { redis: { url: \"redis://127.0.0.1:6379/0\" }, replicas: 3 }\n",
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("store.url") && l.contains("Postgres")),
+        "{e:?}"
+    );
+    let e = errors(&with(
+        "store: { url: \"postgres://u:secret@db/m\" }\ncluster: { on_error: maybe, replicas: 0, lease_ttl: 1s }\n",
+    ));
+    for field in [
+        "cluster.redis.url",
+        "cluster.on_error",
+        "cluster.replicas",
+        "cluster.lease_ttl",
+    ] {
+        assert!(e.iter().any(|l| l.contains(field)), "{field}: {e:?}");
+    }
+    assert!(!e.iter().any(|l| l.contains("secret")), "{e:?}");
+    let loaded = load(&with(
+        "store: { url: \"postgres://u:secret@db/m\" }\ncluster: { redis: { url: \"redis://:pw@127.0.0.1:6379/0\", timeout: 20ms }, on_error: closed, replicas: 3 }\n",
+    ))
+    .unwrap();
+    let c = loaded.config.cluster.clone().unwrap();
+    assert_eq!(
+        (
+            c.on_error,
+            c.replicas,
+            c.timeout,
+            c.lease_ttl,
+            c.prefix.as_str()
+        ),
+        (
+            OnError::Closed,
+            3,
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(30),
+            "modelgate:"
+        )
+    );
+    let shown = redacted(&loaded.config.source).to_string();
+    assert!(
+        !shown.contains(":pw@") && !shown.contains("secret"),
+        "{shown}"
+    );
+}

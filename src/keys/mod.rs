@@ -44,8 +44,9 @@ pub struct ApiKeys {
     /// Name -> entry: what the management API reads and changes. Never held across an
     /// await.
     entries: Mutex<HashMap<String, Entry>>,
-    /// The newest `updated_ms` applied; the poller reads from a little before it.
-    high_water: AtomicI64,
+    /// When the last successful read of the store began (ms, this clock); the poller
+    /// reads the rows changed since a little before it.
+    read_at: AtomicI64,
     /// Last-use times as last persisted, by key name (config keys too).
     persisted_use: Mutex<HashMap<String, i64>>,
 }
@@ -75,6 +76,9 @@ impl MoreKeys for ApiKeys {
         }
     }
 }
+
+/// How far before the last read the next one starts.
+const LOOKBACK_MS: i64 = 10_000;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -145,7 +149,6 @@ impl ApiKeys {
     /// removes). Rows that did not change are skipped, so polling the same rows is cheap.
     pub fn apply(&self, row: StoredKey) {
         let mut entries = self.lock_entries();
-        self.high_water.fetch_max(row.updated_ms, Ordering::Relaxed);
         let prev = entries.get(&row.name);
         if prev.is_some_and(|p| p.row == row) {
             return;
@@ -218,18 +221,20 @@ impl ApiKeys {
         entries.insert(row.name.clone(), Entry { row, key });
     }
 
-    /// Where the poller reads from: 10 s before the newest change seen, so a change
+    /// Where the poller reads from: 10 s before the last read began, so a change
     /// committed late, or stamped by a replica whose clock is a little behind, is not
-    /// missed (rows already applied are skipped).
+    /// missed (rows already applied are skipped), while rows changed long ago are not
+    /// read again and again.
     pub fn poll_from(&self) -> i64 {
-        self.high_water
+        self.read_at
             .load(Ordering::Relaxed)
-            .saturating_sub(10_000)
+            .saturating_sub(LOOKBACK_MS)
     }
 
     /// Reads every key and last-use time from the store (start, and the store opening
     /// late under `-d`).
     pub async fn load(&self, store: &Store) -> Result<usize, String> {
+        let started = now_ms();
         let pool = store.pool();
         let (rows, used) = store
             .run(async move {
@@ -246,11 +251,13 @@ impl ApiKeys {
         for row in rows {
             self.apply(row);
         }
+        self.read_at.store(started, Ordering::Relaxed);
         Ok(self.len())
     }
 
     /// Applies what other processes changed since the last poll.
     pub async fn poll(&self, store: &Store) -> Result<(), String> {
+        let started = now_ms();
         let pool = store.pool();
         let since = self.poll_from();
         let rows = store
@@ -260,6 +267,9 @@ impl ApiKeys {
         for row in rows {
             self.apply(row);
         }
+        // Only a read that worked moves the window: after an outage the next one reads
+        // everything changed since the last good one.
+        self.read_at.store(started, Ordering::Relaxed);
         Ok(())
     }
 
@@ -552,7 +562,7 @@ mod tests {
             .find_digest(&auth::digest("sk-mg-second-secret-002"), now)
             .is_err());
         assert!(keys.get("a").is_none());
-        assert_eq!(keys.poll_from(), 30 - 10_000);
+        assert_eq!(keys.poll_from(), -LOOKBACK_MS, "never read: from the start");
     }
 
     #[test]
