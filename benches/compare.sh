@@ -16,8 +16,9 @@
 # when AFTER_CONFIG turns cluster mode on for the after one only.
 # AFTER_KEYS=N adds N more config keys to the after config; AFTER_API_KEYS=N makes N keys
 # through the after binary's keys API first (its AFTER_CONFIG must give it a store file
-# and management: { secret_key: sk-bench-admin }), so authentication is measured with a
-# large key table while wrk keeps using sk-bench-1234.
+# and management: { secret_key: sk-bench-admin }) and has wrk use one more API key
+# against it, so an API key is authenticated among N (the before binary's wrk key stays
+# the config key sk-bench-1234).
 # Needs: nginx (Debian nginx-light), wrk, taskset, curl. The bare Pingora proxy listens on
 # BARE_LISTEN and proxies to BARE_UPSTREAM with the key sk-bench-1234; it runs with
 # BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
@@ -28,6 +29,7 @@ ROUNDS=${4:-3} DURATION=${5:-10}
 OUT=benches/out/compare
 mkdir -p "$OUT/tmp"
 OUT=$(cd "$OUT" && pwd)
+rm -f "$OUT/post.after.lua"
 MOCK=19101 GW=19102 BARE_PORT=19103
 HZ=$(getconf CLK_TCK)
 for tool in nginx wrk taskset curl; do
@@ -125,7 +127,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 
 if [ -n "${AFTER_API_KEYS:-}" ]; then
   start after
-  python3 - "$URL" "$AFTER_API_KEYS" <<'PY'
+  python3 - "$URL" "$AFTER_API_KEYS" "$OUT/api-secret" <<'PY'
 import http.client, json, sys, urllib.parse
 url, n = urllib.parse.urlparse(sys.argv[1]), int(sys.argv[2])
 c = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
@@ -140,9 +142,16 @@ for i in range(have, n):
     if r.status != 201:
         sys.exit(f"key {i}: {r.status}")
 print(f"API keys in the store: {n} ({n - have} made now)", file=sys.stderr)
+# The key wrk uses against the after binary: an API key of its own, made anew each run.
+auth = {"Authorization": "Bearer sk-bench-admin", "Content-Type": "application/json"}
+c.request("DELETE", "/v0/management/keys/bench-api", headers=auth); c.getresponse().read()
+c.request("POST", "/v0/management/keys", json.dumps({"name": "bench-api"}), auth)
+r = c.getresponse(); secret = json.loads(r.read())["key"]
+open(sys.argv[3], "w").write(secret)
 PY
   kill -INT "$PID"; wait "$PID" 2>/dev/null || true; PID=""
   sleep 0.5
+  sed "s|sk-bench-1234|$(cat "$OUT/api-secret")|" "$OUT/post.lua" > "$OUT/post.after.lua"
 fi
 
 echo "| round | target | RPS | p50 ms | p99 ms | CPU us/req |"
@@ -150,9 +159,11 @@ echo "|---|---|---|---|---|---|"
 for round in $(seq "$ROUNDS"); do
   for label in bare before after; do
     start $label
-    taskset -c 0 wrk -t1 -c16 -d2s -s "$OUT/post.lua" "$URL/v1/chat/completions" >/dev/null
+    lua=$OUT/post.lua
+    [ "$label" = after ] && [ -f "$OUT/post.after.lua" ] && lua=$OUT/post.after.lua
+    taskset -c 0 wrk -t1 -c16 -d2s -s "$lua" "$URL/v1/chat/completions" >/dev/null
     t0=$(ticks)
-    out=$(taskset -c 0 wrk -t1 -c16 -d"${DURATION}"s --latency -s "$OUT/post.lua" "$URL/v1/chat/completions")
+    out=$(taskset -c 0 wrk -t1 -c16 -d"${DURATION}"s --latency -s "$lua" "$URL/v1/chat/completions")
     t1=$(ticks)
     reqs=$(echo "$out" | awk '/requests in/{print $1}')
     echo "$out" | grep -q Non-2xx && { echo "$label: non-2xx responses; stopping (see $OUT/$label.log)" >&2; exit 1; }

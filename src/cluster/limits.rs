@@ -135,9 +135,7 @@ return out
 
 /// KEYS: per budget its hash and lease set; ARGV: the lease id, then per budget what the
 /// request cost in its unit ("" when it cost nothing: a release).
-static SETTLE: Lazy<redis::Script> = Lazy::new(|| {
-    redis::Script::new(
-        r#"
+const SETTLE_LUA: &str = r#"
 local lease = ARGV[1]
 for j = 0, #KEYS / 2 - 1 do
   local h, z = KEYS[j * 2 + 1], KEYS[j * 2 + 2]
@@ -151,9 +149,7 @@ for j = 0, #KEYS / 2 - 1 do
   if actual ~= '' then redis.call('HINCRBYFLOAT', h, 'used', actual) end
 end
 return 1
-"#,
-    )
-});
+"#;
 
 /// The name of a limit scope in Redis keys; lengths make it unambiguous whatever the
 /// names contain.
@@ -253,80 +249,72 @@ struct ClusterLease {
     sets: Vec<String>,
     /// tpm counters and what was taken from each.
     tokens: Vec<(String, i64)>,
-    /// Shared budgets reserved against: their hash, lease set and unit; emptied once
-    /// settled.
+    /// The real token count, once known.
+    actual_tokens: Option<u64>,
+    /// Shared budgets reserved against: their hash, lease set and unit.
     budgets: Vec<(String, String, Unit)>,
-}
-
-impl ClusterLease {
-    /// Replaces every budget reservation with `actual` (None: releases them).
-    fn settle_budgets(&mut self, actual: Option<Amount>) {
-        if self.budgets.is_empty() {
-            return;
-        }
-        let mut inv = SETTLE.prepare_invoke();
-        inv.arg(&self.id);
-        for (hash, leases, _) in &self.budgets {
-            inv.key(hash).key(leases);
-        }
-        for (_, _, unit) in self.budgets.drain(..) {
-            inv.arg(actual.map(|a| a.get(unit).to_string()).unwrap_or_default());
-        }
-        let c = self.cluster.clone();
-        self.cluster.spawn(async move {
-            let mut conn = c.conn();
-            // Not settled (Redis away): the reservation expires within cluster.lease_ttl.
-            let _ = c
-                .call(async move { inv.invoke_async::<i64>(&mut conn).await })
-                .await;
-        });
-    }
+    /// What the request cost, once known (`None` at the end: it cost nothing).
+    actual_spend: Option<Amount>,
 }
 
 impl Lease for ClusterLease {
     fn settle(&mut self, actual_tokens: Option<u64>) {
-        let Some(actual) = actual_tokens else { return };
-        let actual = i64::try_from(actual).unwrap_or(i64::MAX);
-        let mut pipe = redis::pipe();
-        let mut n = 0;
-        for (key, taken) in self.tokens.drain(..) {
-            let delta = actual.saturating_sub(taken);
-            if delta != 0 {
-                pipe.cmd("INCRBY").arg(key).arg(delta).ignore();
-                n += 1;
-            }
-        }
-        if n > 0 {
-            let c = self.cluster.clone();
-            self.cluster.spawn(async move {
-                let mut conn = c.conn();
-                let _ = c
-                    .call(async move { pipe.query_async::<()>(&mut conn).await })
-                    .await;
-            });
-        }
+        self.actual_tokens = actual_tokens;
     }
 
     fn settle_spend(&mut self, actual: Option<Amount>) {
-        self.settle_budgets(actual);
+        self.actual_spend = actual;
     }
 }
 
 impl Drop for ClusterLease {
+    /// Everything the request still owes Redis, in one round trip after its response:
+    /// the token estimate corrected, the budget reservations replaced by the real cost
+    /// (or released), the concurrency slots given back. Not delivered (Redis away): the
+    /// leases expire within `cluster.lease_ttl`.
     fn drop(&mut self) {
-        self.settle_budgets(None);
         self.cluster.held.remove(&self.id);
-        if self.sets.is_empty() {
-            return;
-        }
         let mut pipe = redis::pipe();
+        let mut n = 0;
+        if let Some(actual) = self.actual_tokens {
+            let actual = i64::try_from(actual).unwrap_or(i64::MAX);
+            for (key, taken) in &self.tokens {
+                let delta = actual.saturating_sub(*taken);
+                if delta != 0 {
+                    pipe.cmd("INCRBY").arg(key).arg(delta).ignore();
+                    n += 1;
+                }
+            }
+        }
+        if !self.budgets.is_empty() {
+            // EVAL, not EVALSHA: a Redis that restarted has no script cache, and this
+            // pipeline cannot be replayed (its other commands are not idempotent).
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(SETTLE_LUA).arg(self.budgets.len() * 2);
+            for (hash, leases, _) in &self.budgets {
+                cmd.arg(hash).arg(leases);
+            }
+            cmd.arg(&self.id);
+            for (_, _, unit) in &self.budgets {
+                cmd.arg(
+                    self.actual_spend
+                        .map(|a| a.get(*unit).to_string())
+                        .unwrap_or_default(),
+                );
+            }
+            pipe.add_command(cmd).ignore();
+            n += 1;
+        }
         for set in &self.sets {
             pipe.cmd("ZREM").arg(set).arg(&self.id).ignore();
+            n += 1;
+        }
+        if n == 0 {
+            return;
         }
         let c = self.cluster.clone();
-        self.cluster.spawn(async move {
+        self.cluster.spawn_here(async move {
             let mut conn = c.conn();
-            // Not released (Redis away): the lease expires within cluster.lease_ttl.
             let _ = c
                 .call(async move { pipe.query_async::<()>(&mut conn).await })
                 .await;
@@ -503,7 +491,9 @@ impl LimitBackend for ClusterBackend {
             id,
             sets,
             tokens,
+            actual_tokens: None,
             budgets: held_budgets,
+            actual_spend: None,
         };
         let mut admission = Admission::new(status, Box::new(lease));
         admission.budget = tightest.map(|(_, s)| s);

@@ -25,7 +25,12 @@ use crate::metrics;
 pub struct Cluster {
     pub settings: ClusterSettings,
     client: redis::Client,
+    /// The cluster runtime's own connection (pings, subscriptions' helpers).
     conn: ConnectionManager,
+    /// One connection per thread that talks to Redis (each Pingora worker has its own
+    /// runtime): a request's round trip then never hops to another thread and back.
+    local_conns: dashmap::DashMap<std::thread::ThreadId, ConnectionManager>,
+    manager_config: ConnectionManagerConfig,
     up: AtomicBool,
     /// This process, in lease ids and events (so a replica ignores its own).
     pub replica: String,
@@ -59,7 +64,7 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let conn = {
             let _enter = runtime.enter();
-            ConnectionManager::new_lazy_with_config(client.clone(), config)
+            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                 .map_err(|e| format!("cluster.redis: {e}"))?
         };
         let mut id = [0u8; 6];
@@ -68,6 +73,8 @@ impl Cluster {
             settings,
             client,
             conn,
+            local_conns: dashmap::DashMap::new(),
+            manager_config: config,
             up: AtomicBool::new(false),
             replica: hex::encode(id),
             next_lease: AtomicU64::new(0),
@@ -133,7 +140,13 @@ impl Cluster {
             }
             Ok(Err(e)) => {
                 log::debug!("cluster: Redis: {e}");
-                self.mark(false);
+                // An error reply (a script error, a wrong type) comes from a Redis that
+                // answers; only a connection that fails means it is down.
+                let unreachable = e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal();
+                self.mark(!unreachable);
                 Err(Down)
             }
             Err(_) => {
@@ -143,8 +156,37 @@ impl Cluster {
         }
     }
 
+    /// A connection driven by the calling thread's runtime when it has one (made on
+    /// first use), else the cluster runtime's.
     pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.conn.clone();
+        }
+        let id = std::thread::current().id();
+        if let Some(c) = self.local_conns.get(&id) {
+            return c.clone();
+        }
+        match ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        ) {
+            Ok(c) => {
+                self.local_conns.insert(id, c.clone());
+                c
+            }
+            Err(_) => self.conn.clone(),
+        }
+    }
+
+    /// Spawns `f` on the calling thread's runtime (where its connection lives), or on the
+    /// cluster's outside any runtime.
+    pub fn spawn_here<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(f);
+            }
+            Err(_) => self.spawn(f),
+        }
     }
 
     pub fn client(&self) -> &redis::Client {

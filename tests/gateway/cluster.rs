@@ -341,4 +341,13 @@ async fn budgets_are_shared_by_every_replica() {
     assert_eq!(all.iter().filter(|s| **s == 200).count(), 3, "{all:?}");
     assert_eq!(all.iter().filter(|s| **s == 429).count(), 27, "{all:?}");
     assert_eq!(mock.requests().len() - before, 3);
+
+    // Finished requests give their concurrency slots back (2 at a time, 6 in a row).
+    for i in 0..6 {
+        assert_eq!(
+            gws[i % 3].chat_status("sk-narrow-key-001", "m").await,
+            200,
+            "request {i}"
+        );
+    }
 }
