@@ -63,6 +63,18 @@ pub fn wanted(keep: usize) -> bool {
     keep > 0 || log::log_enabled!(target: "modelgate::access", log::Level::Info)
 }
 
+/// A value of a `key=value` text line: as is when plain, else quoted with escapes, so a
+/// client's text (a model name, a request id) can neither forge a line nor a field.
+fn text_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '=')
+    {
+        std::borrow::Cow::Owned(format!("{v:?}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 /// Logs `rec` and keeps it in `ring` when `keep` > 0.
 pub fn record(ring: &AccessRing, rec: AccessRecord, format: LogFormat, keep: usize) {
     if log::log_enabled!(target: "modelgate::access", log::Level::Info) {
@@ -74,15 +86,15 @@ pub fn record(ring: &AccessRing, rec: AccessRecord, format: LogFormat, keep: usi
             LogFormat::Text => log::info!(
                 target: "modelgate::access",
                 "request_id={} client={} method={} path={} protocol={} key={} model={} provider={} target_model={} attempts={} status={} error={} duration_ms={:.1} ttfb_ms={} prompt_tokens={} completion_tokens={} bytes_in={} bytes_out={}",
-                rec.request_id,
+                text_value(&rec.request_id),
                 rec.client_ip.as_deref().unwrap_or(""),
-                rec.method,
-                rec.path,
+                text_value(&rec.method),
+                text_value(&rec.path),
                 rec.protocol,
-                rec.key,
-                rec.model,
-                rec.provider,
-                rec.target_model,
+                text_value(&rec.key),
+                text_value(&rec.model),
+                text_value(&rec.provider),
+                text_value(&rec.target_model),
                 rec.attempts,
                 rec.status,
                 rec.error.unwrap_or(""),
@@ -104,4 +116,20 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_cannot_forge_lines_or_fields() {
+        assert_eq!(text_value("gpt-4o"), "gpt-4o");
+        assert_eq!(
+            text_value("x\nrequest_id=forged status=200"),
+            "\"x\\nrequest_id=forged status=200\""
+        );
+        assert!(!text_value("a\rb").contains('\r'));
+        assert_eq!(text_value("a b"), "\"a b\"");
+    }
 }

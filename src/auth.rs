@@ -338,7 +338,9 @@ pub fn parse_ip_net(s: &str) -> Option<IpNet> {
 /// The client's address: the socket peer, or — when the peer is a trusted proxy — the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer?;
+    // On a dual-stack listener IPv4 clients arrive as ::ffff:a.b.c.d: compared as IPv4,
+    // so IPv4 rules (allowed_ips, trusted_proxies, loopback) apply to them.
+    let peer = peer?.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if trusted.is_empty() || !is_trusted(&peer) {
         return Some(peer);
@@ -349,7 +351,7 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
             return Some(last_trusted);
         };
         for part in v.rsplit(',') {
-            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+            let Ok(ip) = part.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
                 return Some(last_trusted);
             };
             if !is_trusted(&ip) {
@@ -426,6 +428,16 @@ mod tests {
         );
         assert_eq!(client_ip(Some(outsider), &h, &trusted), Some(outsider));
         assert_eq!(client_ip(Some(lb), &h, &[]), Some(lb));
+        // A dual-stack listener's IPv4 client is an IPv4 address.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(
+            client_ip(Some(mapped), &h, &trusted),
+            "203.0.113.9".parse().ok()
+        );
+        let mapped_loopback: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(client_ip(Some(mapped_loopback), &h, &[])
+            .unwrap()
+            .is_loopback());
     }
 
     #[test]

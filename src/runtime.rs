@@ -156,20 +156,31 @@ impl Runtime {
         })
         .map_err(|e| ReplaceError::Invalid(e.to_string().lines().map(String::from).collect()))?;
         let io = |e: std::io::Error| ReplaceError::Io(e.to_string());
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
         let mut bak = path.clone().into_os_string();
         bak.push(".bak");
+        // A temp file made exclusively beside the config (a random name, never a link
+        // someone planted), given the file's own mode and owner: a 0600 secrets file
+        // stays 0600.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            tmp.write_all(text.as_bytes()).map_err(io)?;
+            tmp.as_file().sync_all().map_err(io)?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::set_permissions(tmp.path(), meta.permissions()).map_err(io)?;
+            // Only root may give a file away; anyone else already owns what they make.
+            let _ = std::os::unix::fs::chown(tmp.path(), Some(meta.uid()), Some(meta.gid()));
+            // The old .bak is removed first, so a link planted there is not written through.
+            let _ = std::fs::remove_file(&bak);
             std::fs::copy(path, &bak).map_err(io)?;
         }
-        std::fs::rename(&tmp, path).map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
         for w in &loaded.warnings {
             log::warn!("{w}");
         }

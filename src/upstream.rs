@@ -70,11 +70,19 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let uri: http::Uri = s
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        // Never repeat a password back, in any message.
+        let shown = crate::store::redact_password(raw.trim());
+        let s = shown.as_str();
+        let uri: http::Uri = raw
             .trim()
             .parse()
             .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(format!(
+                "{s:?} carries user:password@, which would never be sent; put the provider's secret under credentials: (or headers:)"
+            ));
+        }
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -145,8 +153,11 @@ const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
     "anthropic-dangerous-direct-browser-access",
 ];
 
-/// Client headers that must never reach a provider (credentials) or that the gateway sets.
-const STRIPPED_REQUEST_HEADERS: [&str; 8] = [
+/// Client headers that must never reach a provider: credentials, what the gateway sets,
+/// and the account selectors (organization, project) that would let a client choose
+/// which of the operator's accounts its request is billed to (a provider's `headers:`
+/// can set them).
+const STRIPPED_REQUEST_HEADERS: [&str; 11] = [
     "authorization",
     "x-api-key",
     "x-goog-api-key",
@@ -155,6 +166,9 @@ const STRIPPED_REQUEST_HEADERS: [&str; 8] = [
     "transfer-encoding",
     "expect",
     "accept-encoding",
+    "openai-organization",
+    "openai-project",
+    "x-goog-user-project",
 ];
 
 struct DnsEntry {

@@ -20,10 +20,6 @@ pub(super) fn keys(cx: &mut Ctx, raw: Vec<RawKey>) -> KeyTable {
     let mut out: Vec<Arc<ClientKey>> = Vec::new();
     let mut by_digest: HashMap<[u8; 32], (usize, String)> = HashMap::new();
     let mut names: HashMap<String, usize> = HashMap::new();
-    if raw.is_empty() {
-        cx.warnings
-            .push("no keys configured: every request will be refused with 401".to_string());
-    }
     for (i, k) in raw.into_iter().enumerate() {
         let base = format!("keys[{i}]");
         let name = k.name.trim().to_string();

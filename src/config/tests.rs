@@ -19,6 +19,10 @@ fn errors(yaml: &str) -> Vec<String> {
     }
 }
 
+/// The least a loadable config needs besides what a test is about.
+const MIN_MODELS_KEYS: &str =
+    "models: { m: { targets: [{ provider: p }] } }\nkeys: [{ name: k, key: sk-minimal-key-1 }]\n";
+
 const GOOD: &str = r#"
 server: { listen: "127.0.0.1:8080", metrics_listen: "127.0.0.1:9091", grace_period: 3s }
 providers:
@@ -65,6 +69,7 @@ fn unknown_provider_is_named_by_path() {
 providers: { openai: { kind: openai, base_url: "https://x" } }
 models:
   gpt-4o: { targets: [{ provider: openai }, { provider: opnai }] }
+keys: [{ name: k, key: sk-minimal-key-1 }]
 "#,
     );
     assert_eq!(e.len(), 1, "{e:?}");
@@ -164,12 +169,8 @@ keys:
 
 #[test]
 fn numbers_can_come_from_variables() {
-    let l = load_str(
-        "server: { threads: \"${T:-3}\", max_body_bytes: \"${B}\" }\n",
-        "t",
-        &|n| (n == "B").then(|| "2048".to_string()),
-    )
-    .unwrap();
+    let text = format!("server: {{ threads: \"${{T:-3}}\", max_body_bytes: \"${{B}}\" }}\nproviders: {{ p: {{ kind: openai, base_url: \"http://127.0.0.1:1\" }} }}\n{MIN_MODELS_KEYS}");
+    let l = load_str(&text, "t", &|n| (n == "B").then(|| "2048".to_string())).unwrap();
     assert_eq!(l.config.server.threads, 3);
     assert_eq!(l.config.server.max_body_bytes, 2048);
 }
@@ -188,7 +189,7 @@ fn secrets_never_appear_in_type_errors() {
     assert!(e.contains("keys[0].limits"), "{e}");
     // a single credential written as a string is accepted
     let l = load_str(
-        "providers: { p: { kind: openai, base_url: \"http://127.0.0.1:1\", credentials: \"${K}\" } }\n",
+        &format!("providers: {{ p: {{ kind: openai, base_url: \"http://127.0.0.1:1\", credentials: \"${{K}}\" }} }}\n{MIN_MODELS_KEYS}"),
         "t",
         &|_| Some("sk-one".into()),
     )
@@ -211,6 +212,8 @@ fn secrets_never_appear_in_type_errors() {
 #[test]
 fn spend_settings_validate_and_the_store_password_is_redacted() {
     let text = r#"
+providers: { p: { kind: openai, base_url: "http://127.0.0.1:1" } }
+models: { m: { targets: [{ provider: p }] } }
 store: { url: "postgres://mg:${PG_PASSWORD}@db:5432/mg", flush_interval: 250ms }
 pricing: { "my-model": { input: 1, output: 2 } }
 teams: { eng: { budgets: [{ usd: 10, period: week }], budget_timezone: Europe/Berlin } }
@@ -302,4 +305,20 @@ fn cluster_needs_redis_and_a_shared_store() {
         !shown.contains(":pw@") && !shown.contains("secret"),
         "{shown}"
     );
+}
+
+#[test]
+fn an_empty_config_is_refused() {
+    for text in ["", "# nothing\n", "server: { threads: 2 }\n"] {
+        let e = errors(text).join("\n");
+        for field in ["providers", "models", "keys"] {
+            assert!(
+                e.contains(&format!("t.yaml: {field}: at least one")),
+                "{text:?}: {e}"
+            );
+        }
+    }
+    // Keys may all come from the keys API when the management API is on.
+    let text = "providers: { p: { kind: openai, base_url: \"http://127.0.0.1:1\" } }\nmodels: { m: { targets: [{ provider: p }] } }\nmanagement: { secret_key: admin-secret-1 }\n";
+    assert!(load(text).is_ok());
 }

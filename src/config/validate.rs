@@ -37,6 +37,26 @@ pub fn validate(raw: RawConfig) -> Result<Loaded, Vec<ConfigError>> {
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    // An empty file (or one a bad edit emptied) must not go live: every client would get
+    // 401 or 404 until someone noticed. Keys may come from the keys API instead, when
+    // the management API is on.
+    if raw.providers.is_empty() {
+        cx.err("providers", "at least one provider is needed");
+    }
+    if raw.models.is_empty() {
+        cx.err("models", "at least one model is needed");
+    }
+    let management_on = raw
+        .management
+        .secret_key
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty());
+    if raw.keys.is_empty() && !management_on {
+        cx.err(
+            "keys",
+            "at least one key is needed (or a management.secret_key, to make keys through the keys API)",
+        );
+    }
     let server = server(&mut cx, raw.server);
     let providers = providers(&mut cx, raw.providers);
     let prices = spend::prices(&mut cx, &raw.pricing);

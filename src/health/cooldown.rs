@@ -20,7 +20,9 @@ type Observer = Box<dyn Fn(CooldownEvent) + Send + Sync>;
 /// Cooldowns by target. Times are passed in, so the rules are testable without sleeping.
 #[derive(Default)]
 pub struct Cooldowns {
-    until: Mutex<HashMap<TargetId, Instant>>,
+    /// Until when each target is skipped, and whether that is a probe's window (which a
+    /// failure replaces) rather than a cooldown (which only a longer one extends).
+    until: Mutex<HashMap<TargetId, (Instant, bool)>>,
     /// Entries in `until`, so the common all-healthy case takes no lock.
     active: AtomicUsize,
     /// Told of every cooldown set and lifted here (not of those applied from others).
@@ -28,21 +30,45 @@ pub struct Cooldowns {
 }
 
 impl Cooldowns {
-    /// When `t` may be tried again, if it is cooling down at `now`.
+    /// When `t` may be tried again, if it is cooling down at `now`. Half-open: the first
+    /// caller after a cooldown ends gets `None` and is the probe; everyone else keeps
+    /// skipping the target for `PROBE_WINDOW`, until the probe restores it (it answered)
+    /// or cools it down again (it failed). A probe that never reports opens the way for
+    /// the next one when its window ends.
     pub fn until(&self, t: TargetId, now: Instant) -> Option<Instant> {
         if self.active.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&t) {
-            Some(until) if *until > now => Some(*until),
-            Some(_) => {
-                map.remove(&t);
-                self.active.store(map.len(), Ordering::Relaxed);
-                None
+        let probing = {
+            let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get_mut(&t) {
+                Some((until, _)) if *until > now => return Some(*until),
+                Some(entry) => {
+                    *entry = (now + PROBE_WINDOW, true);
+                    true
+                }
+                None => false,
             }
-            None => None,
+        };
+        if probing {
+            if let Some(o) = self.observer.get() {
+                // Other replicas hold off while this one probes.
+                o(CooldownEvent::Cooled {
+                    target: t,
+                    for_: PROBE_WINDOW,
+                });
+            }
         }
+        None
+    }
+
+    /// Like `until`, for showing: never takes the probe.
+    pub fn peek(&self, t: TargetId, now: Instant) -> Option<Instant> {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&t).map(|(u, _)| *u).filter(|u| *u > now)
     }
 
     /// Cools `t` down for `for_` from `now` (capped; a longer cooldown already set stays).
@@ -51,8 +77,10 @@ impl Cooldowns {
         {
             let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
             let until = now + for_;
-            let e = map.entry(t).or_insert(until);
-            *e = (*e).max(until);
+            let e = map.entry(t).or_insert((until, false));
+            // A failed probe's cooldown replaces its window; a cooldown only grows.
+            e.0 = if e.1 { until } else { e.0.max(until) };
+            e.1 = false;
             self.active.store(map.len(), Ordering::Relaxed);
         }
         if let Some(o) = self.observer.get() {
@@ -71,8 +99,9 @@ impl Cooldowns {
         match until {
             Some(u) => {
                 let u = u.min(Instant::now() + MAX_PROVIDER_WAIT);
-                let e = map.entry(t).or_insert(u);
-                *e = (*e).max(u);
+                let e = map.entry(t).or_insert((u, false));
+                e.0 = if e.1 { u } else { e.0.max(u) };
+                e.1 = false;
             }
             None => {
                 map.remove(&t);
@@ -113,6 +142,9 @@ impl Cooldowns {
         }
     }
 }
+
+/// How long the other requests keep skipping a target while one request probes it.
+pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Longest wait a provider's header may impose (a bogus value must not park a target).
 pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
@@ -173,7 +205,10 @@ mod tests {
         assert!(c.until(t, now).is_none());
         c.cool_down(t, Duration::from_secs(5), now);
         assert_eq!(c.until(t, now), Some(now + Duration::from_secs(5)));
-        assert!(c.until(t, now + Duration::from_secs(6)).is_none());
+        assert!(
+            c.until(t, now + Duration::from_secs(6)).is_none(),
+            "the probe"
+        );
         c.cool_down(t, Duration::from_secs(30), now);
         c.cool_down(t, Duration::from_secs(1), now);
         assert_eq!(
@@ -185,6 +220,44 @@ mod tests {
         assert!(c.until(t, now).is_none());
         c.cool_down(t, Duration::from_secs(1_000_000), now);
         assert_eq!(c.until(t, now), Some(now + MAX_PROVIDER_WAIT));
+    }
+
+    #[test]
+    fn after_a_cooldown_one_request_probes_while_the_rest_wait() {
+        let failed = Cooldowns::default();
+        let t0 = TargetId::new(ProviderId::new("p", "http://x"), "m", 1);
+        let now = Instant::now();
+        failed.cool_down(t0, Duration::from_millis(1), now);
+        let later = now + Duration::from_secs(1);
+        assert!(failed.until(t0, later).is_none(), "probe");
+        failed.cool_down(t0, Duration::from_millis(1), later);
+        assert_eq!(
+            failed.until(t0, later),
+            Some(later + Duration::from_millis(1)),
+            "a failed probe cools down for its own wait, not the probe window"
+        );
+        let c = Cooldowns::default();
+        let t = TargetId::new(ProviderId::new("p", "http://x"), "m", 0);
+        let now = Instant::now();
+        c.cool_down(t, Duration::from_secs(5), now);
+        let later = now + Duration::from_secs(6);
+        assert_eq!(c.peek(t, later), None, "looking does not take the probe");
+        assert!(c.until(t, later).is_none(), "the first one probes");
+        assert_eq!(
+            c.until(t, later),
+            Some(later + PROBE_WINDOW),
+            "the rest wait"
+        );
+        assert_eq!(c.peek(t, later), Some(later + PROBE_WINDOW));
+        // The probe answered: open for all.
+        c.restore(t);
+        assert!(c.until(t, later).is_none() && c.until(t, later).is_none());
+        // A probe that never reports: the next one after its window.
+        c.cool_down(t, Duration::from_secs(1), now);
+        let a = now + Duration::from_secs(2);
+        assert!(c.until(t, a).is_none());
+        assert!(c.until(t, a).is_some());
+        assert!(c.until(t, a + PROBE_WINDOW).is_none(), "a new probe");
     }
 
     #[test]

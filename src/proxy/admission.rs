@@ -131,6 +131,7 @@ pub async fn admit(
             .with_param("model")
             .into());
     }
+    url_safe_models(&resolved)?;
     if let Some(local) = estimated_token_count(op, &resolved, &body)? {
         return Ok(local);
     }
@@ -154,7 +155,8 @@ pub async fn admit(
     let estimate = prompt_estimate.saturating_add(peek.max_output_tokens.unwrap_or(0));
     admit_limits(ctx, state, &key, &resolved, public, estimate).await?;
     let req = session.req_header();
-    let failover = Failover::new(failover::candidates(&ctx.config, &resolved));
+    let in_scope = |name: &str| key.allows_model(&[name]);
+    let failover = Failover::new(failover::candidates(&ctx.config, &resolved, &in_scope));
     Ok(Admitted::Forward(Box::new(RouteState {
         op,
         body,
@@ -250,6 +252,31 @@ async fn admit_limits(
             Err(e)
         }
     }
+}
+
+/// A model name that a Gemini provider gets in its URL path (`/v1beta/models/NAME:action`)
+/// must be a plain name: on a wildcard route it is the client's text, and `../`, `?` or
+/// `:` would reach another path of the operator's account with its credential.
+fn url_safe_models(resolved: &Resolved) -> Result<(), GatewayError> {
+    let route = &resolved.route;
+    for (i, t) in route.targets.iter().enumerate() {
+        if t.provider.kind != crate::upstream::ProviderKind::Gemini {
+            continue;
+        }
+        let model = route.upstream_model(i, &resolved.requested);
+        let plain = !model.is_empty()
+            && model.len() <= 200
+            && !model.contains("..")
+            && model
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'));
+        if !plain {
+            let shown: String = model.chars().take(80).collect();
+            let msg = format!("the model name {shown:?} cannot be sent to a Gemini provider: a model name there may hold only letters, digits, '.', '_', '-' and '@'");
+            return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).with_param("model"));
+        }
+    }
+    Ok(())
 }
 
 /// The body of a model request, bounded by `server.max_body_bytes`; multipart refused.

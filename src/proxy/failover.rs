@@ -44,7 +44,13 @@ impl Candidate {
 }
 
 /// The request's candidates in the order they are tried.
-pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
+/// The targets to try, in order: the route's, then its fallbacks' that `allowed` lets the
+/// key use (a fallback outside the key's scope would answer what the key may not ask).
+pub fn candidates(
+    config: &Config,
+    resolved: &Resolved,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Vec<Candidate> {
     let model = &resolved.route;
     let mut out = Vec::with_capacity(model.targets.len());
     let first = model.pick_first();
@@ -59,7 +65,7 @@ pub fn candidates(config: &Config, resolved: &Resolved) -> Vec<Candidate> {
         });
     }
     for name in &model.fallbacks {
-        if let Some(fb) = config.models.get(name) {
+        if let Some(fb) = config.models.get(name).filter(|fb| allowed(&fb.name)) {
             for i in 0..fb.targets.len() {
                 out.push(Candidate {
                     route: fb.clone(),

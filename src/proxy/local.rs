@@ -235,7 +235,7 @@ pub fn provider_status(config: &Config, health: &Health) -> serde_json::Value {
                     // Cooling down when every credential is: until the first one recovers.
                     let n = p.credential_count().max(1);
                     let until: Option<std::time::Instant> = (0..n)
-                        .map(|c| health.cooldowns.until(TargetId::new(p.id, &model, c), now))
+                        .map(|c| health.cooldowns.peek(TargetId::new(p.id, &model, c), now))
                         .try_fold(None::<std::time::Instant>, |acc, u| u.map(|u| Some(acc.map_or(u, |a| a.min(u)))))
                         .flatten();
                     let stats = health.stats.get(ModelId::new(p.id, &model));
@@ -271,10 +271,9 @@ pub fn authorize_management(
     let Some(expected) = config.management.secret_sha256 else {
         return Err(GatewayError::new(ErrorCode::NotFound, "no endpoint here"));
     };
-    let from_loopback = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .is_some_and(|a| a.ip().is_loopback());
+    // The client after trusted-proxy resolution: a proxy on loopback forwarding a
+    // remote client does not make that client local.
+    let from_loopback = ctx.client_ip.is_some_and(|ip| ip.is_loopback());
     if !config.management.allow_remote && !from_loopback {
         return Err(GatewayError::new(
             ErrorCode::IpNotAllowed,

@@ -21,16 +21,6 @@ const PROVIDER_ACCOUNT_HEADERS: [&str; 4] = [
     "anthropic-organization-id",
 ];
 
-/// Provider rate-limit headers, replaced by the key's own for keys with limits.
-const RATE_LIMIT_HEADERS: [&str; 6] = [
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-];
-
 /// How the provider's body becomes the client's.
 #[derive(Default)]
 pub enum BodyPlan {
@@ -109,9 +99,19 @@ pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::R
     }
     resp.insert_header("x-modelgate-attempts", ctx.attempts().to_string())?;
     if !ctx.limits.headers.is_empty() {
-        // The key's limits replace the provider's (those describe the gateway's account).
-        for h in RATE_LIMIT_HEADERS {
-            resp.remove_header(h);
+        // The key's limits replace the provider's (those describe the gateway's account),
+        // in every provider's naming (`x-ratelimit-*`, `anthropic-ratelimit-*`).
+        let provider_limits: Vec<http::HeaderName> = resp
+            .headers
+            .keys()
+            .filter(|n| {
+                let n = n.as_str();
+                n.starts_with("x-ratelimit-") || n.starts_with("anthropic-ratelimit-")
+            })
+            .cloned()
+            .collect();
+        for h in provider_limits {
+            resp.remove_header(&h);
         }
         for (k, v) in &ctx.limits.headers {
             resp.insert_header(*k, v.as_str())?;

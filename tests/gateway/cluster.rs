@@ -96,14 +96,43 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
     mock.reply(|_| Reply::JsonWithHeaders(429, json!({}), vec![("retry-after", "3600".into())]));
     assert_eq!(gws[0].chat_status("sk-free-key-00001", "m").await, 429);
     let seen = mock.requests().len();
+    // Watched through the provider status, which never calls the provider.
     let took = wait_for(
         "the cooldown on replica 2",
         Duration::from_secs(2),
-        async || gws[2].chat_status("sk-free-key-00001", "m").await == 503,
+        async || {
+            let v: Value = gws[2]
+                .get("/v1/metrics/providers", "sk-free-key-00001")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v.to_string().contains("cooling_down_until\":\"20")
+        },
     )
     .await;
     println!("cooldown reached another replica in {took:?}");
-    assert_eq!(gws[1].chat_status("sk-free-key-00001", "m").await, 503);
+    for gw in &gws[1..] {
+        wait_for(
+            "the cooldown on every replica",
+            Duration::from_secs(2),
+            async || {
+                let v: Value = gw
+                    .get("/v1/metrics/providers", "sk-free-key-00001")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v.to_string().contains("cooling_down_until\":\"20")
+            },
+        )
+        .await;
+        assert_eq!(gw.chat_status("sk-free-key-00001", "m").await, 503);
+    }
     assert_eq!(
         mock.requests().len(),
         seen,

@@ -7,6 +7,7 @@ mod clients;
 mod cluster;
 mod deploy;
 mod failover;
+mod hardening;
 mod keys;
 mod limits;
 mod ops;

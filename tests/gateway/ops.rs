@@ -460,10 +460,11 @@ async fn management_config_logs_and_json_access_lines() {
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert!(
-        v["errors"][0]
-            .as_str()
+        v["errors"]
+            .as_array()
             .unwrap()
-            .contains("models.m.targets[0].provider"),
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("models.m.targets[0].provider")),
         "{v}"
     );
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), before);

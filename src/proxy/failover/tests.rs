@@ -28,7 +28,7 @@ retry: {{ {retry} }}
 
 fn failover(cfg: &Config, model: &str) -> Failover {
     let resolved = cfg.models.resolve(model).expect("model");
-    Failover::new(candidates(cfg, &resolved))
+    Failover::new(candidates(cfg, &resolved, &|_: &str| true))
 }
 
 fn name(f: &Failover, p: Pick) -> &str {

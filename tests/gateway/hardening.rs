@@ -1,0 +1,246 @@
+//! What a security review found (issue 16), each as a test that failed before its fix:
+//! fallbacks escaping a key's scope, model names injected into Gemini URLs, clients
+//! choosing the provider account, remote clients counted as loopback behind a trusted
+//! proxy, `user:password@` in a base URL.
+
+use crate::support::*;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallbacks_stay_inside_the_keys_scope() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|r| {
+        if r.json()["model"] == "primary-up" {
+            Reply::Json(503, json!({"error": {"message": "down"}}))
+        } else {
+            Reply::Json(
+                200,
+                chat_completion(r.json()["model"].as_str().unwrap_or(""), "from fallback"),
+            )
+        }
+    });
+    let cfg = Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .model(
+            "primary",
+            "targets: [{ provider: p, model: primary-up }], fallbacks: [premium]",
+        )
+        .model("premium", "targets: [{ provider: p, model: premium-up }]")
+        .key_with("narrow", "sk-narrow-scope-01", "models: [primary]")
+        .key("wide", "sk-wide-scope-001")
+        .retry("cooldown: 1ms");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    // The key may not call the fallback directly...
+    assert_eq!(gw.chat_status("sk-narrow-scope-01", "premium").await, 403);
+    // ...so it is not answered by it either: the primary's failure is its answer.
+    let r = gw.chat("sk-narrow-scope-01", "primary").await;
+    assert_eq!(r.status(), 502, "{:?}", r.headers());
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|q| q.json()["model"] != "premium-up"),
+        "the out-of-scope fallback was called"
+    );
+    // A key that may use both still falls back.
+    let r = gw.chat("sk-wide-scope-001", "primary").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-modelgate-attempts"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_names_cannot_reach_other_gemini_paths() {
+    let mock = MockProvider::start("g").await;
+    mock.reply_default();
+    let cfg = Config::new()
+        .provider("g", Kind::Gemini, &mock.url())
+        .route("gemini-*", "g")
+        .key("k", "sk-gemini-path-001");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    for model in [
+        "gemini-x/../gemma-3-27b-it:generateContent?",
+        "gemini-x?alt=json&key=other",
+        "gemini-x:countTokens",
+        "gemini-x#frag",
+    ] {
+        let (status, code, body) = error_code(gw.chat("sk-gemini-path-001", model).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{model}: {body}"
+        );
+        assert_eq!(body["error"]["param"], "model");
+    }
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_choose_the_provider_account() {
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::basic(&mock.url()).key("k", "sk-account-test-01");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let r = gw
+        .post("/v1/chat/completions", "sk-account-test-01", chat("m"))
+        .header("OpenAI-Organization", "org-someone-else")
+        .header("OpenAI-Project", "proj_other")
+        .header("x-goog-user-project", "other-project")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = &mock.last().headers;
+    for name in [
+        "openai-organization",
+        "openai-project",
+        "x-goog-user-project",
+    ] {
+        assert!(h.get(name).is_none(), "{name} reached the provider");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_does_not_make_remote_clients_local() {
+    let mock = MockProvider::start("p").await;
+    let cfg = Config::basic(&mock.url())
+        .key("k", "sk-proxy-test-0001")
+        .management(r#"secret_key: "admin-secret-proxy""#);
+    let gw = Gateway::start("  trusted_proxies: [\"127.0.0.1/32\"]", &cfg.yaml()).await;
+    let get = |xff: Option<&'static str>| {
+        let mut r = client()
+            .get(format!("{}/v0/management/config", gw.url))
+            .bearer_auth("admin-secret-proxy");
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        r.send()
+    };
+    let r = get(Some("203.0.113.7")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "ip_not_allowed");
+    assert_eq!(
+        get(None).await.unwrap().status(),
+        200,
+        "a local client still is"
+    );
+}
+
+#[test]
+fn base_urls_with_passwords_are_refused_without_repeating_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let cfg = Config::new()
+        .provider(
+            "p",
+            Kind::OpenAi,
+            "https://user:hunter2secret@api.example.com",
+        )
+        .route("m", "p")
+        .key("k", "sk-base-url-test-1");
+    std::fs::write(&path, cfg.yaml()).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("providers.p.base_url") && err.contains("user:password@"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_config_file_is_not_reloaded() {
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let gw = Gateway::start(
+        "",
+        &Config::basic(&mock.url())
+            .key("k", "sk-empty-reload-1")
+            .yaml(),
+    )
+    .await;
+    gw.write_raw_config("");
+    gw.signal("HUP");
+    wait_metric(
+        &gw,
+        "modelgate_config_reloads_total",
+        &[("result", "failure")],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        gw.chat_status("sk-empty-reload-1", "m").await,
+        200,
+        "the old config stays"
+    );
+    assert!(
+        gw.logs().contains("at least one provider is needed"),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_rate_limit_headers_do_not_reach_keys_with_their_own() {
+    let mock = MockProvider::start("a").await;
+    mock.reply(|_| {
+        Reply::JsonWithHeaders(
+            200,
+            chat_completion("m", "hi"),
+            vec![
+                ("anthropic-ratelimit-requests-remaining", "4999".into()),
+                ("x-ratelimit-remaining-requests", "4999".into()),
+            ],
+        )
+    });
+    let cfg = Config::basic(&mock.url())
+        .key_with("limited", "sk-limited-hdrs-01", "limits: { rpm: 10 }")
+        .key("open", "sk-open-headers-01");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let r = gw.chat("sk-limited-hdrs-01", "m").await;
+    assert!(r
+        .headers()
+        .get("anthropic-ratelimit-requests-remaining")
+        .is_none());
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "9");
+    // A key without limits sees the provider's own.
+    let r = gw.chat("sk-open-headers-01", "m").await;
+    assert_eq!(
+        r.headers()["anthropic-ratelimit-requests-remaining"],
+        "4999"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_put_keeps_the_files_mode_and_follows_no_planted_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockProvider::start("p").await;
+    let cfg = Config::basic(&mock.url())
+        .key("k", "sk-put-mode-test-1")
+        .management(r#"secret_key: "admin-secret-mode""#);
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let path = gw.dir().join("modelgate.yaml");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim = gw.dir().join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    for planted in ["modelgate.yaml.tmp", "modelgate.yaml.bak"] {
+        std::os::unix::fs::symlink(&victim, gw.dir().join(planted)).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let r = client()
+        .put(format!("{}/v0/management/config", gw.url))
+        .bearer_auth("admin-secret-mode")
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+}
