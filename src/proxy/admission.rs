@@ -145,7 +145,7 @@ pub async fn admit(
     let prompt_estimate = limits::estimate_prompt_tokens(body.len());
     spend::reserve(
         ctx,
-        &state.spend,
+        state,
         &key,
         &resolved,
         public,

@@ -2,7 +2,6 @@
 //! team's budgets at admission (refused with `insufficient_quota` when one cannot cover
 //! it), and at the end its cost, the settled budgets and its ledger record.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ctx::RequestCtx;
@@ -13,7 +12,7 @@ use crate::metrics;
 use crate::routing::Resolved;
 use crate::spend::book::Ask;
 use crate::spend::budget::{fmt_amount, rfc3339};
-use crate::spend::{Amount, BudgetBook, BudgetSet, BudgetStatus, Price, Refusal, Scope};
+use crate::spend::{Amount, BudgetSet, BudgetStatus, Price, Refusal, Scope};
 use crate::translate::model::Usage;
 
 /// Output tokens assumed for a request that sets no limit and whose model sets none.
@@ -30,13 +29,21 @@ fn unix_now() -> i64 {
 /// dearest of the route's targets) against every budget of the key and its team.
 pub fn reserve(
     ctx: &mut RequestCtx,
-    book: &Arc<BudgetBook>,
+    state: &crate::runtime::State,
     key: &ClientKey,
     resolved: &Resolved,
     public: &str,
     prompt_estimate: u64,
     max_output: Option<u64>,
 ) -> Result<(), GatewayError> {
+    let book = &state.spend;
+    // While the cluster's Redis is away (on_error: local) each replica spends only its
+    // share of every budget.
+    let share = state
+        .cluster
+        .as_ref()
+        .filter(|c| !c.is_up() && c.settings.on_error == crate::config::OnError::Local)
+        .map_or(1.0, |c| 1.0 / f64::from(c.settings.replicas.max(1)));
     let max_output = max_output
         .or(resolved.route.max_tokens)
         .unwrap_or(DEFAULT_MAX_OUTPUT);
@@ -68,6 +75,7 @@ pub fn reserve(
             requests: 1.0,
         },
         now: unix_now(),
+        share,
     };
     ctx.spend.prompt_estimate = prompt_estimate;
     match book.reserve(&ask) {

@@ -198,6 +198,9 @@ pub struct Ask<'a> {
     pub worst: Amount,
     /// Unix seconds.
     pub now: i64,
+    /// The part of each budget this process may spend on its own: 1, or 1 ÷ replicas
+    /// while the cluster's shared counters cannot be reached (`on_error: local`).
+    pub share: f64,
 }
 
 #[derive(Default)]
@@ -253,7 +256,7 @@ impl BudgetBook {
             s.align(set, ask.now);
             for b in set.budgets.iter().filter(|b| b.counts(ask.model)) {
                 let (used, reserved) = s.used(b);
-                let remaining = (b.limit - used - reserved).max(0.0);
+                let remaining = (b.limit * ask.share - used - reserved).max(0.0);
                 let gauge = [s.label.as_str(), b.label.as_str()];
                 metrics::BUDGET_REMAINING
                     .with_label_values(&gauge)
@@ -437,6 +440,7 @@ mod tests {
                 requests: 1.0,
             },
             now,
+            share: 1.0,
         }
     }
 

@@ -18,6 +18,7 @@ fn config(mock: &MockProvider, redis: &Redis, pg: &Postgres, on_error: &str) -> 
         .key("free", "sk-free-key-00001")
         .key_with("rated", "sk-rated-key-0001", "limits: { rpm: 5 }")
         .key_with("narrow", "sk-narrow-key-001", "limits: { concurrency: 2 }")
+        .key_with("daily", "sk-daily-key-0001", "budgets: [{ requests: 6, period: day }]")
         .store(&format!("url: \"{}\", flush_interval: 50ms", pg.url()))
         .management(r#"secret_key: "${ADMIN_SECRET}""#)
         .top(
@@ -260,6 +261,12 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
     )
     .await;
     assert_eq!(local.iter().filter(|s| **s == 200).count(), 2, "{local:?}");
+    // So does a budget: 6 requests a day, 2 on this replica while Redis is away.
+    let mut daily = Vec::new();
+    for _ in 0..3 {
+        daily.push(gws[1].chat_status("sk-daily-key-0001", "m").await);
+    }
+    assert_eq!(daily, vec![200, 200, 429], "{daily:?}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     // Kept in a binding: dropping it would stop the server again.
     let _redis = tokio::task::spawn_blocking(move || {
