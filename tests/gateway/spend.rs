@@ -277,6 +277,24 @@ async fn spend_survives_sigterm_and_sigkill_and_team_budgets_are_shared() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-modelgate-budget-limit"), "0.045 usd/month");
     assert_eq!(header(&r, "x-modelgate-budget-remaining"), "0.045");
+    // The first request settles (its worst case replaced by its cost) just after its
+    // answer: wait for that, or the second could still see the worst case held.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Value = gw
+            .get("/v1/usage", "sk-alice-0001")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["budgets"][0]["reserved"].as_f64() == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {v}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(gw.chat_status("sk-bob-000001", "m").await, 200);
     assert_eq!(
         gw.chat_status("sk-alice-0001", "m").await,
