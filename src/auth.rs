@@ -119,11 +119,14 @@ impl ClientKey {
 #[derive(Default)]
 pub struct KeyTable {
     by_digest: HashMap<[u8; 32], Arc<ClientKey>>,
+    /// For the keys API and reloads (names are unique, validation checks).
+    by_name: HashMap<String, Arc<ClientKey>>,
 }
 
 impl KeyTable {
     pub fn new(keys: Vec<Arc<ClientKey>>) -> Self {
         KeyTable {
+            by_name: keys.iter().map(|k| (k.name.clone(), k.clone())).collect(),
             by_digest: keys.into_iter().map(|k| (k.digest, k)).collect(),
         }
     }
@@ -153,7 +156,7 @@ impl KeyTable {
     }
 
     pub fn get_by_name(&self, name: &str) -> Option<&Arc<ClientKey>> {
-        self.by_digest.values().find(|k| k.name == name)
+        self.by_name.get(name)
     }
 }
 

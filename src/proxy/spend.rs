@@ -76,6 +76,7 @@ pub fn reserve(
         },
         now: unix_now(),
         share,
+        counted_elsewhere: state.cluster.is_some(),
     };
     ctx.spend.prompt_estimate = prompt_estimate;
     match book.reserve(&ask) {

@@ -201,6 +201,9 @@ pub struct Ask<'a> {
     /// The part of each budget this process may spend on its own: 1, or 1 ÷ replicas
     /// while the cluster's shared counters cannot be reached (`on_error: local`).
     pub share: f64,
+    /// Whether the budgets are also counted across replicas (`cluster`): only then does
+    /// the reservation list them (`Reservation::shared`), which costs a string each.
+    pub counted_elsewhere: bool,
 }
 
 #[derive(Default)]
@@ -270,20 +273,22 @@ impl BudgetBook {
                     resets_at: s.resets_at(b.period),
                 };
                 let needed = ask.worst.get(b.unit);
-                let (kind, name) = match &scope {
-                    Scope::Key(n) => ("k", n),
-                    Scope::Team(n) => ("t", n),
-                };
-                let period_end = s
-                    .resets_at(b.period)
-                    .map_or("total".to_string(), |t| t.to_string());
-                shared.push(SharedBudget {
-                    id: format!("{kind}{}:{name}:{}:{period_end}", name.len(), b.label),
-                    limit: b.limit,
-                    needed,
-                    seed: used,
-                    status: status(),
-                });
+                if ask.counted_elsewhere {
+                    let (kind, name) = match &scope {
+                        Scope::Key(n) => ("k", n),
+                        Scope::Team(n) => ("t", n),
+                    };
+                    let period_end = s
+                        .resets_at(b.period)
+                        .map_or("total".to_string(), |t| t.to_string());
+                    shared.push(SharedBudget {
+                        id: format!("{kind}{}:{name}:{}:{period_end}", name.len(), b.label),
+                        limit: b.limit,
+                        needed,
+                        seed: used,
+                        status: status(),
+                    });
+                }
                 if needed > remaining || remaining <= 0.0 {
                     metrics::BUDGET_EXCEEDED.with_label_values(&gauge).inc();
                     return Err(Box::new(Refusal {
@@ -441,6 +446,7 @@ mod tests {
             },
             now,
             share: 1.0,
+            counted_elsewhere: false,
         }
     }
 

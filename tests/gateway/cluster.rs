@@ -59,6 +59,14 @@ async fn health(gw: &Gateway) -> Value {
         .unwrap()
 }
 
+/// Whether the replica's provider status shows a target cooling down.
+async fn cooling(gw: &Gateway) -> bool {
+    gw.get_json("/v1/metrics/providers", "sk-free-key-00001")
+        .await
+        .to_string()
+        .contains("cooling_down_until\":\"20")
+}
+
 async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f().await {
@@ -101,17 +109,7 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
     let took = wait_for(
         "the cooldown on replica 2",
         Duration::from_secs(2),
-        async || {
-            let v: Value = gws[2]
-                .get("/v1/metrics/providers", "sk-free-key-00001")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v.to_string().contains("cooling_down_until\":\"20")
-        },
+        async || cooling(&gws[2]).await,
     )
     .await;
     println!("cooldown reached another replica in {took:?}");
@@ -119,17 +117,7 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
         wait_for(
             "the cooldown on every replica",
             Duration::from_secs(2),
-            async || {
-                let v: Value = gw
-                    .get("/v1/metrics/providers", "sk-free-key-00001")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                v.to_string().contains("cooling_down_until\":\"20")
-            },
+            async || cooling(gw).await,
         )
         .await;
         assert_eq!(gw.chat_status("sk-free-key-00001", "m").await, 503);

@@ -102,14 +102,7 @@ async fn keys_are_created_scoped_listed_and_checked() {
     );
     let (status, code, _) = error_code(gw.chat(&secret, "other").await).await;
     assert_eq!((status, code.as_str()), (403, "model_not_allowed"));
-    let usage: Value = gw
-        .get("/v1/usage", &secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value = gw.get_json("/v1/usage", &secret).await;
     assert_eq!(usage["key"], "ana", "{usage}");
 
     // The list has both kinds and never a secret or its hash.

@@ -281,14 +281,7 @@ async fn spend_survives_sigterm_and_sigkill_and_team_budgets_are_shared() {
     // answer: wait for that, or the second could still see the worst case held.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let v: Value = gw
-            .get("/v1/usage", "sk-alice-0001")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = gw.get_json("/v1/usage", "sk-alice-0001").await;
         if v["budgets"][0]["reserved"].as_f64() == Some(0.0) {
             break;
         }

@@ -488,6 +488,16 @@ impl Gateway {
     pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
         client().get(format!("{}{path}", self.url)).bearer_auth(key)
     }
+
+    /// GETs `path` with `key` and reads the answer as JSON (`Null` when it is not).
+    pub async fn get_json(&self, path: &str, key: &str) -> Value {
+        let r = self
+            .get(path, key)
+            .send()
+            .await
+            .expect("request to the gateway");
+        r.json().await.unwrap_or(Value::Null)
+    }
 }
 
 impl Drop for Gateway {
