@@ -1,7 +1,8 @@
 //! What one replica learns that all must act on, published on one Redis channel: a
-//! target cooled down (a provider's `Retry-After` included) or restored, a provider reset,
-//! a key changed. Cooldowns are also kept as expiring Redis keys, so a replica that
-//! starts later begins with them. A replica ignores its own messages.
+//! target cooled down (a provider's `Retry-After` included) or restored, a provider
+//! found unhealthy by its active check or healthy again, a provider reset, a key changed.
+//! Cooldowns and unhealthy verdicts are also kept as expiring Redis keys, so a replica
+//! that starts later begins with them. A replica ignores its own messages.
 //!
 //! Key changes are also found by every replica's poll of the store (twice a second):
 //! the message only makes them immediate.
@@ -13,7 +14,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, Cluster};
-use crate::health::{CooldownEvent, ProviderId, TargetId};
+use crate::health::{CooldownEvent, ProbeEvent, ProviderId, TargetId};
 use crate::runtime::Runtime;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -29,6 +30,16 @@ enum Event {
         target: u64,
     },
     Reset {
+        provider: u64,
+    },
+    /// The sender's active check finds the provider unhealthy, until `until_ms` unless
+    /// renewed.
+    Down {
+        provider: u64,
+        until_ms: i64,
+    },
+    /// The sender's active check finds it healthy again.
+    Up {
         provider: u64,
     },
     Keys,
@@ -49,22 +60,42 @@ fn cool_key(c: &Cluster, provider: u64, target: u64) -> String {
     c.key(&format!("cool:{provider:016x}:{target:016x}"))
 }
 
+fn down_key(c: &Cluster, provider: u64, replica: &str) -> String {
+    c.key(&format!("down:{provider:016x}:{replica}"))
+}
+
 /// Publishes `event` (and keeps a cooldown as an expiring key), off the request path.
 fn publish(c: &Arc<Cluster>, event: Event) {
     let mut pipe = redis::pipe();
-    if let Event::Cool {
-        provider,
-        target,
-        until_ms,
-    } = event
-    {
-        let ttl = until_ms.saturating_sub(now_ms()).max(1);
-        pipe.cmd("SET")
-            .arg(cool_key(c, provider, target))
-            .arg(until_ms)
-            .arg("PX")
-            .arg(ttl)
-            .ignore();
+    match event {
+        Event::Cool {
+            provider,
+            target,
+            until_ms,
+        } => {
+            let ttl = until_ms.saturating_sub(now_ms()).max(1);
+            pipe.cmd("SET")
+                .arg(cool_key(c, provider, target))
+                .arg(until_ms)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        Event::Down { provider, until_ms } => {
+            let ttl = until_ms.saturating_sub(now_ms()).max(1);
+            pipe.cmd("SET")
+                .arg(down_key(c, provider, &c.replica))
+                .arg(until_ms)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        Event::Up { provider } => {
+            pipe.cmd("DEL")
+                .arg(down_key(c, provider, &c.replica))
+                .ignore();
+        }
+        _ => {}
     }
     let envelope = Envelope {
         from: c.replica.clone(),
@@ -120,6 +151,23 @@ pub fn start(c: &Arc<Cluster>, runtime: &Arc<Runtime>) {
             };
             publish(&c, event);
         }));
+    let publisher = Arc::downgrade(c);
+    runtime
+        .state
+        .health
+        .probes
+        .set_observer(Box::new(move |e: ProbeEvent| {
+            let Some(c) = publisher.upgrade() else { return };
+            let provider = e.provider.raw();
+            let event = match e.down_for {
+                Some(d) => Event::Down {
+                    provider,
+                    until_ms: now_ms().saturating_add(d.as_millis() as i64),
+                },
+                None => Event::Up { provider },
+            };
+            publish(&c, event);
+        }));
     let weak = Arc::downgrade(runtime);
     let cluster = c.clone();
     c.spawn(async move { listen(cluster, weak).await });
@@ -146,7 +194,9 @@ async fn listen(c: Arc<Cluster>, runtime: Weak<Runtime>) {
                             continue;
                         };
                         match serde_json::from_str::<Envelope>(&text) {
-                            Ok(env) if env.from != c.replica => apply(&rt, env.event).await,
+                            Ok(env) if env.from != c.replica => {
+                                apply(&rt, &env.from, env.event).await
+                            }
                             Ok(_) => {}
                             Err(e) => log::debug!("cluster: an event that does not parse: {e}"),
                         }
@@ -164,8 +214,9 @@ fn instant_of(until_ms: i64) -> Instant {
     Instant::now() + Duration::from_millis(left)
 }
 
-async fn apply(rt: &Arc<Runtime>, event: Event) {
+async fn apply(rt: &Arc<Runtime>, from: &str, event: Event) {
     let cooldowns = &rt.state.health.cooldowns;
+    let probes = &rt.state.health.probes;
     match event {
         Event::Cool {
             provider,
@@ -182,6 +233,12 @@ async fn apply(rt: &Arc<Runtime>, event: Event) {
         Event::Reset { provider } => {
             cooldowns.clear_provider_quietly(ProviderId::from_raw(provider));
         }
+        Event::Down { provider, until_ms } => probes.apply_remote(
+            ProviderId::from_raw(provider),
+            from,
+            Some(instant_of(until_ms)),
+        ),
+        Event::Up { provider } => probes.apply_remote(ProviderId::from_raw(provider), from, None),
         Event::Keys => poll_keys(rt).await,
     }
 }
@@ -194,9 +251,42 @@ async fn poll_keys(rt: &Arc<Runtime>) {
     }
 }
 
-/// The cooldowns other replicas set before this one subscribed.
+/// What other replicas set before this one subscribed: cooldowns and unhealthy verdicts.
 async fn load_cooldowns(c: &Arc<Cluster>, runtime: &Weak<Runtime>) {
-    let pattern = c.key("cool:*");
+    let cooling = scan(c, "cool:").await;
+    let down = scan(c, "down:").await;
+    let Some(rt) = runtime.upgrade() else { return };
+    let health = &rt.state.health;
+    for (rest, until) in cooling {
+        let Some((p, t)) = rest.split_once(':') else {
+            continue;
+        };
+        if let (Ok(p), Ok(t)) = (u64::from_str_radix(p, 16), u64::from_str_radix(t, 16)) {
+            health.cooldowns.apply_remote(
+                TargetId::from_raw(ProviderId::from_raw(p), t),
+                Some(instant_of(until)),
+            );
+        }
+    }
+    for (rest, until) in down {
+        let Some((p, replica)) = rest.split_once(':') else {
+            continue;
+        };
+        if replica == c.replica {
+            continue;
+        }
+        if let Ok(p) = u64::from_str_radix(p, 16) {
+            health
+                .probes
+                .apply_remote(ProviderId::from_raw(p), replica, Some(instant_of(until)));
+        }
+    }
+}
+
+/// Every key under `prefix` with its value, the prefix removed (at most 100,000).
+async fn scan(c: &Arc<Cluster>, prefix: &str) -> Vec<(String, i64)> {
+    let full = c.key(prefix);
+    let pattern = format!("{full}*");
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -215,7 +305,7 @@ async fn load_cooldowns(c: &Arc<Cluster>, runtime: &Weak<Runtime>) {
             })
             .await
         else {
-            return;
+            return vec![];
         };
         keys.extend(batch);
         cursor = next;
@@ -224,11 +314,11 @@ async fn load_cooldowns(c: &Arc<Cluster>, runtime: &Weak<Runtime>) {
         }
     }
     if keys.is_empty() {
-        return;
+        return vec![];
     }
     let mut conn = c.conn();
     let names = keys.clone();
-    let values: Vec<Option<i64>> = match c
+    let Ok(values) = c
         .call(async move {
             redis::cmd("MGET")
                 .arg(&names)
@@ -236,27 +326,13 @@ async fn load_cooldowns(c: &Arc<Cluster>, runtime: &Weak<Runtime>) {
                 .await
         })
         .await
-    {
-        Ok(v) => v,
-        Err(_) => return,
+    else {
+        return vec![];
     };
-    let Some(rt) = runtime.upgrade() else { return };
-    let prefix = c.key("cool:");
-    for (k, until) in keys.iter().zip(values) {
-        let Some(until) = until else { continue };
-        let Some((p, t)) = k
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once(':'))
-        else {
-            continue;
-        };
-        if let (Ok(p), Ok(t)) = (u64::from_str_radix(p, 16), u64::from_str_radix(t, 16)) {
-            rt.state.health.cooldowns.apply_remote(
-                TargetId::from_raw(ProviderId::from_raw(p), t),
-                Some(instant_of(until)),
-            );
-        }
-    }
+    keys.into_iter()
+        .zip(values)
+        .filter_map(|(k, v)| Some((k.strip_prefix(&full)?.to_string(), v?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -282,5 +358,15 @@ mod tests {
         assert_eq!(back.event, env.event);
         let keys: Envelope = serde_json::from_str(r#"{"from":"r2","kind":"keys"}"#).unwrap();
         assert_eq!(keys.event, Event::Keys);
+        let down: Envelope =
+            serde_json::from_str(r#"{"from":"r2","kind":"down","provider":7,"until_ms":9}"#)
+                .unwrap();
+        assert_eq!(
+            down.event,
+            Event::Down {
+                provider: 7,
+                until_ms: 9
+            }
+        );
     }
 }

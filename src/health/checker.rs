@@ -64,6 +64,15 @@ impl BackgroundService for HealthChecker {
                         hc.healthy_threshold,
                         hc.unhealthy_threshold,
                     );
+                    // Other replicas skip it too while this one finds it down; the
+                    // report is renewed at every failed probe and outlives a few missed.
+                    if !healthy {
+                        let valid = (hc.interval.saturating_mul(3) + hc.timeout)
+                            .max(Duration::from_secs(5));
+                        probes.announce(provider.id, Some(valid));
+                    } else if !was {
+                        probes.announce(provider.id, None);
+                    }
                     if was != healthy {
                         match &result {
                             Ok(()) => log::info!("provider {:?} is healthy again", provider.name),

@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 pub use budget::RetryBudget;
 pub use cooldown::CooldownEvent;
 pub use cooldown::{retry_after, Cooldowns, MAX_PROVIDER_WAIT};
-pub use probes::{ProbeState, Probes};
+pub use probes::{ProbeEvent, ProbeState, Probes};
 pub use stats::{Stats, TargetStats};
 
 /// A provider across reloads: its name and endpoint.

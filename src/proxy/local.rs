@@ -236,7 +236,9 @@ pub fn provider_status(config: &Config, health: &Health) -> serde_json::Value {
                     let n = p.credential_count().max(1);
                     let until: Option<std::time::Instant> = (0..n)
                         .map(|c| health.cooldowns.peek(TargetId::new(p.id, &model, c), now))
-                        .try_fold(None::<std::time::Instant>, |acc, u| u.map(|u| Some(acc.map_or(u, |a| a.min(u)))))
+                        .try_fold(None::<std::time::Instant>, |acc, u| {
+                            u.map(|u| Some(acc.map_or(u, |a| a.min(u))))
+                        })
                         .flatten();
                     let stats = health.stats.get(ModelId::new(p.id, &model));
                     targets.push(serde_json::json!({
@@ -254,7 +256,11 @@ pub fn provider_status(config: &Config, health: &Health) -> serde_json::Value {
                 "name": p.name,
                 "kind": p.kind.as_str(),
                 "healthy": provider_healthy,
-                "health_check": probe.map(|s| serde_json::json!({"last_error": s.last_error, "consecutive_failures": s.failures})),
+                "health_check": probe.map(|s| serde_json::json!({
+                    "last_error": s.last_error,
+                    "consecutive_failures": s.failures,
+                    "unhealthy_on_other_replicas": s.down_elsewhere(now),
+                })),
                 "targets": targets,
             })
         })

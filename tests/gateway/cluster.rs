@@ -375,3 +375,80 @@ async fn budgets_are_shared_by_every_replica() {
         );
     }
 }
+
+/// A provider one replica's active check finds unhealthy is skipped by the others, a
+/// replica started later learns it too, and a replica that dies stops holding it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_verdict_is_honoured_by_every_replica() {
+    let (redis, pg) = servers().await;
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    b.reply_default();
+    // Only the first replica probes a path that fails: the others would find `a` healthy.
+    a.reply(|r| match r.uri.as_str() {
+        "/down" => Reply::Json(500, json!({"error": {"message": "down"}})),
+        "/v1/models" => Reply::Json(200, json!({"object": "list", "data": []})),
+        _ => Reply::Json(200, chat_completion("m", "hello from a")),
+    });
+    let cfg = |path: &str| {
+        config(&b, &redis, &pg, "local")
+            .provider_with(
+                "a",
+                Kind::OpenAi,
+                &a.url(),
+                &format!(
+                    "health_check: {{ path: {path}, interval: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }}"
+                ),
+            )
+            .model("m", "targets: [{ provider: a }, { provider: p, weight: 0 }]")
+    };
+    let sick = replicas(&cfg("/down"), 1).await.remove(0);
+    let well = replicas(&cfg("/v1/models"), 1).await.remove(0);
+    let provider_a = async |gw: &Gateway| {
+        let v = gw
+            .get_json("/v1/metrics/providers", "sk-free-key-00001")
+            .await;
+        v["providers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "a").cloned())
+            .unwrap_or(Value::Null)
+    };
+    wait_for(
+        "replica 0 finds a unhealthy",
+        Duration::from_secs(5),
+        async || provider_a(&sick).await["healthy"] == false,
+    )
+    .await;
+    wait_for("replica 1 hears it", Duration::from_secs(3), async || {
+        provider_a(&well).await["healthy"] == false
+    })
+    .await;
+    let pa = provider_a(&well).await;
+    assert_eq!(pa["health_check"]["consecutive_failures"], 0, "{pa}");
+    assert_eq!(pa["health_check"]["unhealthy_on_other_replicas"], 1, "{pa}");
+    let r = well.chat("sk-free-key-00001", "m").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-modelgate-provider"],
+        "p",
+        "a is skipped here too"
+    );
+
+    let late = replicas(&cfg("/v1/models"), 1).await.remove(0);
+    wait_for(
+        "a replica started later knows",
+        Duration::from_secs(3),
+        async || provider_a(&late).await["healthy"] == false,
+    )
+    .await;
+
+    // The reporting replica dies: its report lapses (3 intervals + timeout, at least 5 s).
+    drop(sick);
+    let took = wait_for("the report lapses", Duration::from_secs(12), async || {
+        provider_a(&well).await["healthy"] == true
+    })
+    .await;
+    println!("a dead replica's unhealthy report lapsed after {took:?}");
+    let r = well.chat("sk-free-key-00001", "m").await;
+    assert_eq!(r.headers()["x-modelgate-provider"], "a");
+}
