@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=lib/prereqs.sh
 . scripts/lib/prereqs.sh
-needs=(build python postgres redis)
+needs=(build python postgres redis browser)
 # .ci/run sets this: deploy/prometheus is then checked with promtool, not skipped.
 if [ "${MODELGATE_REQUIRE_PROMTOOL:-0}" = 1 ]; then
   needs+=(promtool)

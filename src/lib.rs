@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod errors;
 pub mod health;

@@ -91,10 +91,12 @@ fn main() -> ExitCode {
         println!(
             "modelgate demo: gateway on http://{listen}, a mock provider on http://{mock}, metrics on http://{metrics}/metrics\n\
              Try:\n  curl http://{listen}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'\n\
-             Streaming: add \"stream\":true to the JSON. Models: curl http://{listen}/v1/models -H 'Authorization: Bearer {key}'",
+             Streaming: add \"stream\":true to the JSON. Models: curl http://{listen}/v1/models -H 'Authorization: Bearer {key}'\n\
+             Console: http://{listen}/console/ (management secret: {admin})",
             listen = cli.listen,
             metrics = cli.metrics_listen,
             key = demo::DEMO_CLIENT_KEY,
+            admin = demo::DEMO_ADMIN_KEY,
         );
         server::run(server::RunOptions {
             config: loaded.config,

@@ -4,6 +4,7 @@
 #   prereqs_ensure build python   # ... plus python3 with venv/ensurepip, for the SDK tests
 #   prereqs_ensure postgres       # Debian's postgresql server, for the store tests
 #   prereqs_ensure redis          # Debian's redis-server, for the cluster tests
+#   prereqs_ensure browser        # Debian's chromium and chromedriver, for the console tests
 # Missing Debian packages are installed when this is possible without a password (running
 # as root, or passwordless `sudo -n`); otherwise it prints the one command to run and
 # returns 1. MODELGATE_NO_INSTALL=1 never installs: it only reports.
@@ -42,6 +43,11 @@ prereqs_missing() {
       redis)
         # The cluster tests start their own throwaway redis-server.
         command -v redis-server >/dev/null 2>&1 || echo redis-server
+        ;;
+      browser)
+        # The console tests drive a headless Chromium through its driver.
+        command -v chromium >/dev/null 2>&1 || echo chromium
+        command -v chromedriver >/dev/null 2>&1 || echo chromium-driver
         ;;
       *)
         echo "prereqs.sh: unknown need '$need'" >&2

@@ -5,6 +5,7 @@
 mod cluster;
 mod env;
 mod keys;
+mod locate;
 mod raw;
 mod spend;
 mod validate;
@@ -23,6 +24,7 @@ use crate::upstream::Provider;
 
 pub use env::expand_str;
 pub use keys::api_key;
+pub use locate::line_of;
 pub use raw::{RawBudget, RawKey, RawLimits};
 
 /// The validated runtime configuration. Immutable; a reload builds a new one.

@@ -40,9 +40,20 @@ impl Endpoint {
                 | Endpoint::ManagementKey { .. }
                 | Endpoint::ManagementAudit
                 | Endpoint::ManagementProviderReset { .. }
+                | Endpoint::ManagementProviders
+                | Endpoint::ManagementConfigValidate
                 | Endpoint::ManagementOther
         )
     }
+}
+
+/// The console's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleAsset {
+    Page,
+    Script,
+    Style,
+    Icon,
 }
 
 /// A request the gateway forwards to a provider.
@@ -114,7 +125,14 @@ pub enum Endpoint {
     ManagementProviderReset {
         provider: String,
     },
+    /// `GET /v0/management/providers`: what `/v1/metrics/providers` says, for the console.
+    ManagementProviders,
+    /// `POST /v0/management/config/validate`: a YAML config checked like `-t`, not applied.
+    ManagementConfigValidate,
     ManagementOther,
+    /// `GET /console/` and its script and style: the web console, no auth header (the
+    /// page asks for the management secret), but only where the management API answers.
+    Console(ConsoleAsset),
     /// `GET /v1/usage`: the calling key's budgets and spend.
     KeyUsage,
     /// `GET /v1/dashboard/billing/subscription`: the key's USD limit, one-api style.
@@ -198,6 +216,14 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
             allowed: "GET, POST",
         },
         "/v0/management/audit" => want(get, "GET", Endpoint::ManagementAudit),
+        "/v0/management/providers" => want(get, "GET", Endpoint::ManagementProviders),
+        "/v0/management/config/validate" => want(post, "POST", Endpoint::ManagementConfigValidate),
+        "/console" | "/console/index.html" => {
+            want(get, "GET", Endpoint::Console(ConsoleAsset::Page))
+        }
+        "/console/console.js" => want(get, "GET", Endpoint::Console(ConsoleAsset::Script)),
+        "/console/console.css" => want(get, "GET", Endpoint::Console(ConsoleAsset::Style)),
+        "/console/icon.svg" => want(get, "GET", Endpoint::Console(ConsoleAsset::Icon)),
         p if p.starts_with("/v0/management/keys/") => {
             let rest = &p["/v0/management/keys/".len()..];
             match rest.strip_suffix("/rotate") {

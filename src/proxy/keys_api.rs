@@ -14,7 +14,7 @@ use super::ctx::RequestCtx;
 use super::local;
 use super::usage_api;
 use crate::audit::{self, Event};
-use crate::auth::ClientKey;
+use crate::auth::{query_param, ClientKey};
 use crate::config::ConfigError;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::keys::{self, KeyError};
@@ -234,23 +234,22 @@ pub async fn collection(
     session: &mut Session,
     ctx: &mut RequestCtx,
     runtime: &Arc<Runtime>,
+    query: Option<&str>,
 ) -> Result<bool> {
     if session.req_header().method != http::Method::POST {
-        let mut list: Vec<Value> = ctx
-            .config
-            .keys
-            .iter()
-            .map(|k| Value::Object(key_json(k)))
-            .collect();
+        // `?budgets=status`: each budget as it stands (used, remaining), as one key's GET
+        // gives it, for lists that draw budget bars.
+        let detail = query_param(query, "budgets").is_some_and(|v| v == "status");
+        let show = |k: &ClientKey| {
+            if detail {
+                Value::Object(key_detail(runtime, ctx, k))
+            } else {
+                Value::Object(key_json(k))
+            }
+        };
+        let mut list: Vec<Value> = ctx.config.keys.iter().map(|k| show(k)).collect();
         list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        list.extend(
-            runtime
-                .state
-                .keys
-                .all()
-                .iter()
-                .map(|e| Value::Object(key_json(&e.key))),
-        );
+        list.extend(runtime.state.keys.all().iter().map(|e| show(&e.key)));
         return local::respond_json(session, ctx, 200, &json!({ "keys": list })).await;
     }
     let body = read_json(session, ctx, false).await?;

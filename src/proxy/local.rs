@@ -41,6 +41,22 @@ pub async fn before_auth(
             e.allow = Some(allowed);
             respond_error(session, ctx, e).await
         }
+        Endpoint::Console(asset) => {
+            if let Err(err) = management_reachable(&ctx.config.clone(), ctx) {
+                return Some(respond_error(session, ctx, err).await);
+            }
+            let (content_type, body) = crate::console::asset(*asset);
+            let headers = crate::console::headers();
+            respond(
+                session,
+                ctx,
+                200,
+                content_type,
+                Bytes::from_static(body),
+                &headers,
+            )
+            .await
+        }
         e if e.is_management() => {
             let config = ctx.config.clone();
             if let Err(err) = authorize_management(&config, ctx, session) {
@@ -268,15 +284,12 @@ pub fn provider_status(config: &Config, health: &Health) -> serde_json::Value {
     serde_json::json!({ "providers": providers })
 }
 
-/// Checks the management secret. `Err` is the response to give.
-pub fn authorize_management(
-    config: &Config,
-    ctx: &RequestCtx,
-    session: &Session,
-) -> Result<(), GatewayError> {
-    let Some(expected) = config.management.secret_sha256 else {
+/// Whether the management API (and the console) answer this client at all: a secret is
+/// configured, and the client is on loopback unless `allow_remote`.
+pub fn management_reachable(config: &Config, ctx: &RequestCtx) -> Result<(), GatewayError> {
+    if config.management.secret_sha256.is_none() {
         return Err(GatewayError::new(ErrorCode::NotFound, "no endpoint here"));
-    };
+    }
     // The client after trusted-proxy resolution: a proxy on loopback forwarding a
     // remote client does not make that client local.
     let from_loopback = ctx.client_ip.is_some_and(|ip| ip.is_loopback());
@@ -286,6 +299,19 @@ pub fn authorize_management(
             "the management API answers only on loopback (set management.allow_remote: true to change that)",
         ));
     }
+    Ok(())
+}
+
+/// Checks the management secret. `Err` is the response to give.
+pub fn authorize_management(
+    config: &Config,
+    ctx: &RequestCtx,
+    session: &Session,
+) -> Result<(), GatewayError> {
+    management_reachable(config, ctx)?;
+    let Some(expected) = config.management.secret_sha256 else {
+        return Err(GatewayError::new(ErrorCode::NotFound, "no endpoint here"));
+    };
     let presented = session
         .req_header()
         .headers

@@ -73,7 +73,7 @@ pub async fn handle(
         Endpoint::ManagementUsageRecords => {
             super::usage_api::management_records(session, ctx, runtime, query).await
         }
-        Endpoint::ManagementKeys => keys_api::collection(session, ctx, runtime).await,
+        Endpoint::ManagementKeys => keys_api::collection(session, ctx, runtime, query).await,
         Endpoint::ManagementKey { name, rotate } => {
             keys_api::item(session, ctx, runtime, name, *rotate).await
         }
@@ -81,14 +81,80 @@ pub async fn handle(
         Endpoint::ManagementProviderReset { provider } => {
             keys_api::provider_reset(session, ctx, runtime, provider).await
         }
+        Endpoint::ManagementProviders => {
+            let body = local::provider_status(&ctx.config, &runtime.state.health);
+            local::respond_json(session, ctx, 200, &body).await
+        }
+        Endpoint::ManagementConfigValidate => validate_config(session, ctx).await,
         _ => {
             let e = GatewayError::new(
                 ErrorCode::NotFound,
-                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/reload, GET /v0/management/logs, GET /v0/management/usage, GET /v0/management/usage/records, GET/POST /v0/management/keys, GET/PATCH/DELETE /v0/management/keys/{name}, POST /v0/management/keys/{name}/rotate, GET /v0/management/audit, POST /v0/management/providers/{name}/reset",
+                "management endpoints: GET/PUT /v0/management/config, POST /v0/management/config/validate, GET /v0/management/providers, POST /v0/management/reload, GET /v0/management/logs, GET /v0/management/usage, GET /v0/management/usage/records, GET/POST /v0/management/keys, GET/PATCH/DELETE /v0/management/keys/{name}, POST /v0/management/keys/{name}/rotate, GET /v0/management/audit, POST /v0/management/providers/{name}/reset",
             );
             local::respond_error(session, ctx, e).await
         }
     }
+}
+
+/// The request body as UTF-8 text of at most `max_body_bytes`; `Err(Ok(answered))` when
+/// the request was answered with an error instead.
+async fn text_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<String, Result<bool>> {
+    let max = ctx.config.server.max_body_bytes;
+    let text = match body::read_request_body(session, max).await {
+        Ok(b) => String::from_utf8(b.to_vec()),
+        Err(BodyError::Read(e)) => return Err(Err(e)),
+        Err(_) => {
+            let e = GatewayError::new(
+                ErrorCode::RequestTooLarge,
+                "the config is larger than server.max_body_bytes",
+            );
+            return Err(local::respond_error(session, ctx, e).await);
+        }
+    };
+    match text {
+        Ok(t) => Ok(t),
+        Err(_) => {
+            let e = GatewayError::new(ErrorCode::InvalidRequest, "the config must be UTF-8 YAML");
+            Err(local::respond_error(session, ctx, e).await)
+        }
+    }
+}
+
+/// `POST /v0/management/config/validate`: a YAML body checked exactly as `-t` and `PUT`
+/// check it, nothing applied. Each error carries the line it is on (found from its field
+/// path when the YAML parser gave none), for the console's editor.
+async fn validate_config(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let text = match text_body(session, ctx).await {
+        Ok(t) => t,
+        Err(answered) => return answered,
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        match config::load_str(&text, "config", &|n| std::env::var(n).ok()) {
+            Ok(loaded) => json!({"valid": true, "errors": [], "warnings": loaded.warnings}),
+            Err(e) => {
+                let errors: Vec<serde_json::Value> = e
+                    .errors
+                    .iter()
+                    .map(|err| {
+                        let (line, column) = match err.line_col {
+                            Some((l, c)) => (Some(l), Some(c)),
+                            None => (config::line_of(&text, &err.path), None),
+                        };
+                        json!({
+                            "line": line,
+                            "column": column,
+                            "field": err.path,
+                            "message": err.message,
+                        })
+                    })
+                    .collect();
+                json!({"valid": false, "errors": errors, "warnings": []})
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| json!({"valid": false, "errors": [{"line": null, "column": null, "field": "", "message": format!("validation failed: {e}")}], "warnings": []}));
+    local::respond_json(session, ctx, 200, &answer).await
 }
 
 /// `PUT /v0/management/config`: a YAML body is validated like `-t`; if valid it replaces
@@ -98,21 +164,9 @@ async fn put_config(
     ctx: &mut RequestCtx,
     runtime: &Arc<Runtime>,
 ) -> Result<bool> {
-    let max = ctx.config.server.max_body_bytes;
-    let text = match body::read_request_body(session, max).await {
-        Ok(b) => String::from_utf8(b.to_vec()),
-        Err(BodyError::Read(e)) => return Err(e),
-        Err(_) => {
-            let e = GatewayError::new(
-                ErrorCode::RequestTooLarge,
-                "the config is larger than server.max_body_bytes",
-            );
-            return local::respond_error(session, ctx, e).await;
-        }
-    };
-    let Ok(text) = text else {
-        let e = GatewayError::new(ErrorCode::InvalidRequest, "the config must be UTF-8 YAML");
-        return local::respond_error(session, ctx, e).await;
+    let text = match text_body(session, ctx).await {
+        Ok(t) => t,
+        Err(answered) => return answered,
     };
     let rt = runtime.clone();
     let result = tokio::task::spawn_blocking(move || rt.replace_config(&text))

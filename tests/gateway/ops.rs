@@ -579,3 +579,111 @@ async fn gw_post(gw: &Gateway) -> Result<u16, reqwest::Error> {
         .status()
         .as_u16())
 }
+
+/// The console is served where the management API answers, and only there; its files
+/// carry a strict CSP. The endpoints it relies on: providers, config validation by line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_follows_the_management_api_rules() {
+    let mock = MockProvider::start("p").await;
+    let base = Config::basic(&mock.url()).key("a", "sk-key-a-000001");
+    let gw = Gateway::start("", &base.yaml()).await;
+    let get = |url: String| async move { client().get(url).send().await.unwrap() };
+    assert_eq!(
+        get(format!("{}/console/", gw.url)).await.status(),
+        404,
+        "no secret: no console"
+    );
+
+    let with_secret = base.management(r#"secret_key: "${ADMIN_SECRET}""#).yaml();
+    let gw = Gateway::start_with_env(
+        "  trusted_proxies: [\"127.0.0.0/8\"]",
+        &with_secret,
+        &[("ADMIN_SECRET", "admin-secret-123")],
+    )
+    .await;
+    for (path, ty) in [
+        ("/console/", "text/html"),
+        ("/console", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/icon.svg", "image/svg+xml"),
+    ] {
+        let r = get(format!("{}{path}", gw.url)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(ty),
+            "{path}"
+        );
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+    let r = client()
+        .get(format!("{}/console/", gw.url))
+        .header("x-forwarded-for", "192.0.2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await.1,
+        "ip_not_allowed",
+        "remote clients: no console"
+    );
+    assert_eq!(
+        get(format!("{}/console/other.js", gw.url)).await.status(),
+        404
+    );
+
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-secret-123");
+    let v: serde_json::Value = admin(client().get(format!("{}/v0/management/providers", gw.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["providers"][0]["name"], "p", "{v}");
+    let validate = |yaml: &'static str| {
+        admin(client().post(format!("{}/v0/management/config/validate", gw.url))).body(yaml)
+    };
+    let v: serde_json::Value = validate("providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:9\nkeys:\n  - name: a\n    key: sk-key-a-000001\n    limits:\n      rpm: -1\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["errors"][0]["field"], "keys[0].limits.rpm", "{v}");
+    assert_eq!(v["errors"][0]["line"], 9, "{v}");
+    let v: serde_json::Value = validate("server:\n  listen: [\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["errors"][0]["line"].as_u64(), v["valid"].as_bool()),
+        (Some(3), Some(false)),
+        "{v}"
+    );
+    let v: serde_json::Value = validate("providers:\n  p: { kind: openai, base_url: \"http://127.0.0.1:9\" }\nmodels:\n  m: { targets: [{ provider: p }] }\nkeys: [{ name: a, key: sk-key-a-000001 }]\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    let r = client()
+        .post(format!("{}/v0/management/config/validate", gw.url))
+        .body("a: 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "validation needs the secret");
+}
