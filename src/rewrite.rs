@@ -9,9 +9,14 @@ use bytes::{Bytes, BytesMut};
 /// `body` with the bytes in `span` replaced by `name` as a JSON string.
 pub fn splice_json_string(body: &[u8], span: Range<usize>, name: &str) -> Bytes {
     let quoted = serde_json::to_string(name).unwrap_or_default();
-    let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+    splice_raw(body, span, &quoted)
+}
+
+/// `text` in place of `body[span]`, as is (a multipart form's field value).
+pub fn splice_raw(body: &[u8], span: Range<usize>, text: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + text.len());
     out.extend_from_slice(&body[..span.start]);
-    out.extend_from_slice(quoted.as_bytes());
+    out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(&body[span.end..]);
     out.freeze()
 }

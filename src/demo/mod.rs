@@ -665,6 +665,18 @@ async fn handle(session: &mut ServerSession) -> bool {
             "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2, 0.3]}],
             "usage": {"prompt_tokens": 2, "total_tokens": 2}}),
         ),
+        // Uploads: the form is not read here (the gateway already checked it); the answer
+        // has the shape the endpoint's clients expect.
+        "/v1/audio/transcriptions" | "/v1/audio/translations" => (
+            200,
+            json!({"text": format!("(the demo's transcript of a {}-byte upload)", body.len()),
+                   "usage": {"type": "duration", "seconds": 1}}),
+        ),
+        "/v1/images/edits" | "/v1/images/variations" => (
+            200,
+            // A 1x1 transparent PNG.
+            json!({"created": 1700000000u64, "data": [{"b64_json": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="}]}),
+        ),
         _ => err(404, "the demo provider does not serve this path"),
     };
     send(

@@ -2,6 +2,7 @@
 //! shapes that depend only on the protocol (model lists). Routing looks at the path only;
 //! query strings (`?beta=true`, `?alt=sse`) never change the route.
 
+pub mod form;
 use http::Method;
 use serde_json::json;
 
@@ -66,6 +67,11 @@ pub enum Op {
     Moderations,
     ImagesGenerations,
     AudioSpeech,
+    /// The multipart ones: their body is a form with a file, routed by its `model` field.
+    AudioTranscriptions,
+    AudioTranslations,
+    ImagesEdits,
+    ImagesVariations,
     Messages,
     MessagesCountTokens,
     GenerateContent,
@@ -81,6 +87,17 @@ impl Op {
             Op::Responses => Protocol::Responses,
             _ => Protocol::OpenAi,
         }
+    }
+
+    /// Whether the body is a `multipart/form-data` form rather than JSON.
+    pub fn takes_form(self) -> bool {
+        matches!(
+            self,
+            Op::AudioTranscriptions
+                | Op::AudioTranslations
+                | Op::ImagesEdits
+                | Op::ImagesVariations
+        )
     }
 
     /// The Gemini action name in `models/{model}:{action}`.
@@ -193,6 +210,10 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
         "/v1/moderations" => want(post, "POST", proxy(Op::Moderations)),
         "/v1/images/generations" => want(post, "POST", proxy(Op::ImagesGenerations)),
         "/v1/audio/speech" => want(post, "POST", proxy(Op::AudioSpeech)),
+        "/v1/audio/transcriptions" => want(post, "POST", proxy(Op::AudioTranscriptions)),
+        "/v1/audio/translations" => want(post, "POST", proxy(Op::AudioTranslations)),
+        "/v1/images/edits" => want(post, "POST", proxy(Op::ImagesEdits)),
+        "/v1/images/variations" => want(post, "POST", proxy(Op::ImagesVariations)),
         "/v1/messages" => want(post, "POST", proxy(Op::Messages)),
         "/v1/messages/count_tokens" => want(post, "POST", proxy(Op::MessagesCountTokens)),
         "/v0/management/reload" => want(post, "POST", Endpoint::ManagementReload),

@@ -95,20 +95,53 @@ pub async fn admit(
     op: Op,
     gemini_model: Option<String>,
 ) -> Result<Admitted, Refused> {
-    let body = read_body(session, ctx).await?;
+    let body = read_body(session, ctx, op).await?;
     let proto_name = protocol_name(op.protocol());
     if body.is_empty() {
-        let msg = format!("the request has no body; {proto_name} expects a JSON object");
+        let what = if op.takes_form() {
+            "a multipart/form-data form"
+        } else {
+            "a JSON object"
+        };
+        let msg = format!("the request has no body; {proto_name} expects {what}");
         return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
     }
-    let peek = translate::wire(op.protocol())
-        .peek_request(&body)
-        .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
+    // A form's files are not prompt tokens: only its text fields count.
+    let (peek, text_bytes) = if op.takes_form() {
+        let content_type = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let form = protocol::form::peek(&content_type, &body)
+            .await
+            .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
+        let peek = translate::RequestPeek {
+            model: form.model,
+            model_span: form.model_span,
+            stream: form.stream,
+            max_output_tokens: None,
+            stream_usage: false,
+        };
+        (peek, form.text_bytes)
+    } else {
+        let peek = translate::wire(op.protocol())
+            .peek_request(&body)
+            .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
+        (peek, body.len())
+    };
     let requested = match (gemini_model, peek.model) {
         (Some(m), _) => m,
         (None, Some(m)) if !m.is_empty() => m,
         _ => {
-            let msg = format!("the request is missing 'model'; {proto_name} needs the model name in the JSON body");
+            let place = if op.takes_form() {
+                "a 'model' field in the form"
+            } else {
+                "the model name in the JSON body"
+            };
+            let msg = format!("the request is missing 'model'; {proto_name} needs {place}");
             return Err(GatewayError::new(ErrorCode::InvalidRequest, msg)
                 .with_param("model")
                 .into());
@@ -142,7 +175,7 @@ pub async fn admit(
     } else {
         resolved.route.name.as_str()
     };
-    let prompt_estimate = limits::estimate_prompt_tokens(body.len());
+    let prompt_estimate = limits::estimate_prompt_tokens(text_bytes);
     spend::reserve(
         ctx,
         state,
@@ -161,6 +194,7 @@ pub async fn admit(
         op,
         body,
         model_span: peek.model_span,
+        form: op.takes_form(),
         stream: peek.stream || op == Op::StreamGenerateContent,
         stream_usage: peek.stream_usage,
         path: req.uri.path().to_string(),
@@ -279,16 +313,25 @@ fn url_safe_models(resolved: &Resolved) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// The body of a model request, bounded by `server.max_body_bytes`; multipart refused.
-async fn read_body(session: &mut Session, ctx: &RequestCtx) -> Result<Bytes, Refused> {
+/// The body of a model request, bounded by `server.max_body_bytes`: a form for the
+/// upload endpoints, JSON for the others.
+async fn read_body(session: &mut Session, ctx: &RequestCtx, op: Op) -> Result<Bytes, Refused> {
     let headers = &session.req_header().headers;
-    let is_multipart = headers
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
-    if is_multipart {
-        let msg =
-            "multipart bodies (file uploads) are not supported by modelgate yet; send a JSON body";
+        .and_then(|v| v.to_str().ok());
+    let is_form = protocol::form::is_form(content_type);
+    if op.takes_form() && !is_form {
+        let path = session.req_header().uri.path();
+        let msg = format!(
+            "{path} takes a multipart/form-data body (a file and a 'model' field), not {}",
+            content_type.unwrap_or("a body without a Content-Type")
+        );
+        return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
+    }
+    if !op.takes_form() && content_type.is_some_and(|v| v.trim_start().starts_with("multipart/")) {
+        let path = session.req_header().uri.path();
+        let msg = format!("{path} takes a JSON body; multipart forms are for /v1/audio/transcriptions, /v1/audio/translations, /v1/images/edits and /v1/images/variations");
         return Err(GatewayError::new(ErrorCode::InvalidRequest, msg).into());
     }
     let expects_continue = headers

@@ -174,6 +174,14 @@ fn with_stream_usage(body: &[u8]) -> Bytes {
 /// Passthrough: only the model name changes, spliced into the client's bytes, unless the
 /// client replays signatures relayed from another provider kind.
 fn passthrough_body(route: &RouteState, target_model: &str) -> Bytes {
+    if route.form {
+        return match &route.model_span {
+            Some(span) if target_model != route.resolved.requested => {
+                rewrite::splice_raw(&route.body, span.clone(), target_model)
+            }
+            _ => route.body.clone(),
+        };
+    }
     let client_protocol = route.op.protocol();
     match (
         translate::strip_relayed_signatures(client_protocol, &route.body),

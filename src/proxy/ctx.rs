@@ -89,6 +89,8 @@ pub struct RouteState {
     /// The client's body as received.
     pub body: Bytes,
     pub model_span: Option<Range<usize>>,
+    /// The body is a multipart form: `model_span` is raw text, not a JSON string.
+    pub form: bool,
     pub stream: bool,
     /// An OpenAI chat stream whose client asked for the usage chunk.
     pub stream_usage: bool,

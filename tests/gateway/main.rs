@@ -15,3 +15,4 @@ mod proxying;
 mod routing;
 mod spend;
 mod translation;
+mod uploads;

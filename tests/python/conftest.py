@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -21,10 +22,13 @@ def _free_port() -> int:
 def gateway():
     binary = os.environ.get("MODELGATE_BIN", "target/debug/modelgate")
     port, metrics = _free_port(), _free_port()
+    # Its log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks the
+    # gateway's next log line, and with it the request that writes it.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [binary, "--demo", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics}"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20
@@ -37,10 +41,13 @@ def gateway():
             time.sleep(0.05)
     else:
         proc.kill()
-        raise RuntimeError("modelgate --demo did not start: " + proc.stderr.read().decode())
+        proc.wait()
+        log.seek(0)
+        raise RuntimeError("modelgate --demo did not start: " + log.read().decode(errors="replace"))
     yield {"base": base, "metrics": f"http://127.0.0.1:{metrics}/metrics"}
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
 
 DEMO_LIMITED_KEY = "sk-modelgate-demo-limited"  # rpm: 2 in the demo config
 DEMO_BUDGET_KEY = "sk-modelgate-demo-budget"  # a budget of 2 requests a day

@@ -1,5 +1,7 @@
 """The official OpenAI SDK against modelgate (demo mode: built-in mock provider)."""
 
+import warnings
+
 import openai
 import pytest
 
@@ -164,3 +166,21 @@ def test_responses_bad_key_and_stored_state(gateway):
     with pytest.raises(openai.BadRequestError) as e:
         client(gateway).responses.create(model="claude-demo", input="x", previous_response_id="resp_1")
     assert e.value.param == "previous_response_id"
+
+
+def test_uploads_reach_the_provider_as_forms(gateway):
+    # 200 KB of "audio": the SDK sends a multipart form with the model after the file.
+    audio = bytes(range(256)) * 800
+    t = client(gateway).audio.transcriptions.create(model="gpt-4o-mini", file=("speech.wav", audio, "audio/wav"))
+    assert t.text.startswith("(the demo's transcript of a ")
+    size = int(t.text.split("a ", 1)[1].split("-byte", 1)[0])
+    assert size > len(audio)  # the whole form arrived
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks translations deprecated
+        tr = client(gateway).audio.translations.create(model="gpt-4o-mini", file=("speech.wav", audio, "audio/wav"))
+    assert tr.text
+    img = client(gateway).images.edit(model="gpt-4o-mini", image=("a.png", b"\x89PNG\r\n\x1a\n", "image/png"), prompt="a hat")
+    assert img.data[0].b64_json
+    with pytest.raises(openai.BadRequestError) as e:
+        client(gateway).audio.transcriptions.create(model="", file=("speech.wav", audio, "audio/wav"))
+    assert e.value.status_code == 400
