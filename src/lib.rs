@@ -19,6 +19,7 @@ pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;

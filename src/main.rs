@@ -59,7 +59,7 @@ fn free_loopback_port() -> std::io::Result<u16> {
 // Long on purpose: the command line's three modes (demo, -t, run) read top to bottom.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    modelgate::logging::init();
 
     if let Some(Command::Keys(cmd)) = cli.command {
         return match modelgate::keys::cli::run(cmd, cli.config.as_deref()) {

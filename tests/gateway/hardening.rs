@@ -244,3 +244,72 @@ async fn a_config_put_keeps_the_files_mode_and_follows_no_planted_link() {
     assert_eq!(mode, 0o600);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
 }
+
+/// At `RUST_LOG=trace` no secret is printed: not a client key (with a valid request, a
+/// malformed one the framework refuses, and a management call), not the management
+/// secret, not a provider credential or a provider header value. With the libraries' cap
+/// lifted (`MODELGATE_LOG_LIBRARIES=1`) they are there: what the cap keeps out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_level_prints_a_secret() {
+    let logs = trace_logs(&[]).await;
+    for secret in TRACE_SECRETS {
+        assert!(!logs.contains(secret), "{secret} is in the log:\n{logs}");
+    }
+    let uncapped = trace_logs(&[("MODELGATE_LOG_LIBRARIES", "1")]).await;
+    assert!(
+        TRACE_SECRETS.iter().any(|s| uncapped.contains(s)),
+        "the libraries print secrets at trace; without the cap some would be here"
+    );
+}
+
+const TRACE_SECRETS: [&str; 4] = [
+    "sk-trace-client-secret-7f3a",
+    "cred-trace-provider-secret-91c2",
+    "hdr-trace-header-secret-55d0",
+    "admin-trace-secret-0b6e",
+];
+
+async fn trace_logs(env: &[(&str, &str)]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let [client_key, credential, header, admin] = TRACE_SECRETS;
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::new()
+        .provider_with(
+            "p",
+            Kind::OpenAi,
+            &mock.url(),
+            &format!("credentials: [{credential}], headers: {{ x-org-token: {header} }}"),
+        )
+        .route("m", "p")
+        .key("k", client_key)
+        .management(&format!("secret_key: {admin}"));
+    let mut all_env = vec![("RUST_LOG", "trace")];
+    all_env.extend_from_slice(env);
+    let gw = Gateway::start_with_env("", &cfg.yaml(), &all_env).await;
+    assert_eq!(gw.chat_status(client_key, "m").await, 200);
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let streamed = gw
+        .post("/v1/chat/completions", client_key, body)
+        .send()
+        .await
+        .unwrap();
+    let _ = streamed.text().await;
+    assert!(gw
+        .get_json("/v0/management/config", admin)
+        .await
+        .is_object());
+    // A request the HTTP parser refuses, the key in it.
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let raw = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client_key}\r\nBad Header Line\r\n\r\n");
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let wait = std::time::Duration::from_secs(3);
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut answer)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let logs = gw.logs();
+    assert!(logs.len() > 200, "trace logging is on: {logs}");
+    logs
+}
