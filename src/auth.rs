@@ -192,6 +192,9 @@ pub enum KeySource {
     Bearer,
     XApiKey,
     XGoogApiKey,
+    /// `Sec-WebSocket-Protocol: openai-insecure-api-key.KEY` (browsers cannot set headers
+    /// on a WebSocket).
+    WebSocketProtocol,
     Query,
 }
 
@@ -244,6 +247,15 @@ pub fn extract_key(
             }
             return Ok((key.to_string(), source));
         }
+    }
+    let subprotocol = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("openai-insecure-api-key."));
+    if let Some(key) = subprotocol.filter(|k| !k.is_empty()) {
+        return Ok((key.to_string(), KeySource::WebSocketProtocol));
     }
     if let Some(key) = query_param(query, "key") {
         let key = key.trim();
@@ -300,6 +312,7 @@ fn unknown_key(source: KeySource, secret: &str) -> GatewayError {
         KeySource::Bearer => "Authorization header",
         KeySource::XApiKey => "x-api-key header",
         KeySource::XGoogApiKey => "x-goog-api-key header",
+        KeySource::WebSocketProtocol => "Sec-WebSocket-Protocol header",
         KeySource::Query => "?key= parameter",
     };
     GatewayError::new(

@@ -48,6 +48,18 @@ impl Endpoint {
     }
 }
 
+/// Whether a request asks to become a WebSocket (`Upgrade: websocket`, `GET`).
+pub fn is_websocket_upgrade(method: &Method, headers: &http::HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            })
+}
+
 /// The console's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleAsset {
@@ -150,6 +162,8 @@ pub enum Endpoint {
     /// `GET /console/` and its script and style: the web console, no auth header (the
     /// page asks for the management secret), but only where the management API answers.
     Console(ConsoleAsset),
+    /// `GET /v1/responses` with `Upgrade: websocket` (Codex's Responses WebSocket).
+    ResponsesWebSocket,
     /// `GET /v1/usage`: the calling key's budgets and spend.
     KeyUsage,
     /// `GET /v1/dashboard/billing/subscription`: the key's USD limit, one-api style.

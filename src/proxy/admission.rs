@@ -44,7 +44,13 @@ pub enum Admitted {
 pub fn classify(session: &Session, ctx: &mut RequestCtx) -> Endpoint {
     let req = session.req_header();
     ctx.request_id = request_id(req.headers.get("x-request-id"));
-    let endpoint = protocol::classify(&req.method, req.uri.path());
+    let mut endpoint = protocol::classify(&req.method, req.uri.path());
+    if matches!(endpoint, Endpoint::WrongMethod { .. })
+        && req.uri.path().trim_end_matches('/') == "/v1/responses"
+        && protocol::is_websocket_upgrade(&req.method, &req.headers)
+    {
+        endpoint = Endpoint::ResponsesWebSocket;
+    }
     ctx.protocol = match &endpoint {
         Endpoint::Proxy { op, .. } => op.protocol(),
         Endpoint::GeminiListModels => Protocol::Gemini,

@@ -23,6 +23,7 @@ mod report;
 mod response;
 mod spend;
 mod usage_api;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;

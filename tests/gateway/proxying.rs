@@ -438,3 +438,72 @@ async fn https_providers_by_hostname_with_sni_and_a_private_ca() {
         "{v}"
     );
 }
+
+/// Codex's Responses WebSocket: the upgrade is answered 426 at once, in the OpenAI shape,
+/// saying why, so the client falls back to HTTP instead of retrying; the key may come in
+/// the `openai-insecure-api-key.` subprotocol; a bad key is still a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_websocket_upgrade_gets_426_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("p").await;
+    let gw = gateway_for(&mock, "", "").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let upgrade = |path: &str, auth: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n")
+    };
+    let send = |raw: String| {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            s.write_all(raw.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("answered at once")
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        }
+    };
+    let bearer = format!("Authorization: Bearer {KEY}\r\n");
+    for (path, auth, status, says) in [
+        (
+            "/v1/responses?model=gpt-4o",
+            bearer.clone(),
+            "426",
+            "does not relay",
+        ),
+        (
+            "/v1/responses?model=claude-sonnet-4",
+            bearer.clone(),
+            "426",
+            "do not take",
+        ),
+        ("/v1/responses", bearer.clone(), "426", "needs the model"),
+        (
+            "/v1/responses?model=nope",
+            bearer.clone(),
+            "404",
+            "model_not_found",
+        ),
+        (
+            "/v1/responses?model=gpt-4o",
+            format!("Sec-WebSocket-Protocol: realtime, openai-insecure-api-key.{KEY}\r\n"),
+            "426",
+            "websocket_not_supported",
+        ),
+        (
+            "/v1/responses?model=gpt-4o",
+            "Authorization: Bearer sk-wrong-key-123\r\n".to_string(),
+            "401",
+            "invalid_api_key",
+        ),
+    ] {
+        let answer = send(upgrade(path, &auth)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer}"
+        );
+        assert!(answer.contains(says), "{path}: {answer}");
+    }
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+}
