@@ -125,6 +125,7 @@ name = "modelgate"
 base_url = "$BASE/v1"
 env_key = "MODELGATE_API_KEY"
 wire_api = "responses"
+$([[ $mode == ws ]] && echo "supports_websockets = true")
 
 [analytics]
 enabled = false
@@ -194,6 +195,7 @@ CASE_LIST=(
   "codex/gemini-demo/tool   codex  gemini-demo tool $TOOL"
   "codex/claude-demo/think  codex  claude-demo think $TOOL"
   "codex/gemini-demo/think  codex  gemini-demo think $TOOL"
+  "codex/gpt-4o-mini/ws     codex  gpt-4o-mini ws $TOOL"
   "gemini/gemini-demo/tool  gemini gemini-demo tool $TOOL"
   "gemini/claude-demo/tool  gemini claude-demo tool $TOOL"
   "gemini/gpt-4o-mini/tool  gemini gpt-4o-mini tool $TOOL"
@@ -216,13 +218,18 @@ for line in "${CASE_LIST[@]}"; do
   # recover from a 400 by retrying differently; that is still a failure of the route).
   records=$(tail -n "+$((seen + 1))" "$WORK/gateway.log" | grep 'modelgate::access' || true)
   served=$(grep -c . <<<"$records" || true)
-  refused=$(grep -cv ' status=2' <<<"$records" || true)
+  refused=$(grep -v ' status=2' <<<"$records" | grep -c . || true)
+  # ws: Codex asks for the Responses WebSocket first; the gateway's 426 sends it to HTTP
+  # at once (the case's time shows there is no retry delay).
+  upgrades=$(grep -c ' status=426' <<<"$records" || true)
+  [[ $mode == ws ]] && refused=$((refused - upgrades))
   why=""
   if [[ $rc == 124 ]]; then why="timed out after ${CLI_TIMEOUT}s"
   elif [[ $rc != 0 ]]; then why="exit $rc"
   elif ! grep -qF -- "$expected" "$h/out"; then why="answer not found: '$expected'"
   elif [[ -z $records ]]; then why="no request reached the gateway"
   elif [[ $refused != 0 ]]; then why="$refused of $served request(s) answered non-2xx"
+  elif [[ $mode == ws && $upgrades == 0 ]]; then why="no WebSocket upgrade was asked for"
   fi
   if [[ -z $why ]]; then
     verdict=PASS; pass=$((pass + 1))
