@@ -201,6 +201,26 @@ pub struct Usage {
     pub cache_write_tokens: Option<u64>,
 }
 
+/// More tokens than one request can have (context windows hold millions, not billions):
+/// a provider reporting it sent a corrupted or wrapped counter, and its usage is ignored,
+/// as if absent, rather than billed or echoed to the client.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
+
+impl Usage {
+    pub fn plausible(&self) -> bool {
+        [
+            Some(self.prompt_tokens),
+            Some(self.completion_tokens),
+            self.cached_tokens,
+            self.reasoning_tokens,
+            self.cache_write_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .all(|n| n <= MAX_PLAUSIBLE_TOKENS)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatResponse {
     pub id: String,

@@ -313,3 +313,39 @@ async fn trace_logs(env: &[(&str, &str)]) -> String {
     assert!(logs.len() > 200, "trace logging is on: {logs}");
     logs
 }
+
+/// A provider reporting more tokens than any request can have (a wrapped counter) has its
+/// usage ignored: no overflow, nothing absurd billed, counted or shown to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_usage_is_ignored_not_billed() {
+    let mock = MockProvider::start("ant").await;
+    mock.reply(|_| {
+        Reply::Json(
+            200,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+                   "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                   "stop_sequence": null,
+                   "usage": {"input_tokens": 18446744073709551615u64, "output_tokens": 1,
+                             "cache_read_input_tokens": 1}}),
+        )
+    });
+    let cfg = Config::new()
+        .provider("ant", Kind::Anthropic, &mock.url())
+        .route("m", "ant")
+        .key("k", "sk-absurd-usage-01");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let r = gw.chat("sk-absurd-usage-01", "m").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hi", "{v}");
+    let shown = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    assert!(shown < 1_000_000_000, "{v}");
+    let metrics = gw.metrics().await;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("modelgate_tokens_total"))
+    {
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n < 1e9, "{line}");
+    }
+}

@@ -33,7 +33,11 @@ impl WireUsage {
             cache_read: u["cache_read_input_tokens"].as_u64(),
             cache_creation: u["cache_creation_input_tokens"].as_u64(),
         };
-        (w.input.is_some() || w.output.is_some()).then_some(w)
+        let plausible = [w.input, w.output, w.cache_read, w.cache_creation]
+            .into_iter()
+            .flatten()
+            .all(|n| n <= crate::translate::model::MAX_PLAUSIBLE_TOKENS);
+        (plausible && (w.input.is_some() || w.output.is_some())).then_some(w)
     }
 
     /// Anthropic counts cache reads and writes apart from `input_tokens`; the prompt total

@@ -50,6 +50,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
         reasoning_tokens: thoughts,
         cache_write_tokens: None,
     })
+    .filter(Usage::plausible)
 }
 
 pub fn usage_json(u: &Usage) -> Value {

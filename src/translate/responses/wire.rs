@@ -29,6 +29,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
         reasoning_tokens: u["output_tokens_details"]["reasoning_tokens"].as_u64(),
         cache_write_tokens: None,
     })
+    .filter(Usage::plausible)
 }
 
 pub fn usage_json(u: &Usage) -> Value {
