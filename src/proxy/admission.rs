@@ -130,6 +130,7 @@ pub async fn admit(
             stream: form.stream,
             max_output_tokens: None,
             stream_usage: false,
+            present: translate::Present::default(),
         };
         (peek, form.text_bytes)
     } else {
@@ -138,6 +139,7 @@ pub async fn admit(
             .map_err(|msg| GatewayError::new(ErrorCode::InvalidRequest, msg))?;
         (peek, body.len())
     };
+    let present = peek.present;
     let requested = match (gemini_model, peek.model) {
         (Some(m), _) => m,
         (None, Some(m)) if !m.is_empty() => m,
@@ -153,6 +155,7 @@ pub async fn admit(
                 .into());
         }
     };
+    required_fields(op, present, session.req_header().uri.path())?;
     // Kept for the ledger, bounded: an unknown name is the client's text.
     ctx.requested = Some(requested.chars().take(200).collect());
     let Some(resolved) = ctx.config.models.resolve(&requested) else {
@@ -203,12 +206,42 @@ pub async fn admit(
         form: op.takes_form(),
         stream: peek.stream || op == Op::StreamGenerateContent,
         stream_usage: peek.stream_usage,
-        path: req.uri.path().to_string(),
+        // The canonical path: `/v1/chat/completions/` is the same endpoint, not another.
+        path: match req.uri.path() {
+            p if p.len() > 1 => p.trim_end_matches('/').to_string(),
+            p => p.to_string(),
+        },
         query: upstream_query(req.uri.query()),
         resolved,
         failover,
         decoded: None,
     })))
+}
+
+/// The top-level fields the endpoint's official schema requires besides `model`, checked
+/// here so a request without them gets the gateway's 400 naming the field, passed through
+/// or not (the provider would refuse it anyway, after a round trip and a retry budget).
+fn required_fields(op: Op, present: translate::Present, path: &str) -> Result<(), GatewayError> {
+    use translate::Present as P;
+    let required: &[(u8, &str)] = match op {
+        Op::ChatCompletions => &[(P::MESSAGES, "messages")],
+        Op::Completions | Op::ImagesGenerations => &[(P::PROMPT, "prompt")],
+        Op::Embeddings | Op::Moderations => &[(P::INPUT, "input")],
+        Op::AudioSpeech => &[(P::INPUT, "input"), (P::VOICE, "voice")],
+        Op::Messages => &[(P::MESSAGES, "messages"), (P::MAX_TOKENS, "max_tokens")],
+        Op::MessagesCountTokens => &[(P::MESSAGES, "messages")],
+        Op::GenerateContent | Op::StreamGenerateContent => &[(P::CONTENTS, "contents")],
+        _ => &[],
+    };
+    match required.iter().find(|(f, _)| !present.has(*f)) {
+        Some((_, name)) => {
+            let proto = protocol_name(op.protocol());
+            let path = path.trim_end_matches('/');
+            let msg = format!("the request is missing '{name}', which {proto} requires for {path}");
+            Err(GatewayError::new(ErrorCode::InvalidRequest, msg).with_param(name))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Token counting for a model served by another kind: an estimate, said to be one.

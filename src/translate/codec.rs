@@ -218,6 +218,37 @@ pub struct RequestPeek {
     pub max_output_tokens: Option<u64>,
     /// OpenAI `stream_options.include_usage`: a stream that will report its usage.
     pub stream_usage: bool,
+    /// Which of the fields some endpoint requires are in the body.
+    pub present: Present,
+}
+
+/// Top-level request fields that an endpoint of some protocol requires, as a set (the
+/// peek records which a body has, so a missing one is the gateway's 400, not the
+/// provider's, on passthrough too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Present(u8);
+
+impl Present {
+    pub const MESSAGES: u8 = 1;
+    pub const PROMPT: u8 = 2;
+    pub const INPUT: u8 = 4;
+    pub const VOICE: u8 = 8;
+    pub const MAX_TOKENS: u8 = 16;
+    pub const CONTENTS: u8 = 32;
+
+    /// The set of the fields whose flags are paired with `true`.
+    pub fn of(fields: &[(u8, bool)]) -> Present {
+        Present(
+            fields
+                .iter()
+                .filter(|(_, here)| *here)
+                .fold(0, |acc, (f, _)| acc | f),
+        )
+    }
+
+    pub fn has(self, field: u8) -> bool {
+        self.0 & field != 0
+    }
 }
 
 /// What one response body or stream event says, read in one borrowed parse.
@@ -256,6 +287,7 @@ pub(crate) struct PeekedFields<'a> {
     pub stream: bool,
     pub max_output_tokens: Option<u64>,
     pub stream_usage: bool,
+    pub present: Present,
 }
 
 /// `peek_request` for a protocol whose fields `F` names, read by `fields`: the body must
@@ -285,6 +317,7 @@ pub(crate) fn peek_request_with<'a, F: serde::Deserialize<'a>>(
         stream: p.stream,
         max_output_tokens: p.max_output_tokens,
         stream_usage: p.stream_usage,
+        present: p.present,
     })
 }
 

@@ -27,7 +27,7 @@ use crate::errors::{ErrorCode, GatewayError};
 use crate::protocol::Protocol;
 use model::*;
 
-pub use codec::{wire, ClientState, Decoded, Envelope, RequestPeek, ResponseFacts, Wire};
+pub use codec::{wire, ClientState, Decoded, Envelope, Present, RequestPeek, ResponseFacts, Wire};
 pub use translator::{translate_error, ResponseTranslator};
 
 /// A request that cannot be translated; answered as 400 `invalid_request`.

@@ -349,3 +349,73 @@ async fn absurd_usage_is_ignored_not_billed() {
         assert!(n < 1e9, "{line}");
     }
 }
+
+/// The fields each endpoint's official schema requires are checked by the gateway, on
+/// passthrough too, with its own error naming the field; a trailing slash is the same
+/// endpoint, sent upstream without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_fields_are_checked_before_anything_goes_out() {
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::new()
+        .provider("p", Kind::OpenAi, &mock.url())
+        .provider("ant", Kind::Anthropic, &mock.url())
+        .provider("gem", Kind::Gemini, &mock.url())
+        .route("gpt-4o", "p")
+        .route("claude-x", "ant")
+        .route("gemini-x", "gem")
+        .key("k", "sk-required-fields-1");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let key = "sk-required-fields-1";
+    for (path, body, missing) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o"}),
+            "messages",
+        ),
+        ("/v1/embeddings", json!({"model": "gpt-4o"}), "input"),
+        ("/v1/completions", json!({"model": "gpt-4o"}), "prompt"),
+        (
+            "/v1/audio/speech",
+            json!({"model": "gpt-4o", "input": "hi"}),
+            "voice",
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-x", "messages": []}),
+            "max_tokens",
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-x", "max_tokens": 5}),
+            "messages",
+        ),
+        (
+            "/v1beta/models/gemini-x:generateContent",
+            json!({}),
+            "contents",
+        ),
+    ] {
+        let r = gw.post(path, key, body).send().await.unwrap();
+        let (s, _, v) = error_code(r).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("missing '{missing}'")),
+            "{path}: {v}"
+        );
+    }
+    assert!(mock.requests().is_empty(), "nothing went out");
+
+    let r = gw
+        .post("/v1/chat/completions/", key, chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        mock.last().uri,
+        "/v1/chat/completions",
+        "sent without the slash"
+    );
+}

@@ -298,7 +298,11 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
         "/v1/images/generations",
     ] {
         let r = gw
-            .post(path, KEY, json!({"model": "gpt-4o", "input": "x"}))
+            .post(
+                path,
+                KEY,
+                json!({"model": "gpt-4o", "input": "x", "prompt": "x"}),
+            )
             .send()
             .await
             .unwrap();

@@ -10,7 +10,7 @@ use super::Anthropic;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
 use crate::translate::codec::{
-    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, GEMINI_TAG,
+    self, ModelUsage, PeekedFields, Present, RequestPeek, ResponseFacts, Wire, GEMINI_TAG,
 };
 use crate::translate::model::{Issuer, Signature, Usage};
 
@@ -86,6 +86,8 @@ struct RequestFields<'a> {
     // Raw, so a wrongly typed value is left for the provider to report.
     #[serde(borrow)]
     max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
 }
 
 /// A message body (top level) or a stream event (`message_start` nests the message).
@@ -106,6 +108,10 @@ impl Wire for Anthropic {
             stream: p.stream.unwrap_or(false),
             max_output_tokens: codec::raw_count(p.max_tokens),
             stream_usage: false,
+            present: Present::of(&[
+                (Present::MESSAGES, p.messages.is_some()),
+                (Present::MAX_TOKENS, p.max_tokens.is_some()),
+            ]),
         })
     }
 

@@ -11,7 +11,7 @@ use super::Gemini;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
 use crate::translate::codec::{
-    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+    self, ModelUsage, PeekedFields, Present, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
 };
 use crate::translate::model::{Issuer, Signature, Usage};
 
@@ -81,6 +81,8 @@ struct RequestFields<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, rename = "generationConfig")]
     generation_config: Option<GenerationConfig<'a>>,
+    #[serde(borrow)]
+    contents: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +103,7 @@ impl Wire for Gemini {
                 p.generation_config.and_then(|g| g.max_output_tokens),
             ),
             stream_usage: false,
+            present: Present::of(&[(Present::CONTENTS, p.contents.is_some())]),
         })
     }
 

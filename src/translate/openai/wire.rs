@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::OpenAi;
 use crate::errors::GatewayError;
 use crate::protocol::Protocol;
-use crate::translate::codec::{self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire};
+use crate::translate::codec::{
+    self, ModelUsage, PeekedFields, Present, RequestPeek, ResponseFacts, Wire,
+};
 use crate::translate::model::Usage;
 
 /// Chat usage (`prompt_tokens`...); OpenAI's other endpoints (images) report theirs in the
@@ -55,6 +57,15 @@ struct RequestFields<'a> {
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
     stream_options: Option<&'a RawValue>,
+    // Only whether they are there (each is required by some endpoint).
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    voice: Option<&'a RawValue>,
 }
 
 impl Wire for OpenAi {
@@ -66,6 +77,12 @@ impl Wire for OpenAi {
                 .or_else(|| codec::raw_count(p.max_tokens)),
             stream_usage: codec::object_value(p.stream_options)
                 .is_some_and(|o| o["include_usage"] == true),
+            present: Present::of(&[
+                (Present::MESSAGES, p.messages.is_some()),
+                (Present::PROMPT, p.prompt.is_some()),
+                (Present::INPUT, p.input.is_some()),
+                (Present::VOICE, p.voice.is_some()),
+            ]),
         })
     }
 

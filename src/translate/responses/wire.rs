@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{stream_failure, Responses};
 use crate::errors::GatewayError;
 use crate::translate::codec::{
-    self, ModelUsage, PeekedFields, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
+    self, ModelUsage, PeekedFields, Present, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
 };
 use crate::translate::model::{Signature, Usage};
 
@@ -70,6 +70,7 @@ impl Wire for Responses {
             stream: p.stream.unwrap_or(false),
             max_output_tokens: codec::raw_count(p.max_output_tokens),
             stream_usage: false,
+            present: Present::default(),
         })
     }
 
