@@ -188,14 +188,34 @@ def test_a_key_created_in_the_page_works_and_its_secret_is_shown_once(browser, g
     _wait_page(browser, "keys")
     assert secret not in browser.page_source
     assert browser.find_elements(By.ID, "new-secret") == []
+    # Edit: the team set through the JSON editor shows in the row.
+    row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
+    row.find_element(By.XPATH, ".//button[normalize-space()='Edit']").click()
+    editor = browser.find_element(By.ID, "edit-json")
+    browser.execute_script("arguments[0].value = arguments[1]", editor, '{"team": "console-team"}')
+    browser.find_element(By.ID, "dialog-ok").click()
+    WebDriverWait(browser, 10).until(
+        lambda d: "console-team" in d.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']").text)
+    # Rotate: a new secret, shown once; the old one still works during the grace period.
+    row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
+    row.find_element(By.XPATH, ".//button[normalize-space()='Rotate']").click()
+    browser.find_element(By.ID, "dialog-ok").click()
+    rotated = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "new-secret")).get_attribute("value")
+    assert rotated.startswith("sk-mg-") and rotated != secret
+    assert _chat(gateway, rotated)[0] == 200
+    assert _chat(gateway, secret)[0] == 200, "the old secret works for the grace period"
+    _go(browser, "overview")
+    _go(browser, "keys")
+    assert rotated not in browser.page_source
     # Disable it from the page: the key stops working.
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
     row.find_element(By.XPATH, ".//button[normalize-space()='Disable']").click()
     WebDriverWait(browser, 10).until(
         lambda d: "disabled" in d.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']").text)
-    with pytest.raises(urllib.error.HTTPError) as err:
-        _chat(gateway, secret)
-    assert err.value.code == 401
+    for old in (secret, rotated):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _chat(gateway, old)
+        assert err.value.code == 401
     # Delete, confirmed in the dialog.
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
     row.find_element(By.XPATH, ".//button[normalize-space()='Delete']").click()
