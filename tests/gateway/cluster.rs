@@ -19,6 +19,12 @@ fn config(mock: &MockProvider, redis: &Redis, pg: &Postgres, on_error: &str) -> 
         .key_with("rated", "sk-rated-key-0001", "limits: { rpm: 5 }")
         .key_with("narrow", "sk-narrow-key-001", "limits: { concurrency: 2 }")
         .key_with("daily", "sk-daily-key-0001", "budgets: [{ requests: 6, period: day }]")
+        // Limits and a budget far from reached: every request of it goes through Redis.
+        .key_with(
+            "busy",
+            "sk-busy-key-00001",
+            "limits: { rpm: 1000000, tpm: 1000000000, concurrency: 1000 }, budgets: [{ requests: 1000000, period: day }]",
+        )
         .store(&format!("url: \"{}\", flush_interval: 50ms", pg.url()))
         .management(r#"secret_key: "${ADMIN_SECRET}""#)
         .top(
@@ -212,8 +218,8 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
     println!("a killed replica's concurrency slots came back after {took:?}");
     drop(dead);
 
-    // Redis stopped under load: local mode serves every request, says it is degraded,
-    // and shares again once Redis is back.
+    // Redis stopped under load (a key whose limits and budget Redis counts): local mode
+    // serves every request, says it is degraded, and shares again once Redis is back.
     let load = {
         let urls: Vec<String> = gws.iter().map(|g| g.url.clone()).collect();
         tokio::spawn(async move {
@@ -223,7 +229,7 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
             while t0.elapsed() < Duration::from_secs(4) {
                 let r = client()
                     .post(format!("{}/v1/chat/completions", urls[i % urls.len()]))
-                    .bearer_auth("sk-free-key-00001")
+                    .bearer_auth("sk-busy-key-00001")
                     .json(&chat("m"))
                     .send()
                     .await;
