@@ -395,7 +395,7 @@ async fn read_body(session: &mut Session, ctx: &RequestCtx, op: Op) -> Result<By
             let msg = "request bodies over 64 KiB need a Content-Length header (chunked uploads that large are not supported)";
             Err(GatewayError::new(ErrorCode::LengthRequired, msg).into())
         }
-        Err(BodyError::Read(e)) => Err(Refused::Io(e)),
+        Err(BodyError::Read(e)) => Err(body::unreadable(session, &e).into()),
     }
 }
 

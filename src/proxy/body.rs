@@ -8,6 +8,8 @@
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use crate::errors::{ErrorCode, GatewayError};
+
 /// pingora-core's `BODY_BUF_LIMIT`.
 const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
 
@@ -59,6 +61,21 @@ pub async fn read_request_body(session: &mut Session, max: usize) -> Result<Byte
         return Err(BodyError::UnknownLengthTooLarge);
     }
     Ok(buf.freeze())
+}
+
+/// The answer to a body that could not be read (a malformed chunked encoding, a
+/// connection cut mid-body): the client's fault, so a 400, never an upstream error; the
+/// connection is not reused (where the next request starts is unknown).
+pub fn unreadable(session: &mut Session, e: &pingora::Error) -> GatewayError {
+    session.set_keepalive(None);
+    log::debug!("request body unreadable: {}", e.etype().as_str());
+    GatewayError::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "the request body could not be read ({}): a malformed chunked encoding, or the connection closed before the body ended",
+            e.etype().as_str()
+        ),
+    )
 }
 
 /// Before answering early, consume a small unread body so the connection can be kept

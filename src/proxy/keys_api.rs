@@ -186,7 +186,7 @@ async fn read_json(
     let max = ctx.config.server.max_body_bytes;
     let bytes = match body::read_request_body(session, max).await {
         Ok(b) => b,
-        Err(BodyError::Read(e)) => return Err(e),
+        Err(BodyError::Read(e)) => return Ok(Err(body::unreadable(session, &e))),
         Err(_) => {
             return Ok(Err(GatewayError::new(
                 ErrorCode::RequestTooLarge,

@@ -102,7 +102,10 @@ async fn text_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<String
     let max = ctx.config.server.max_body_bytes;
     let text = match body::read_request_body(session, max).await {
         Ok(b) => String::from_utf8(b.to_vec()),
-        Err(BodyError::Read(e)) => return Err(Err(e)),
+        Err(BodyError::Read(e)) => {
+            let err = body::unreadable(session, &e);
+            return Err(local::respond_error(session, ctx, err).await);
+        }
         Err(_) => {
             let e = GatewayError::new(
                 ErrorCode::RequestTooLarge,

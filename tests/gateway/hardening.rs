@@ -419,3 +419,33 @@ async fn required_fields_are_checked_before_anything_goes_out() {
         "sent without the slash"
     );
 }
+
+/// A malformed chunked body is the client's error: 400 `invalid_request`, not a 502 that
+/// counts against a provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_a_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::basic(&mock.url()).key("k", "sk-chunked-test-001");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let raw = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-chunked-test-001\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let wait = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("invalid_request") && answer.contains("chunked"),
+        "{answer}"
+    );
+    assert!(mock.requests().is_empty());
+    let m = gw.metrics().await;
+    assert!(
+        !m.contains("status_5xx") && !m.contains("connect_error"),
+        "no upstream failure counted"
+    );
+}
