@@ -366,13 +366,13 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
     mock.reply_default();
     let cfg = priced(&mock)
         .store(&format!(
-            "url: \"{}\", flush_interval: 100ms, buffer: 1000",
+            "url: \"{}\", flush_interval: 100ms, buffer: 20000",
             pg.url()
         ))
         .key_with(
             "k",
             "sk-pg-000001",
-            "budgets: [{ requests: 1000, period: day }]",
+            "budgets: [{ requests: 100000, period: day }]",
         );
     let mut gw = start(&cfg).await;
     for _ in 0..20 {
@@ -387,10 +387,35 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
     })
     .await
     .unwrap();
-    // The store is away: requests go on, records wait in memory.
-    for _ in 0..30 {
-        assert_eq!(gw.chat_status("sk-pg-000001", "m").await, 200);
-    }
+    // The store is away for 10 s under load (4 clients, paced): requests go on, records
+    // wait in memory.
+    let t0 = Instant::now();
+    let loops = (0..4).map(|_| {
+        let url = format!("{}/v1/chat/completions", gw.url);
+        async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while t0.elapsed() < Duration::from_secs(10) {
+                let r = client()
+                    .post(&url)
+                    .bearer_auth("sk-pg-000001")
+                    .json(&chat("m"))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (ok, failed)
+        }
+    });
+    let results = futures_util::future::join_all(loops).await;
+    let served: u64 = results.iter().map(|r| r.0).sum();
+    let failed: u64 = results.iter().map(|r| r.1).sum();
+    println!("10 s without Postgres: {served} requests served, {failed} failed");
+    assert_eq!(failed, 0);
+    assert!(served > 100, "{served}");
     let failures = wait_for(
         &gw,
         "modelgate_store_write_failures_total",
@@ -399,9 +424,16 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
     )
     .await;
     assert!(failures > 0.0, "a failed write is counted");
-    let pending =
-        metric_value(&gw.metrics().await, "modelgate_store_pending_records", &[]).unwrap();
-    assert_eq!(pending, 30.0);
+    // Each record is queued just after its answer: wait for the last ones.
+    let held = served as f64;
+    let pending = wait_for(
+        &gw,
+        "modelgate_store_pending_records",
+        |v| v == held,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(pending, held);
     let mut pg = pg;
     let pg = tokio::task::spawn_blocking(move || pg.restart().map(|()| pg))
         .await
@@ -421,7 +453,11 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
         Some(0.0)
     );
     let count = pg.psql("SELECT COUNT(*) FROM usage_records").unwrap();
-    assert_eq!(count.trim(), "50");
+    assert_eq!(
+        count.trim(),
+        (20 + served).to_string(),
+        "every record written"
+    );
 
     // The spend is the store's: a restart reads it back from Postgres.
     gw.signal("TERM");
@@ -434,7 +470,7 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
         .json()
         .await
         .unwrap();
-    assert_eq!(me["budgets"][0]["used"], 50.0, "{me}");
+    assert_eq!(me["budgets"][0]["used"], (20 + served) as f64, "{me}");
     drop(gw);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
