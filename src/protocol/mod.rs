@@ -89,13 +89,24 @@ pub enum Op {
     GenerateContent,
     StreamGenerateContent,
     CountTokens,
+    /// Gemini's embeddings and media (Imagen, Veo): passed to Gemini providers as they are.
+    EmbedContent,
+    BatchEmbedContents,
+    Predict,
+    PredictLongRunning,
 }
 
 impl Op {
     pub fn protocol(self) -> Protocol {
         match self {
             Op::Messages | Op::MessagesCountTokens => Protocol::Anthropic,
-            Op::GenerateContent | Op::StreamGenerateContent | Op::CountTokens => Protocol::Gemini,
+            Op::GenerateContent
+            | Op::StreamGenerateContent
+            | Op::CountTokens
+            | Op::EmbedContent
+            | Op::BatchEmbedContents
+            | Op::Predict
+            | Op::PredictLongRunning => Protocol::Gemini,
             Op::Responses => Protocol::Responses,
             _ => Protocol::OpenAi,
         }
@@ -118,6 +129,10 @@ impl Op {
             Op::GenerateContent => Some("generateContent"),
             Op::StreamGenerateContent => Some("streamGenerateContent"),
             Op::CountTokens => Some("countTokens"),
+            Op::EmbedContent => Some("embedContent"),
+            Op::BatchEmbedContents => Some("batchEmbedContents"),
+            Op::Predict => Some("predict"),
+            Op::PredictLongRunning => Some("predictLongRunning"),
             _ => None,
         }
     }
@@ -317,6 +332,10 @@ fn gemini_path(path: &str) -> Option<(&str, Op)> {
         "generateContent" => Op::GenerateContent,
         "streamGenerateContent" => Op::StreamGenerateContent,
         "countTokens" => Op::CountTokens,
+        "embedContent" => Op::EmbedContent,
+        "batchEmbedContents" => Op::BatchEmbedContents,
+        "predict" => Op::Predict,
+        "predictLongRunning" => Op::PredictLongRunning,
         _ => return None,
     };
     (!model.is_empty() && !model.contains('/')).then_some((model, op))

@@ -182,6 +182,17 @@ fn passthrough_body(route: &RouteState, target_model: &str) -> Bytes {
             _ => route.body.clone(),
         };
     }
+    // Each request of a batch names its model too, and Gemini wants it to be the path's.
+    if route.op == Op::BatchEmbedContents && target_model != route.resolved.requested {
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&route.body) {
+            if let Some(items) = v["requests"].as_array_mut() {
+                for item in items.iter_mut().filter(|i| i.get("model").is_some()) {
+                    item["model"] = format!("models/{target_model}").into();
+                }
+            }
+            return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        }
+    }
     let client_protocol = route.op.protocol();
     match (
         translate::strip_relayed_signatures(client_protocol, &route.body),

@@ -511,3 +511,90 @@ async fn a_responses_websocket_upgrade_gets_426_at_once() {
     }
     assert!(mock.requests().is_empty(), "nothing reached the provider");
 }
+
+/// Gemini's embeddings and media calls go to Gemini providers under the routed model
+/// name (a batch's inner model names too); other kinds cannot take them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_embeddings_and_predict_pass_through_under_the_routed_name() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|r| {
+        Reply::Json(
+            200,
+            match r.uri.rsplit(':').next().unwrap_or_default() {
+                "embedContent" => json!({"embedding": {"values": [0.1, 0.2]}}),
+                "batchEmbedContents" => json!({"embeddings": [{"values": [0.1]}, {"values": [0.2]}]}),
+                "predictLongRunning" => json!({"name": "models/veo-x/operations/op-1"}),
+                _ => json!({"predictions": [{"bytesBase64Encoded": "aGk=", "mimeType": "image/png"}]}),
+            },
+        )
+    });
+    let cfg = Config::new()
+        .provider_with("gem", Kind::Gemini, &mock.url(), "credentials: [cred-gem]")
+        .provider("p", Kind::OpenAi, &mock.url())
+        .route_as("embedder", "gem", "text-embedding-004")
+        .route("imagen-x", "gem")
+        .route("openai-embedder", "p")
+        .key("k", KEY);
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let post = |path: &str, body: Value| {
+        client()
+            .post(format!("{}{path}", gw.url))
+            .header("x-goog-api-key", KEY)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/v1beta/models/embedder:embedContent",
+        json!({"content": {"parts": [{"text": "hi"}]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = mock.last();
+    assert_eq!(got.uri, "/v1beta/models/text-embedding-004:embedContent");
+    assert_eq!(got.header("x-goog-api-key"), Some("cred-gem"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["embedding"]["values"][1], 0.2);
+
+    let batch = json!({"requests": [
+        {"model": "models/embedder", "content": {"parts": [{"text": "a"}]}},
+        {"model": "models/embedder", "content": {"parts": [{"text": "b"}]}}]});
+    let r = post("/v1beta/models/embedder:batchEmbedContents", batch)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = mock.last().json();
+    assert_eq!(
+        mock.last().uri,
+        "/v1beta/models/text-embedding-004:batchEmbedContents"
+    );
+    assert_eq!(
+        sent["requests"][1]["model"], "models/text-embedding-004",
+        "{sent}"
+    );
+    assert_eq!(sent["requests"][0]["content"]["parts"][0]["text"], "a");
+
+    for action in ["predict", "predictLongRunning"] {
+        let r = post(
+            &format!("/v1beta/models/imagen-x:{action}"),
+            json!({"instances": [{"prompt": "a cat"}]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{action}");
+        assert_eq!(mock.last().uri, format!("/v1beta/models/imagen-x:{action}"));
+    }
+    let n = mock.requests().len();
+    let r = post(
+        "/v1beta/models/openai-embedder:embedContent",
+        json!({"content": {"parts": [{"text": "hi"}]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        501,
+        "an OpenAI provider does not take embedContent"
+    );
+    assert_eq!(mock.requests().len(), n);
+}
