@@ -76,6 +76,8 @@ pub enum Op {
     Completions,
     Embeddings,
     Responses,
+    /// `POST /v1/responses/compact`: passed to providers that speak the Responses API.
+    ResponsesCompact,
     Moderations,
     ImagesGenerations,
     AudioSpeech,
@@ -107,7 +109,7 @@ impl Op {
             | Op::BatchEmbedContents
             | Op::Predict
             | Op::PredictLongRunning => Protocol::Gemini,
-            Op::Responses => Protocol::Responses,
+            Op::Responses | Op::ResponsesCompact => Protocol::Responses,
             _ => Protocol::OpenAi,
         }
     }
@@ -236,6 +238,7 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
         "/v1/completions" => want(post, "POST", proxy(Op::Completions)),
         "/v1/embeddings" => want(post, "POST", proxy(Op::Embeddings)),
         "/v1/responses" => want(post, "POST", proxy(Op::Responses)),
+        "/v1/responses/compact" => want(post, "POST", proxy(Op::ResponsesCompact)),
         "/v1/moderations" => want(post, "POST", proxy(Op::Moderations)),
         "/v1/images/generations" => want(post, "POST", proxy(Op::ImagesGenerations)),
         "/v1/audio/speech" => want(post, "POST", proxy(Op::AudioSpeech)),

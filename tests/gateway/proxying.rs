@@ -294,6 +294,7 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
         "/v1/embeddings",
         "/v1/completions",
         "/v1/responses",
+        "/v1/responses/compact",
         "/v1/moderations",
         "/v1/images/generations",
     ] {
@@ -318,6 +319,17 @@ async fn openai_side_endpoints_and_provider_errors_pass_through() {
             );
         }
     }
+    // Compaction is the Responses API's own: a provider without it cannot take it.
+    let r = gw
+        .post(
+            "/v1/responses/compact",
+            KEY,
+            json!({"model": "claude-sonnet-4", "input": "x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
