@@ -47,6 +47,7 @@ function fmtInt(n) { return Number(n || 0).toLocaleString('en-US'); }
 function fmtCount(n) { return Number.isInteger(n) ? fmtInt(n) : Number(n).toFixed(1); }
 function fmtUsd(n) {
   const v = Number(n || 0);
+  if (v > 0 && v < 0.0001) return '<$0.0001'; // mock-sized costs: not a misleading $0.0000
   return '$' + (v !== 0 && Math.abs(v) < 0.01 ? v.toFixed(4) : v.toFixed(2));
 }
 function fmtTime(s) {
@@ -182,7 +183,7 @@ async function route() {
 
 // Vertical bars over days: `points` is [{label, value}], drawn in order.
 function barChart(points, opts) {
-  const W = 640, H = 180, left = 44, bottom = 22, top = 10;
+  const W = 640, H = 180, left = 62, bottom = 22, top = 10;
   const max = Math.max(...points.map((p) => p.value), 0) || 1;
   const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': opts.title });
   chart.append(svg('title', { text: opts.title }));
