@@ -17,7 +17,7 @@ import pytest
 from conftest import DEMO_KEY
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -68,6 +68,11 @@ def _api(gateway, method, path, body=None, key=ADMIN):
 def _chat(gateway, key):
     return _api(gateway, "POST", "/v1/chat/completions",
                 {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, key=key)
+
+
+def _until(driver, condition, seconds=10):
+    # Pages are redrawn whole: an element read mid-redraw is stale, so try again.
+    return WebDriverWait(driver, seconds, ignored_exceptions=[StaleElementReferenceException]).until(condition)
 
 
 def _wait_page(driver, page):
@@ -178,8 +183,7 @@ def test_a_key_created_in_the_page_works_and_its_secret_is_shown_once(browser, g
     _go(browser, "keys")
     browser.find_element(By.CSS_SELECTOR, "#create-key input[name=name]").send_keys("made-in-console")
     browser.find_element(By.XPATH, "//form[@id='create-key']//button[normalize-space()='Create']").click()
-    field = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "new-secret"))
-    secret = field.get_attribute("value")
+    secret = _until(browser, lambda d: d.find_element(By.ID, "new-secret").get_attribute("value"))
     assert secret.startswith("sk-mg-") and len(secret) == 49
     assert _chat(gateway, secret)[0] == 200
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
@@ -198,13 +202,13 @@ def test_a_key_created_in_the_page_works_and_its_secret_is_shown_once(browser, g
     editor = browser.find_element(By.ID, "edit-json")
     browser.execute_script("arguments[0].value = arguments[1]", editor, '{"team": "console-team"}')
     browser.find_element(By.ID, "dialog-ok").click()
-    WebDriverWait(browser, 10).until(
+    _until(browser, 
         lambda d: "console-team" in d.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']").text)
     # Rotate: a new secret, shown once; the old one still works during the grace period.
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
     row.find_element(By.XPATH, ".//button[normalize-space()='Rotate']").click()
     browser.find_element(By.ID, "dialog-ok").click()
-    rotated = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "new-secret")).get_attribute("value")
+    rotated = _until(browser, lambda d: d.find_element(By.ID, "new-secret").get_attribute("value"))
     assert rotated.startswith("sk-mg-") and rotated != secret
     assert _chat(gateway, rotated)[0] == 200
     assert _chat(gateway, secret)[0] == 200, "the old secret works for the grace period"
@@ -214,7 +218,7 @@ def test_a_key_created_in_the_page_works_and_its_secret_is_shown_once(browser, g
     # Disable it from the page: the key stops working.
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
     row.find_element(By.XPATH, ".//button[normalize-space()='Disable']").click()
-    WebDriverWait(browser, 10).until(
+    _until(browser, 
         lambda d: "disabled" in d.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']").text)
     for old in (secret, rotated):
         with pytest.raises(urllib.error.HTTPError) as err:
@@ -224,7 +228,7 @@ def test_a_key_created_in_the_page_works_and_its_secret_is_shown_once(browser, g
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='made-in-console']")
     row.find_element(By.XPATH, ".//button[normalize-space()='Delete']").click()
     browser.find_element(By.ID, "dialog-ok").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-key='made-in-console']") == [])
+    _until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-key='made-in-console']") == [])
     assert _js_errors(browser) == []
 
 
@@ -238,7 +242,7 @@ def test_user_input_renders_as_text(browser, gateway):
     # The name field refuses it; the API's error is shown as text too.
     browser.find_element(By.CSS_SELECTOR, "#create-key input[name=name]").send_keys(payload)
     browser.find_element(By.XPATH, "//form[@id='create-key']//button[normalize-space()='Create']").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "create-error").text != "")
+    _until(browser, lambda d: d.find_element(By.ID, "create-error").text != "")
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-key='xss-probe']")
     assert payload in row.text
     assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
@@ -254,6 +258,6 @@ def test_config_errors_are_shown_by_line(browser, gateway):
     area = browser.find_element(By.ID, "config-yaml")
     area.send_keys("providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:9\n    colour: red\n")
     browser.find_element(By.ID, "config-validate").click()
-    errors = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "config-errors"))
+    errors = _until(browser, lambda d: d.find_element(By.ID, "config-errors"))
     assert "line 5" in errors.text and "colour" in errors.text, errors.text
     assert browser.find_element(By.CSS_SELECTOR, "pre.gutter span.bad").text.strip() == "5"
