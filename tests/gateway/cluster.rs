@@ -223,23 +223,8 @@ async fn three_replicas_share_limits_slots_cooldowns_and_keys() {
     let load = {
         let urls: Vec<String> = gws.iter().map(|g| g.url.clone()).collect();
         tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            let t0 = Instant::now();
-            let mut i = 0;
-            while t0.elapsed() < Duration::from_secs(4) {
-                let r = client()
-                    .post(format!("{}/v1/chat/completions", urls[i % urls.len()]))
-                    .bearer_auth("sk-busy-key-00001")
-                    .json(&chat("m"))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    _ => failed += 1,
-                }
-                i += 1;
-            }
-            (ok, failed)
+            let (within, pause) = (Duration::from_secs(4), Duration::ZERO);
+            chat_load(&urls, "sk-busy-key-00001", "m", within, pause).await
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;

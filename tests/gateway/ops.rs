@@ -637,47 +637,29 @@ async fn the_console_follows_the_management_api_rules() {
         404
     );
 
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-secret-123");
-    let v: serde_json::Value = admin(client().get(format!("{}/v0/management/providers", gw.url)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = gw
+        .get_json("/v0/management/providers", "admin-secret-123")
+        .await;
     assert_eq!(v["providers"][0]["name"], "p", "{v}");
-    let validate = |yaml: &'static str| {
-        admin(client().post(format!("{}/v0/management/config/validate", gw.url))).body(yaml)
+    let validate = async |yaml: &str| -> serde_json::Value {
+        let url = format!("{}/v0/management/config/validate", gw.url);
+        let r = client()
+            .post(url)
+            .bearer_auth("admin-secret-123")
+            .body(yaml.to_string());
+        r.send().await.unwrap().json().await.unwrap()
     };
-    let v: serde_json::Value = validate("providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:9\nkeys:\n  - name: a\n    key: sk-key-a-000001\n    limits:\n      rpm: -1\n")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = validate("providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:9\nkeys:\n  - name: a\n    key: sk-key-a-000001\n    limits:\n      rpm: -1\n").await;
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["errors"][0]["field"], "keys[0].limits.rpm", "{v}");
     assert_eq!(v["errors"][0]["line"], 9, "{v}");
-    let v: serde_json::Value = validate("server:\n  listen: [\n")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = validate("server:\n  listen: [\n").await;
     assert_eq!(
         (v["errors"][0]["line"].as_u64(), v["valid"].as_bool()),
         (Some(3), Some(false)),
         "{v}"
     );
-    let v: serde_json::Value = validate("providers:\n  p: { kind: openai, base_url: \"http://127.0.0.1:9\" }\nmodels:\n  m: { targets: [{ provider: p }] }\nkeys: [{ name: a, key: sk-key-a-000001 }]\n")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = validate("providers:\n  p: { kind: openai, base_url: \"http://127.0.0.1:9\" }\nmodels:\n  m: { targets: [{ provider: p }] }\nkeys: [{ name: a, key: sk-key-a-000001 }]\n").await;
     assert_eq!(v["valid"], true, "{v}");
     let r = client()
         .post(format!("{}/v0/management/config/validate", gw.url))

@@ -389,26 +389,10 @@ async fn the_ledger_writes_to_postgres_and_waits_out_an_outage() {
     .unwrap();
     // The store is away for 10 s under load (4 clients, paced): requests go on, records
     // wait in memory.
-    let t0 = Instant::now();
+    let urls = [gw.url.clone()];
     let loops = (0..4).map(|_| {
-        let url = format!("{}/v1/chat/completions", gw.url);
-        async move {
-            let (mut ok, mut failed) = (0u64, 0u64);
-            while t0.elapsed() < Duration::from_secs(10) {
-                let r = client()
-                    .post(&url)
-                    .bearer_auth("sk-pg-000001")
-                    .json(&chat("m"))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    _ => failed += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (ok, failed)
-        }
+        let pace = Duration::from_millis(10);
+        chat_load(&urls, "sk-pg-000001", "m", Duration::from_secs(10), pace)
     });
     let results = futures_util::future::join_all(loops).await;
     let served: u64 = results.iter().map(|r| r.0).sum();

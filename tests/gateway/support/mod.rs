@@ -514,6 +514,35 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Chat requests with `key` for `within`, spread over `urls` (gateway base URLs) in turn,
+/// `pause` between them: how many got a 200 and how many did not.
+pub async fn chat_load(
+    urls: &[String],
+    key: &str,
+    model: &str,
+    within: Duration,
+    pause: Duration,
+) -> (u64, u64) {
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let t0 = std::time::Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < within {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", urls[i % urls.len()]))
+            .bearer_auth(key)
+            .json(&chat(model))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 200 => ok += 1,
+            _ => failed += 1,
+        }
+        i += 1;
+        tokio::time::sleep(pause).await;
+    }
+    (ok, failed)
+}
+
 /// A chat request body.
 pub fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
