@@ -536,6 +536,12 @@ async fn graceful_upgrade_hands_the_listeners_over() {
         sock.exists(),
         "the new process never listened on the upgrade socket"
     );
+    // A connection the old process accepted, whose request only arrives once its
+    // listeners have closed: it must be answered, not dropped.
+    let mut late = tokio::net::TcpStream::connect(old.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let mut late_answer = None;
     tokio::time::sleep(Duration::from_millis(100)).await;
     old.signal("QUIT");
     // Requests keep being answered through the hand-over, then by the new process only.
@@ -548,6 +554,9 @@ async fn graceful_upgrade_hands_the_listeners_over() {
             .expect("a connection failed during the upgrade");
         assert_eq!(r, 200, "a request failed during the upgrade");
         answered += 1;
+        if late_answer.is_none() && old.logs().contains("listeners closed") {
+            late_answer = Some(raw_chat(&mut late, "sk-key-a-000001").await);
+        }
         if let Ok(Some(_)) = new.try_wait() {
             panic!("the new process exited");
         }
@@ -560,6 +569,14 @@ async fn graceful_upgrade_hands_the_listeners_over() {
         Some(0),
         "the old process did not finish"
     );
+    let late_answer = late_answer.expect("the old process never closed its listeners");
+    assert!(
+        late_answer.starts_with("HTTP/1.1 200"),
+        "a request arriving as the listeners closed: {late_answer:?}"
+    );
+    assert!(late_answer
+        .to_ascii_lowercase()
+        .contains("connection: close"));
     for _ in 0..5 {
         assert_eq!(
             gw_post(&old).await.unwrap(),
@@ -569,6 +586,27 @@ async fn graceful_upgrade_hands_the_listeners_over() {
     }
     let _ = new.kill();
     let _ = new.wait();
+}
+
+/// Sends one chat request on an open connection and reads until the gateway closes it.
+async fn raw_chat(conn: &mut tokio::net::TcpStream, key: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = chat("m").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if conn.write_all(request.as_bytes()).await.is_err() {
+        return "write failed".into();
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+    match read {
+        Ok(Ok(_)) => String::from_utf8_lossy(&answer).into_owned(),
+        Ok(Err(e)) => format!("read failed: {e}"),
+        Err(_) => "no close within 5 s".into(),
+    }
 }
 
 async fn gw_post(gw: &Gateway) -> Result<u16, reqwest::Error> {
