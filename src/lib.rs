@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod objects;
 pub mod protocol;
 pub mod proxy;
 pub mod rewrite;

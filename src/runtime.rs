@@ -39,6 +39,8 @@ pub struct State {
     pub keys: Arc<ApiKeys>,
     /// The Redis shared by replicas (`cluster`), when configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where each file, batch, stored response and operation lives.
+    pub objects: crate::objects::Objects,
 }
 
 impl State {

@@ -173,7 +173,7 @@ pub fn run(opts: RunOptions) -> ! {
         server.add_service(m);
     }
     if let Some(addr) = &opts.demo_mock_listen {
-        let mut mock = Service::new("demo provider".to_string(), demo::MockProvider);
+        let mut mock = Service::new("demo provider".to_string(), demo::MockProvider::default());
         mock.add_tcp(addr);
         server.add_service(mock);
     }

@@ -334,6 +334,21 @@ impl Provider {
         self.credentials.get(i % self.credentials.len())
     }
 
+    /// A fingerprint of credential `i` (16 hex digits of its SHA-256): what the store
+    /// keeps to find the credential that created an object, never the credential.
+    pub fn credential_id(&self, i: usize) -> String {
+        use sha2::{Digest, Sha256};
+        match self.credential(i) {
+            Some(c) => hex::encode(&Sha256::digest(c.as_bytes())[..8]),
+            None => String::new(),
+        }
+    }
+
+    /// The index of the credential whose fingerprint is `id`.
+    pub fn credential_by_id(&self, id: &str) -> Option<usize> {
+        (0..self.credentials.len()).find(|i| self.credential_id(*i) == id)
+    }
+
     pub fn credential_count(&self) -> usize {
         self.credentials.len()
     }

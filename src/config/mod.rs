@@ -94,6 +94,9 @@ pub struct StoreSettings {
     /// config file's folder when the store opens (`--store` overrides it).
     pub url: String,
     pub ledger: crate::ledger::LedgerSettings,
+    /// How long the provider and credential of a file, batch, stored response or
+    /// operation are remembered (`store.retention.objects`).
+    pub object_retention: Duration,
 }
 
 /// What a replica does while Redis does not answer.

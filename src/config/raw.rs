@@ -71,6 +71,8 @@ pub struct RawRetention {
     pub records: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub rollups: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub objects: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

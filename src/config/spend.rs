@@ -17,6 +17,9 @@ use crate::spend::budget::{time_zone, Budget, BudgetSet, Period, Unit};
 use crate::spend::{Price, PriceTable};
 use crate::store::StoreUrl;
 
+/// How long the gateway remembers where a file, batch, stored response or operation lives.
+const DEFAULT_OBJECT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
 pub(super) fn store(cx: &mut Ctx, raw: RawStore) -> StoreSettings {
     let defaults = LedgerSettings::default();
     let url = raw
@@ -41,8 +44,13 @@ pub(super) fn store(cx: &mut Ctx, raw: RawStore) -> StoreSettings {
             cx.err(format!("store.retention.{name}"), "must be at least 1d");
         }
     }
+    let objects = raw.retention.objects.unwrap_or(DEFAULT_OBJECT_RETENTION);
+    if objects < Duration::from_secs(3600) {
+        cx.err("store.retention.objects", "must be at least 1h");
+    }
     StoreSettings {
         url,
+        object_retention: objects,
         ledger: LedgerSettings {
             flush_interval,
             buffer,

@@ -16,6 +16,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use serde_json::{json, Value};
 
+mod objects;
 mod strict;
 
 pub const DEMO_CLIENT_KEY: &str = "sk-modelgate-demo";
@@ -87,7 +88,10 @@ pricing:
 
 /// A minimal OpenAI-compatible provider: chat completions (JSON and SSE), completions,
 /// embeddings and the model list.
-pub struct MockProvider;
+#[derive(Default)]
+pub struct MockProvider {
+    objects: objects::DemoObjects,
+}
 
 fn last_user_text(req: &Value) -> String {
     let content = req["messages"]
@@ -541,7 +545,7 @@ async fn gemini(
 }
 
 // Long on purpose: the mock's router, one arm per endpoint it serves.
-async fn handle(session: &mut ServerSession) -> bool {
+async fn handle(objects: &objects::DemoObjects, session: &mut ServerSession) -> bool {
     let path = session.req_header().uri.path().to_string();
     let query = session
         .req_header()
@@ -562,10 +566,17 @@ async fn handle(session: &mut ServerSession) -> bool {
         .or_else(|| path.strip_prefix("/v1/models/"))
         .and_then(|rest| rest.split_once(':'))
         .map(|(m, action)| (m.to_string(), action.to_string()));
-    if path == "/v1/messages" || gemini_call.is_some() {
+    let method = session.req_header().method.to_string();
+    if path == "/v1/messages" || gemini_call.is_some() || path.contains("/operations/") {
         let mut body = Vec::new();
         while let Ok(Some(chunk)) = session.read_request_body().await {
             body.extend_from_slice(&chunk);
+        }
+        let call = gemini_call.as_ref().map(|(m, a)| (m.as_str(), a.as_str()));
+        if gemini_ok {
+            if let Some((status, ctype, out)) = objects.gemini(&method, &path, call, &body) {
+                return send(session, status, ctype, out).await;
+            }
         }
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let gemini_error = gemini_call
@@ -621,6 +632,16 @@ async fn handle(session: &mut ServerSession) -> bool {
     if !authorized {
         let (s, v) = err(401, "the demo provider expects its own credential");
         return send(session, s, "application/json", v.to_string().into_bytes()).await;
+    }
+    let content_type = session
+        .req_header()
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if let Some((status, ctype, out)) = objects.openai(&method, &path, &content_type, &body).await {
+        return send(session, status, ctype, out).await;
     }
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = req["model"].as_str().unwrap_or("demo-model-1").to_string();
@@ -699,7 +720,7 @@ impl HttpServerApp for MockProvider {
             return None;
         }
         session.set_keepalive(Some(60));
-        if !handle(&mut session).await {
+        if !handle(&self.objects, &mut session).await {
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);

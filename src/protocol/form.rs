@@ -14,6 +14,9 @@ pub struct FormPeek {
     pub model: Option<String>,
     /// Where the `model` value's bytes are in the body.
     pub model_span: Option<Range<usize>>,
+    /// The whole `model` part (delimiter to delimiter): cut out where the provider takes
+    /// no `model` field (file uploads).
+    pub model_part: Option<Range<usize>>,
     /// `stream=true` (transcriptions can stream server-sent events).
     pub stream: bool,
     /// Bytes of the non-file fields (a prompt, a language): what may count as tokens.
@@ -61,15 +64,20 @@ pub async fn peek(content_type: &str, body: &Bytes) -> Result<FormPeek, String> 
         }
     }
     if let Some(model) = &out.model {
-        out.model_span =
-            value_span(body, &boundary, "model").filter(|s| body[s.clone()] == *model.as_bytes());
+        if let Some((value, part)) = field_span(body, &boundary, "model")
+            .filter(|(s, _)| body[s.clone()] == *model.as_bytes())
+        {
+            out.model_span = Some(value);
+            out.model_part = Some(part);
+        }
     }
     Ok(out)
 }
 
-/// The byte range of the first field named `name` in a well-formed body (multer has
-/// already checked it): after its headers' blank line, up to the next delimiter.
-fn value_span(body: &[u8], boundary: &str, name: &str) -> Option<Range<usize>> {
+/// The byte ranges of the first field named `name` in a well-formed body (multer has
+/// already checked it): its value (after its headers' blank line, up to the next
+/// delimiter) and the whole part (from its delimiter to the next one).
+fn field_span(body: &[u8], boundary: &str, name: &str) -> Option<(Range<usize>, Range<usize>)> {
     let delimiter = format!("\r\n--{boundary}");
     let first = format!("--{boundary}");
     let wanted = format!("name=\"{name}\"");
@@ -90,7 +98,7 @@ fn value_span(body: &[u8], boundary: &str, name: &str) -> Option<Range<usize>> {
                     && memmem::find(line, b"filename").is_none()
             });
         if is_it {
-            return Some(value_start..value_end);
+            return Some((value_start..value_end, at..value_end + 2));
         }
         // The next part starts where this value's delimiter does (its CRLF is the value's).
         at = value_end + 2;
@@ -140,6 +148,14 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("whisper-alias"));
         let span = p.model_span.unwrap();
         assert_eq!(&body[span], b"whisper-alias");
+        // Without its part the form is the same form less that field.
+        let part = p.model_part.clone().unwrap();
+        let mut without = body[..part.start].to_vec();
+        without.extend_from_slice(&body[part.end..]);
+        let rest = peek(&ct, &Bytes::from(without)).await.unwrap();
+        assert_eq!(rest.model, None);
+        assert!(rest.stream);
+        assert_eq!(rest.text_bytes, p.text_bytes - "whisper-alias".len());
         assert!(p.stream);
         assert_eq!(
             p.text_bytes,

@@ -6,6 +6,8 @@ pub mod form;
 use http::Method;
 use serde_json::json;
 
+pub use crate::objects::ObjectKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// OpenAI Chat Completions (and the OpenAI side endpoints: embeddings, images, ...).
@@ -96,6 +98,11 @@ pub enum Op {
     BatchEmbedContents,
     Predict,
     PredictLongRunning,
+    /// `POST /v1/files` (a form) and `POST /v1/batches`: they create provider objects.
+    FilesCreate,
+    BatchesCreate,
+    /// A call on a provider object by id, or a list of them: passed to where it lives.
+    Object(ObjectKind),
 }
 
 impl Op {
@@ -108,8 +115,11 @@ impl Op {
             | Op::EmbedContent
             | Op::BatchEmbedContents
             | Op::Predict
-            | Op::PredictLongRunning => Protocol::Gemini,
-            Op::Responses | Op::ResponsesCompact => Protocol::Responses,
+            | Op::PredictLongRunning
+            | Op::Object(ObjectKind::Operation) => Protocol::Gemini,
+            Op::Responses | Op::ResponsesCompact | Op::Object(ObjectKind::Response) => {
+                Protocol::Responses
+            }
             _ => Protocol::OpenAi,
         }
     }
@@ -122,6 +132,7 @@ impl Op {
                 | Op::AudioTranslations
                 | Op::ImagesEdits
                 | Op::ImagesVariations
+                | Op::FilesCreate
         )
     }
 
@@ -193,6 +204,12 @@ pub enum Endpoint {
     Proxy {
         op: Op,
         gemini_model: Option<String>,
+    },
+    /// A provider object by id (`GET /v1/files/{id}`, `POST /v1/batches/{id}/cancel`,
+    /// `GET /v1beta/models/{m}/operations/{op}`, ...), or a list of them (`id: None`).
+    Object {
+        kind: ObjectKind,
+        id: Option<String>,
     },
     /// A known path with the wrong method.
     WrongMethod {
@@ -311,6 +328,32 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
             )
         }
         p if p.starts_with("/v0/management/") => Endpoint::ManagementOther,
+        "/v1/files" if post => proxy(Op::FilesCreate),
+        "/v1/batches" if post => proxy(Op::BatchesCreate),
+        "/v1/files" | "/v1/batches" => {
+            let kind = if path == "/v1/files" {
+                ObjectKind::File
+            } else {
+                ObjectKind::Batch
+            };
+            want(get, "GET, POST", Endpoint::Object { kind, id: None })
+        }
+        p if object_path(p).is_some() => match object_path(p) {
+            Some((kind, id, allowed)) => {
+                let ok = match allowed {
+                    Allowed::Get => get,
+                    Allowed::GetDelete => get || method == Method::DELETE,
+                    Allowed::Post => post,
+                };
+                let allowed = match allowed {
+                    Allowed::Get => "GET",
+                    Allowed::GetDelete => "GET, DELETE",
+                    Allowed::Post => "POST",
+                };
+                want(ok, allowed, Endpoint::Object { kind, id: Some(id) })
+            }
+            None => Endpoint::NotFound,
+        },
         p => match gemini_path(p) {
             Some((model, op)) => want(
                 post,
@@ -323,6 +366,60 @@ pub fn classify(method: &Method, path: &str) -> Endpoint {
             None => Endpoint::NotFound,
         },
     }
+}
+
+enum Allowed {
+    Get,
+    GetDelete,
+    Post,
+}
+
+/// The provider object a path names, with the methods it takes: files, batches, stored
+/// responses and Gemini operations. The id is percent-decoded.
+fn object_path(path: &str) -> Option<(ObjectKind, String, Allowed)> {
+    let split = |rest: &str| -> (String, String) {
+        match rest.split_once('/') {
+            Some((id, tail)) => (path_segment(id), tail.to_string()),
+            None => (path_segment(rest), String::new()),
+        }
+    };
+    if let Some(rest) = path.strip_prefix("/v1/files/") {
+        let (id, tail) = split(rest);
+        return match tail.as_str() {
+            "" => Some((ObjectKind::File, id, Allowed::GetDelete)),
+            "content" => Some((ObjectKind::File, id, Allowed::Get)),
+            _ => None,
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/batches/") {
+        let (id, tail) = split(rest);
+        return match tail.as_str() {
+            "" => Some((ObjectKind::Batch, id, Allowed::Get)),
+            "cancel" => Some((ObjectKind::Batch, id, Allowed::Post)),
+            _ => None,
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/responses/") {
+        let (id, tail) = split(rest);
+        return match tail.as_str() {
+            "" => Some((ObjectKind::Response, id, Allowed::GetDelete)),
+            "cancel" => Some((ObjectKind::Response, id, Allowed::Post)),
+            "input_items" => Some((ObjectKind::Response, id, Allowed::Get)),
+            _ => None,
+        };
+    }
+    // Gemini: GET /v1beta/{name}, the operation's name as the provider gave it
+    // (`models/{model}/operations/{id}` for Veo, or `operations/{id}`).
+    let name = path
+        .strip_prefix("/v1beta/")
+        .or_else(|| path.strip_prefix("/v1/"))?;
+    let segments: Vec<&str> = name.split('/').collect();
+    let is_operation = match segments.as_slice() {
+        ["operations", op] => !op.is_empty(),
+        ["models", model, "operations", op] => !model.is_empty() && !op.is_empty(),
+        _ => false,
+    };
+    is_operation.then(|| (ObjectKind::Operation, path_segment(name), Allowed::Get))
 }
 
 /// `/v1beta/models/{model}:{action}` or `/v1/models/{model}:{action}`.

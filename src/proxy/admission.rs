@@ -53,6 +53,7 @@ pub fn classify(session: &Session, ctx: &mut RequestCtx) -> Endpoint {
     }
     ctx.protocol = match &endpoint {
         Endpoint::Proxy { op, .. } => op.protocol(),
+        Endpoint::Object { kind, .. } => Op::Object(*kind).protocol(),
         Endpoint::GeminiListModels => Protocol::Gemini,
         e if e.is_management() => Protocol::OpenAi,
         _ => protocol::guess_protocol(req.uri.path(), &req.headers),
@@ -198,7 +199,12 @@ pub async fn admit(
     admit_limits(ctx, state, &key, &resolved, public, estimate).await?;
     let req = session.req_header();
     let in_scope = |name: &str| key.allows_model(&[name]);
-    let failover = Failover::new(failover::candidates(&ctx.config, &resolved, &in_scope));
+    let mut candidates = failover::candidates(&ctx.config, &resolved, &in_scope);
+    if op == Op::Responses {
+        candidates =
+            super::objects::pin_previous_response(ctx, state, &key, &body, candidates).await?;
+    }
+    let failover = Failover::new(candidates);
     Ok(Admitted::Forward(Box::new(RouteState {
         op,
         body,
@@ -211,7 +217,7 @@ pub async fn admit(
             p if p.len() > 1 => p.trim_end_matches('/').to_string(),
             p => p.to_string(),
         },
-        query: upstream_query(req.uri.query()),
+        query: upstream_query(req.uri.query(), &["key"]),
         resolved,
         failover,
         decoded: None,
@@ -354,7 +360,11 @@ fn url_safe_models(resolved: &Resolved) -> Result<(), GatewayError> {
 
 /// The body of a model request, bounded by `server.max_body_bytes`: a form for the
 /// upload endpoints, JSON for the others.
-async fn read_body(session: &mut Session, ctx: &RequestCtx, op: Op) -> Result<Bytes, Refused> {
+pub(super) async fn read_body(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    op: Op,
+) -> Result<Bytes, Refused> {
     let headers = &session.req_header().headers;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
@@ -399,14 +409,15 @@ async fn read_body(session: &mut Session, ctx: &RequestCtx, op: Op) -> Result<By
     }
 }
 
-/// The client's query string without its `key=` (a client credential).
-fn upstream_query(query: Option<&str>) -> Option<String> {
+/// The client's query string without `drop`'s parameters: `key=` (a client credential),
+/// and the gateway's own routing parameters where they apply.
+pub(super) fn upstream_query(query: Option<&str>, drop: &[&str]) -> Option<String> {
     let q = query?;
-    if !form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "key") {
+    if !form_urlencoded::parse(q.as_bytes()).any(|(k, _)| drop.contains(&&*k)) {
         return Some(q.to_string());
     }
     let mut out = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k != "key") {
+    for (k, v) in form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| !drop.contains(&&**k)) {
         out.append_pair(&k, &v);
     }
     let s = out.finish();

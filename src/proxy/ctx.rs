@@ -80,6 +80,12 @@ pub struct ResponseState {
     pub usage: Option<Usage>,
     /// Status sent to the client (set for locally written responses).
     pub status: u16,
+    /// Reads the ids of files, batches, responses and operations the provider hands out.
+    pub capture: Option<crate::objects::capture::Capture>,
+    /// A list answered with only these ids (the calling key's objects).
+    pub list_filter: Option<std::collections::HashSet<String>>,
+    /// An object id to forget once its deletion succeeded.
+    pub forget: Option<String>,
 }
 
 /// The routed model request.

@@ -28,6 +28,8 @@ pub struct Candidate {
     pub index: usize,
     /// The provider's model name for this target.
     pub upstream_model: String,
+    /// Only this credential (an object lives where it was created); `None`: any, in turn.
+    pub credential: Option<usize>,
 }
 
 impl Candidate {
@@ -62,6 +64,7 @@ pub fn candidates(
             route: model.clone(),
             index: i,
             upstream_model: model.upstream_model(i, &resolved.requested).to_string(),
+            credential: None,
         });
     }
     for name in &model.fallbacks {
@@ -71,6 +74,7 @@ pub fn candidates(
                     route: fb.clone(),
                     index: i,
                     upstream_model: fb.upstream_model(i, &fb.name).to_string(),
+                    credential: None,
                 });
             }
         }
@@ -259,10 +263,13 @@ impl Failover {
                     continue;
                 }
             }
-            let n = provider.credential_count().max(1);
-            let start = provider.credential_cursor();
+            let count = provider.credential_count().max(1);
+            let (start, n) = match self.candidates[pos].credential {
+                Some(c) => (c, 1),
+                None => (provider.credential_cursor(), count),
+            };
             for k in 0..n {
-                let credential = (start + k) % n;
+                let credential = (start + k) % count;
                 let model = &self.candidates[pos].upstream_model;
                 let target = TargetId::new(provider.id, model, credential);
                 match health.cooldowns.until(target, now) {

@@ -18,6 +18,7 @@ mod failover;
 mod keys_api;
 mod local;
 mod management;
+mod objects;
 mod relay;
 mod report;
 mod response;
@@ -124,10 +125,23 @@ impl ProxyHttp for Gateway {
             Ok(k) => k,
             Err(e) => return local::respond_error(session, ctx, e).await,
         };
-        let Endpoint::Proxy { op, gemini_model } = endpoint else {
-            return local::after_auth(session, ctx, &self.runtime, &key, &endpoint).await;
+        let state = &self.runtime.state;
+        let admitted = match endpoint {
+            Endpoint::Proxy {
+                op: op @ (Op::FilesCreate | Op::BatchesCreate),
+                ..
+            } => objects::admit_create(session, ctx, state, op).await,
+            Endpoint::Object { kind, id } => {
+                objects::admit_call(session, ctx, state, kind, id).await
+            }
+            Endpoint::Proxy { op, gemini_model } => {
+                admission::admit(session, ctx, state, op, gemini_model).await
+            }
+            endpoint => {
+                return local::after_auth(session, ctx, &self.runtime, &key, &endpoint).await
+            }
         };
-        match admission::admit(session, ctx, &self.runtime.state, op, gemini_model).await {
+        match admitted {
             Ok(Admitted::Forward(route)) => {
                 ctx.route = Some(*route);
                 Ok(false)
@@ -246,7 +260,15 @@ impl ProxyHttp for Gateway {
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };
-        let (plan, error) = response::plan(route, attempt, resp)?;
+        let (mut plan, error) = response::plan(route, attempt, resp)?;
+        if resp.status.is_success() && error.is_none() {
+            ctx.response.capture = objects::capture_for(route, attempt);
+            if let Some(allowed) = ctx.response.list_filter.take() {
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                plan = response::BodyPlan::FilterList(objects::ListFilter::new(allowed));
+            }
+        }
         ctx.response.plan = plan;
         if error.is_some() {
             ctx.error = error;
@@ -261,6 +283,12 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if let (Some(c), Some(b)) = (ctx.response.capture.as_mut(), body.as_ref()) {
+            c.feed(b);
+        }
+        if end_of_stream {
+            objects::remember(ctx, &self.runtime.state);
+        }
         let (out, usage) = ctx.response.plan.feed(body.take(), end_of_stream);
         *body = out;
         if usage.is_some() {

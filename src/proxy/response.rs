@@ -32,6 +32,8 @@ pub enum BodyPlan {
     Relay(Relay),
     /// A body the gateway cannot use, discarded; this error goes instead (at the end).
     Replace(Option<Bytes>),
+    /// A list of provider objects, cut down to the calling key's.
+    FilterList(super::objects::ListFilter),
 }
 
 impl BodyPlan {
@@ -46,6 +48,7 @@ impl BodyPlan {
             }
             BodyPlan::Relay(r) => r.feed(chunk, end),
             BodyPlan::Replace(body) => (if end { body.take() } else { None }, None),
+            BodyPlan::FilterList(f) => (f.feed(chunk, end), None),
         }
     }
 
@@ -170,6 +173,13 @@ pub fn plan(
         return Ok((BodyPlan::Translate(Box::new(t)), None));
     }
     if !success {
+        return Ok((BodyPlan::Untouched, None));
+    }
+    if matches!(
+        route.op,
+        Op::FilesCreate | Op::BatchesCreate | Op::Object(_)
+    ) {
+        // Objects and their contents (a file's bytes) pass as they are: no model, no usage.
         return Ok((BodyPlan::Untouched, None));
     }
     if route.op == Op::ChatCompletions

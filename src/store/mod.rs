@@ -5,6 +5,7 @@
 //! for a join handle.
 
 pub mod keys;
+pub mod objects;
 mod schema;
 pub mod usage;
 

@@ -76,6 +76,22 @@ const STEPS: &[&[&str]] = &[
     )",
         "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time_us)",
     ],
+    &[
+        // Where each file, batch, stored response and Gemini operation lives: the
+        // provider, its credential's fingerprint (never the credential) and the key that
+        // made it, until `expires_ms`.
+        "CREATE TABLE IF NOT EXISTS provider_objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        key_name TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    )",
+        "CREATE INDEX IF NOT EXISTS provider_objects_key ON provider_objects (key_name, kind)",
+        "CREATE INDEX IF NOT EXISTS provider_objects_expires ON provider_objects (expires_ms)",
+    ],
 ];
 
 /// The rollup tables of step 1, created before its statements: one row per bucket ×

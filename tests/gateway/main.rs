@@ -10,6 +10,7 @@ mod failover;
 mod hardening;
 mod keys;
 mod limits;
+mod objects;
 mod ops;
 mod proxying;
 mod routing;

@@ -9,19 +9,7 @@ const BOUNDARY: &str = "----modelgate-upload-test";
 const KEY: &str = "sk-upload-test-key-01";
 
 fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, file, value) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-        let disposition = match file {
-            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"),
-            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
-        };
-        body.extend_from_slice(disposition.as_bytes());
-        body.extend_from_slice(value);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
+    multipart_form(BOUNDARY, parts)
 }
 
 fn upload(gw: &Gateway, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {

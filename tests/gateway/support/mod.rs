@@ -284,6 +284,23 @@ async fn handle(
     Ok(resp.unwrap_or_else(|_| hyper::Response::new(full(Bytes::new()))))
 }
 
+/// A `multipart/form-data` body: (field name, file name for a file part, value).
+pub fn multipart_form(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match file {
+            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"),
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
 /// A loopback port nobody listens on, never the same twice in one test process (the
 /// kernel may hand a just-released port out again, e.g. for `listen` and `metrics_listen`).
 pub fn free_port() -> u16 {
