@@ -1,11 +1,12 @@
 """The official OpenAI SDK against modelgate (demo mode: built-in mock provider)."""
 
+import json
 import warnings
 
 import openai
 import pytest
 
-from conftest import DEMO_KEY, MODELS_BY_KIND
+from conftest import DEMO_KEY, DEMO_LIMITED_KEY, MODELS_BY_KIND
 
 kinds = pytest.mark.parametrize("model", MODELS_BY_KIND)
 
@@ -184,3 +185,27 @@ def test_uploads_reach_the_provider_as_forms(gateway):
     with pytest.raises(openai.BadRequestError) as e:
         client(gateway).audio.transcriptions.create(model="", file=("speech.wav", audio, "audio/wav"))
     assert e.value.status_code == 400
+
+
+def test_files_and_batches_through_the_sdk(gateway):
+    c = client(gateway)
+    lines = b'{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}}\n'
+    f = c.files.create(file=("requests.jsonl", lines, "application/jsonl"), purpose="batch")
+    assert f.id and f.purpose == "batch"
+    assert c.files.retrieve(f.id).bytes == len(lines)
+    assert c.files.content(f.id).read() == lines
+    assert f.id in [x.id for x in c.files.list()]
+    batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = c.batches.retrieve(batch.id)
+    assert batch.status == "completed" and batch.request_counts.total == 1
+    first = json.loads(c.files.content(batch.output_file_id).text.splitlines()[0])
+    assert first["custom_id"] == "r1" and first["response"]["status_code"] == 200
+    assert batch.id in [b.id for b in c.batches.list()]
+    # Another key neither reads the file nor sees it listed.
+    other = client(gateway, key=DEMO_LIMITED_KEY)
+    with pytest.raises(openai.NotFoundError):
+        other.files.retrieve(f.id)
+    assert f.id not in [x.id for x in other.files.list()]
+    assert c.files.delete(f.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        c.files.retrieve(f.id)
