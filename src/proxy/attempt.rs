@@ -106,6 +106,13 @@ fn provider_request(
             None,
         ));
     }
+    if let Some(r) = embeddings_request(route, provider_protocol, target_model)? {
+        let translated = Translated {
+            embeddings: Some(r.reply),
+            ..Translated::default()
+        };
+        return Ok((r.body, r.path, Some(translated)));
+    }
     if route.decoded.is_none() {
         let mut d =
             translate::decode(client_protocol, &route.body).map_err(|e| e.into_gateway_error())?;
@@ -137,8 +144,26 @@ fn provider_request(
     let translated = Translated {
         dropped: p.dropped,
         tool_names: p.tool_names,
+        embeddings: None,
     };
     Ok((p.body, p.path, Some(translated)))
+}
+
+/// An embeddings request in the provider's API, when it speaks the other one.
+fn embeddings_request(
+    route: &RouteState,
+    provider: Protocol,
+    model: &str,
+) -> Result<Option<translate::embeddings::Request>, GatewayError> {
+    use translate::embeddings;
+    let r = match (route.op, provider) {
+        (Op::Embeddings, Protocol::Gemini) => embeddings::openai_to_gemini(&route.body, model),
+        (Op::EmbedContent | Op::BatchEmbedContents, Protocol::OpenAi) => {
+            embeddings::gemini_to_openai(route.op, &route.body, model)
+        }
+        _ => return Ok(None),
+    };
+    r.map(Some).map_err(|e| e.into_gateway_error())
 }
 
 /// Whether a passed-through Chat stream should ask for its usage, which the client did not

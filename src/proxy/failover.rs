@@ -83,8 +83,9 @@ pub fn candidates(
 }
 
 /// Whether a request of `op` can be sent to `provider`: in the client's own protocol, or
-/// translated (chat-shaped operations only).
+/// translated (chat-shaped operations, and embeddings between OpenAI and Gemini).
 pub fn servable(op: Op, provider: &Provider) -> bool {
+    use crate::upstream::ProviderKind;
     provider.wire_protocol(op.protocol()) == op.protocol()
         || matches!(
             op,
@@ -93,6 +94,14 @@ pub fn servable(op: Op, provider: &Provider) -> bool {
                 | Op::Messages
                 | Op::GenerateContent
                 | Op::StreamGenerateContent
+        )
+        || matches!(
+            (op, provider.kind),
+            (Op::Embeddings, ProviderKind::Gemini)
+                | (
+                    Op::EmbedContent | Op::BatchEmbedContents,
+                    ProviderKind::OpenAi
+                )
         )
 }
 

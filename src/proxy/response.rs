@@ -34,6 +34,8 @@ pub enum BodyPlan {
     Replace(Option<Bytes>),
     /// A list of provider objects, cut down to the calling key's.
     FilterList(super::objects::ListFilter),
+    /// Embeddings from the other API, rewritten at the end.
+    Embeddings(Box<translate::embeddings::Translator>),
 }
 
 impl BodyPlan {
@@ -49,6 +51,10 @@ impl BodyPlan {
             BodyPlan::Relay(r) => r.feed(chunk, end),
             BodyPlan::Replace(body) => (if end { body.take() } else { None }, None),
             BodyPlan::FilterList(f) => (f.feed(chunk, end), None),
+            BodyPlan::Embeddings(t) => {
+                let out = t.feed(chunk, end);
+                (out, if end { t.usage() } else { None })
+            }
         }
     }
 
@@ -160,6 +166,13 @@ pub fn plan(
         );
         let e = GatewayError::new(ErrorCode::UpstreamError, message);
         return Ok((BodyPlan::Replace(Some(body)), Some(e)));
+    }
+    if let Some(reply) = attempt.translated.as_ref().and_then(|t| t.embeddings) {
+        if success {
+            let t = translate::embeddings::Translator::new(reply, &route.resolved.requested);
+            chunked(resp, "application/json")?;
+            return Ok((BodyPlan::Embeddings(Box::new(t)), None));
+        }
     }
     if let Some(translated) = &attempt.translated {
         let t = translator(route, attempt, translated, resp.status.as_u16());

@@ -14,6 +14,7 @@
 
 pub mod anthropic;
 pub mod codec;
+pub mod embeddings;
 pub mod gemini;
 pub mod model;
 pub mod openai;
@@ -188,6 +189,8 @@ pub struct ProviderRequest {
 pub struct Translated {
     pub dropped: Dropped,
     pub tool_names: ToolNames,
+    /// An embeddings request in the other API: how its answer is rewritten.
+    pub embeddings: Option<embeddings::Reply>,
 }
 
 /// Tool names a provider would refuse (too long, characters outside its pattern), as sent

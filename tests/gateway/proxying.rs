@@ -598,15 +598,15 @@ async fn gemini_embeddings_and_predict_pass_through_under_the_routed_name() {
     }
     let n = mock.requests().len();
     let r = post(
-        "/v1beta/models/openai-embedder:embedContent",
-        json!({"content": {"parts": [{"text": "hi"}]}}),
+        "/v1beta/models/openai-embedder:predict",
+        json!({"instances": [{"prompt": "a cat"}]}),
     )
     .await
     .unwrap();
     assert_eq!(
         r.status(),
         501,
-        "an OpenAI provider does not take embedContent"
+        "an OpenAI provider does not take predict (embeddings are translated: translation.rs)"
     );
     assert_eq!(mock.requests().len(), n);
 }

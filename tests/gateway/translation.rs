@@ -407,3 +407,143 @@ async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
     assert_eq!(v["error"]["param"], "previous_response_id");
     assert_eq!(mock.requests().len(), n);
 }
+
+/// Embeddings both ways between OpenAI and Gemini: each client's request reaches the other
+/// kind's API in that API's shape, and the answer comes back in the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_cross_between_openai_and_gemini() {
+    let gem = MockProvider::start("gem").await;
+    gem.reply(|r| {
+        let n = r.json()["requests"].as_array().map_or(0, |a| a.len());
+        let embeddings: Vec<Value> = (0..n).map(|i| json!({"values": [i as f64, 0.5]})).collect();
+        Reply::Json(200, json!({ "embeddings": embeddings }))
+    });
+    let oai = MockProvider::start("oai").await;
+    oai.reply(|r| {
+        let n = r.json()["input"].as_array().map_or(0, |a| a.len());
+        let data: Vec<Value> = (0..n)
+            .rev()
+            .map(|i| json!({"object": "embedding", "index": i, "embedding": [i as f64, -1.0]}))
+            .collect();
+        Reply::Json(
+            200,
+            json!({"object": "list", "data": data, "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 6, "total_tokens": 6}}),
+        )
+    });
+    let cfg = Config::new()
+        .provider_with("g", Kind::Gemini, &gem.url(), "credentials: [cred-g]")
+        .provider_with("o", Kind::OpenAi, &oai.url(), "credentials: [cred-o]")
+        .model(
+            "gemini-embed",
+            "targets: [{ provider: g, model: text-embedding-004 }]",
+        )
+        .model(
+            "openai-embed",
+            "targets: [{ provider: o, model: text-embedding-3-small }]",
+        )
+        .key("k", KEY);
+    let gw = Gateway::start("", &cfg.yaml()).await;
+
+    // OpenAI client, Gemini provider: one batchEmbedContents call, answers in order.
+    let body = json!({"model": "gemini-embed", "input": ["one", "two", "three"], "dimensions": 2});
+    let r = gw.post("/v1/embeddings", KEY, body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let sent = gem.last();
+    assert_eq!(
+        sent.uri,
+        "/v1beta/models/text-embedding-004:batchEmbedContents"
+    );
+    assert_eq!(sent.header("x-goog-api-key"), Some("cred-g"));
+    assert_eq!(
+        sent.json()["requests"][2]["content"]["parts"][0]["text"],
+        "three"
+    );
+    assert_eq!(sent.json()["requests"][0]["outputDimensionality"], 2);
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "gemini-embed");
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["data"][2],
+        json!({"object": "embedding", "index": 2, "embedding": [2.0, 0.5]})
+    );
+
+    // Gemini clients, OpenAI provider: embedContent and batchEmbedContents.
+    let r = client()
+        .post(format!(
+            "{}/v1beta/models/openai-embed:batchEmbedContents",
+            gw.url
+        ))
+        .header("x-goog-api-key", KEY)
+        .json(&json!({"requests": [
+            {"model": "models/openai-embed", "content": {"parts": [{"text": "a"}]}},
+            {"model": "models/openai-embed", "content": {"parts": [{"text": "b"}]}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let sent = oai.last();
+    assert_eq!(sent.uri, "/v1/embeddings");
+    assert_eq!(sent.header("authorization"), Some("Bearer cred-o"));
+    assert_eq!(sent.json()["model"], "text-embedding-3-small");
+    assert_eq!(sent.json()["input"], json!(["a", "b"]));
+    assert_eq!(
+        v,
+        json!({"embeddings": [{"values": [0.0, -1.0]}, {"values": [1.0, -1.0]}]})
+    );
+    let r = client()
+        .post(format!(
+            "{}/v1beta/models/openai-embed:embedContent",
+            gw.url
+        ))
+        .header("x-goog-api-key", KEY)
+        .json(&json!({"content": {"parts": [{"text": "a"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"embedding": {"values": [0.0, -1.0]}})
+    );
+
+    // What the other API cannot express is a 400 before any provider call.
+    let n = gem.requests().len();
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            KEY,
+            json!({"model": "gemini-embed", "input": [[1, 2, 3]]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, code, v) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_request"), "{v}");
+    assert_eq!(v["error"]["param"], "input");
+    assert_eq!(gem.requests().len(), n);
+    // A provider error comes back in the client's shape.
+    gem.reply(|_| {
+        Reply::Json(
+            400,
+            json!({"error": {"code": 400, "message": "bad dims", "status": "INVALID_ARGUMENT"}}),
+        )
+    });
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            KEY,
+            json!({"model": "gemini-embed", "input": "x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("bad dims"),
+        "{v}"
+    );
+}
