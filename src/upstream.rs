@@ -445,6 +445,16 @@ impl Provider {
 
     /// A peer for one attempt. `first_byte` bounds each read from the provider (the
     /// response header and every later chunk); `idle` is how long pooled connections live.
+    /// A peer for a relayed WebSocket: the connection waits for frames up to `idle`
+    /// (the request timeouts would cut a socket that is quiet between turns).
+    pub fn socket_peer(&self, addr: SocketAddr, idle: Duration) -> HttpPeer {
+        let mut peer = self.peer(addr);
+        peer.options.read_timeout = Some(idle);
+        peer.options.write_timeout = Some(idle);
+        peer.options.idle_timeout = Some(idle);
+        peer
+    }
+
     pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, self.url.tls, self.url.host.clone());
         let o = &mut peer.options;

@@ -68,6 +68,10 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     pub pid_file: String,
     pub ca_file: Option<String>,
+    /// A relayed WebSocket with no frame either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
+    /// A relayed WebSocket is closed at its first frame after this long.
+    pub websocket_max_duration: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -121,6 +121,10 @@ pub struct RawServer {
     pub pid_file: Option<String>,
     /// PEM bundle of CAs trusted for HTTPS providers instead of the system roots.
     pub ca_file: Option<String>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub websocket_idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub websocket_max_duration: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

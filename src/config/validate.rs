@@ -184,6 +184,18 @@ fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
         pid_file: raw
             .pid_file
             .unwrap_or_else(|| "/tmp/modelgate.pid".to_string()),
+        websocket_idle_timeout: positive(
+            cx,
+            "server.websocket_idle_timeout".into(),
+            raw.websocket_idle_timeout,
+            Duration::from_secs(300),
+        ),
+        websocket_max_duration: positive(
+            cx,
+            "server.websocket_max_duration".into(),
+            raw.websocket_max_duration,
+            Duration::from_secs(3600),
+        ),
         ca_file: raw.ca_file.filter(|f| {
             let ok = std::path::Path::new(f).is_file();
             if !ok {

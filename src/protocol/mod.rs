@@ -103,6 +103,8 @@ pub enum Op {
     BatchesCreate,
     /// A call on a provider object by id, or a list of them: passed to where it lives.
     Object(ObjectKind),
+    /// The Responses WebSocket (`GET /v1/responses`, upgraded): frames relayed.
+    ResponsesSocket,
 }
 
 impl Op {
@@ -117,9 +119,10 @@ impl Op {
             | Op::Predict
             | Op::PredictLongRunning
             | Op::Object(ObjectKind::Operation) => Protocol::Gemini,
-            Op::Responses | Op::ResponsesCompact | Op::Object(ObjectKind::Response) => {
-                Protocol::Responses
-            }
+            Op::Responses
+            | Op::ResponsesCompact
+            | Op::ResponsesSocket
+            | Op::Object(ObjectKind::Response) => Protocol::Responses,
             _ => Protocol::OpenAi,
         }
     }

@@ -157,23 +157,7 @@ pub async fn admit(
         }
     };
     required_fields(op, present, session.req_header().uri.path())?;
-    // Kept for the ledger, bounded: an unknown name is the client's text.
-    ctx.requested = Some(requested.chars().take(200).collect());
-    let Some(resolved) = ctx.config.models.resolve(&requested) else {
-        let msg = format!("the model {requested:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
-        return Err(GatewayError::new(ErrorCode::ModelNotFound, msg)
-            .with_param("model")
-            .into());
-    };
-    let Some(key) = ctx.key.clone() else {
-        return Err(GatewayError::new(ErrorCode::Internal, "no key for a model request").into());
-    };
-    if !key.allows_model(&[&requested, &resolved.route.name]) {
-        let msg = format!("the API key {:?} may not use the model {requested:?}; GET /v1/models lists the models it may use", key.name);
-        return Err(GatewayError::new(ErrorCode::ModelNotAllowed, msg)
-            .with_param("model")
-            .into());
-    }
+    let (resolved, key) = resolve_in_scope(ctx, &requested)?;
     url_safe_models(&resolved)?;
     if let Some(local) = estimated_token_count(op, &resolved, &body)? {
         return Ok(local);
@@ -220,6 +204,75 @@ pub async fn admit(
         query: upstream_query(req.uri.query(), &["key"]),
         resolved,
         failover,
+        decoded: None,
+    })))
+}
+
+/// The route of the model a client named, and the key, which must be allowed to use it.
+/// The name is kept for the ledger (bounded: an unknown name is the client's text).
+pub(super) fn resolve_in_scope(
+    ctx: &mut RequestCtx,
+    requested: &str,
+) -> Result<(Resolved, Arc<ClientKey>), GatewayError> {
+    ctx.requested = Some(requested.chars().take(200).collect());
+    let shown: String = requested.chars().take(200).collect();
+    let Some(resolved) = ctx.config.models.resolve(requested) else {
+        let msg = format!("the model {shown:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
+        return Err(GatewayError::new(ErrorCode::ModelNotFound, msg).with_param("model"));
+    };
+    let Some(key) = ctx.key.clone() else {
+        return Err(GatewayError::new(
+            ErrorCode::Internal,
+            "no key for a model request",
+        ));
+    };
+    if !key.allows_model(&[requested, &resolved.route.name]) {
+        let msg = format!("the API key {:?} may not use the model {shown:?}; GET /v1/models lists the models it may use", key.name);
+        return Err(GatewayError::new(ErrorCode::ModelNotAllowed, msg).with_param("model"));
+    }
+    Ok((resolved, key))
+}
+
+/// `GET /v1/responses` with `Upgrade: websocket`: the model named at the upgrade, its
+/// scope, budgets and limits (held for the session), and the targets that speak the
+/// Responses API. Nothing is read from the client before the provider accepts.
+pub async fn admit_websocket(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    state: &State,
+) -> Result<Admitted, Refused> {
+    use super::websocket;
+    let req = session.req_header();
+    let Some(requested) = websocket::model(req) else {
+        return Err(websocket::no_model().into());
+    };
+    let (resolved, key) = resolve_in_scope(ctx, &requested)?;
+    let in_scope = |name: &str| key.allows_model(&[name]);
+    let candidates: Vec<_> = failover::candidates(&ctx.config, &resolved, &in_scope)
+        .into_iter()
+        .filter(|c| websocket::takes_socket(c.provider()))
+        .collect();
+    if candidates.is_empty() {
+        return Err(websocket::no_socket_provider(&requested).into());
+    }
+    let public = if resolved.route.is_pattern {
+        requested.as_str()
+    } else {
+        resolved.route.name.as_str()
+    };
+    spend::reserve(ctx, state, &key, &resolved, public, 0, None)?;
+    admit_limits(ctx, state, &key, &resolved, public, 0).await?;
+    Ok(Admitted::Forward(Box::new(RouteState {
+        op: Op::ResponsesSocket,
+        body: Bytes::new(),
+        model_span: None,
+        form: false,
+        stream: true,
+        stream_usage: false,
+        path: "/v1/responses".to_string(),
+        query: upstream_query(req.uri.query(), &["key", "model"]),
+        resolved,
+        failover: Failover::new(candidates),
         decoded: None,
     })))
 }

@@ -97,10 +97,6 @@ pub async fn after_auth(
             let body = provider_status(&config, &runtime.state.health);
             respond_json(session, ctx, 200, &body).await
         }
-        Endpoint::ResponsesWebSocket => {
-            let e = super::websocket::refusal(session, &config, key);
-            respond_error(session, ctx, e).await
-        }
         Endpoint::KeyUsage => super::usage_api::key_usage(session, ctx, runtime, key).await,
         Endpoint::BillingSubscription => {
             super::usage_api::billing_subscription(session, ctx, runtime, key).await

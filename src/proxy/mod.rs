@@ -134,6 +134,7 @@ impl ProxyHttp for Gateway {
             Endpoint::Object { kind, id } => {
                 objects::admit_call(session, ctx, state, kind, id).await
             }
+            Endpoint::ResponsesWebSocket => admission::admit_websocket(session, ctx, state).await,
             Endpoint::Proxy { op, gemini_model } => {
                 admission::admit(session, ctx, state, op, gemini_model).await
             }
@@ -143,6 +144,11 @@ impl ProxyHttp for Gateway {
         };
         match admitted {
             Ok(Admitted::Forward(route)) => {
+                if route.op == Op::ResponsesSocket {
+                    // The client's side of the socket: idle reads end it, not the
+                    // request timeouts.
+                    session.set_read_timeout(Some(ctx.config.server.websocket_idle_timeout));
+                }
                 ctx.route = Some(*route);
                 Ok(false)
             }
@@ -162,7 +168,14 @@ impl ProxyHttp for Gateway {
         let a = attempt::start(ctx, &self.runtime.state.health).map_err(|e| abort(ctx, e))?;
         let provider = a.provider.clone();
         ctx.attempt = Some(a);
+        let socket = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.op == Op::ResponsesSocket);
         match provider.resolve().await {
+            Ok(addr) if socket => Ok(Box::new(
+                provider.socket_peer(addr, ctx.config.server.websocket_idle_timeout),
+            )),
             Ok(addr) => Ok(Box::new(provider.peer(addr))),
             Err(msg) => {
                 let e = Error::explain(ErrorType::ConnectError, "dns lookup failed");
@@ -184,7 +197,15 @@ impl ProxyHttp for Gateway {
             return Err(Error::explain(ErrorType::InternalError, "no attempt"));
         };
         attempt.body_sent = false;
-        attempt::prepare_header(attempt, pick, upstream_request, &ctx.request_id)
+        attempt::prepare_header(attempt, pick, upstream_request, &ctx.request_id)?;
+        if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.op == Op::ResponsesSocket)
+        {
+            websocket::prepare_upgrade(upstream_request)?;
+        }
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -194,6 +215,14 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.op == Op::ResponsesSocket)
+        {
+            // The client's frames, as they come.
+            return websocket::within_duration(ctx);
+        }
         // The client's body was read in request_filter; each attempt sends its own copy once.
         match ctx.attempt.as_mut() {
             Some(a) if !a.body_sent => {
@@ -249,7 +278,7 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -260,6 +289,31 @@ impl ProxyHttp for Gateway {
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };
+        if route.op == Op::ResponsesSocket {
+            let status = resp.status.as_u16();
+            if status == 101 {
+                websocket::accepted(session.req_header(), resp)?;
+                ctx.response.plan = response::BodyPlan::Socket(Box::default());
+            } else if status < 500 {
+                // A server without the socket (most OpenAI-compatible ones answer 404, or
+                // an HTTP 200): 426, so the client goes to HTTP at once.
+                let err = websocket::refused_by(&attempt.provider.name, status);
+                let body = crate::errors::error_body(
+                    ctx.protocol,
+                    426,
+                    err.code.as_str(),
+                    &err.message,
+                    None,
+                );
+                resp.set_status(426)?;
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                ctx.response.plan = response::BodyPlan::Replace(Some(body));
+                ctx.error = Some(err);
+            }
+            return Ok(());
+        }
         let (mut plan, error) = response::plan(route, attempt, resp)?;
         if resp.status.is_success() && error.is_none() {
             ctx.response.capture = objects::capture_for(route, attempt);
@@ -288,6 +342,9 @@ impl ProxyHttp for Gateway {
         }
         if end_of_stream {
             objects::remember(ctx, &self.runtime.state);
+        }
+        if matches!(ctx.response.plan, response::BodyPlan::Socket(_)) {
+            websocket::within_duration(ctx)?;
         }
         let (out, usage) = ctx.response.plan.feed(body.take(), end_of_stream);
         *body = out;

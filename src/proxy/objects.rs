@@ -216,15 +216,7 @@ fn choose_provider(
 ) -> Result<(Arc<Provider>, Option<Resolved>), GatewayError> {
     let config = ctx.config.clone();
     if let Some(model) = model {
-        ctx.requested = Some(model.chars().take(200).collect());
-        let Some(resolved) = config.models.resolve(model) else {
-            let msg = format!("the model {model:?} does not exist on this gateway; GET /v1/models lists the models your key may use");
-            return Err(GatewayError::new(ErrorCode::ModelNotFound, msg).with_param("model"));
-        };
-        if !key.allows_model(&[model, &resolved.route.name]) {
-            let msg = format!("the API key {:?} may not use the model {model:?}", key.name);
-            return Err(GatewayError::new(ErrorCode::ModelNotAllowed, msg).with_param("model"));
-        }
+        let (resolved, _) = admission::resolve_in_scope(ctx, model)?;
         let Some(t) = resolved
             .route
             .targets

@@ -36,6 +36,8 @@ pub enum BodyPlan {
     FilterList(super::objects::ListFilter),
     /// Embeddings from the other API, rewritten at the end.
     Embeddings(Box<translate::embeddings::Translator>),
+    /// A relayed WebSocket: the provider's frames pass untouched, watched for usage.
+    Socket(Box<super::websocket::SocketWatch>),
 }
 
 impl BodyPlan {
@@ -55,6 +57,12 @@ impl BodyPlan {
                 let out = t.feed(chunk, end);
                 (out, if end { t.usage() } else { None })
             }
+            BodyPlan::Socket(w) => {
+                if let Some(c) = &chunk {
+                    w.feed(c);
+                }
+                (chunk, if end { w.usage() } else { None })
+            }
         }
     }
 
@@ -63,6 +71,7 @@ impl BodyPlan {
         match self {
             BodyPlan::Translate(t) => t.usage(),
             BodyPlan::Relay(r) => r.usage_so_far(),
+            BodyPlan::Socket(w) => w.usage(),
             _ => None,
         }
     }

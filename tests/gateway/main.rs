@@ -17,3 +17,4 @@ mod routing;
 mod spend;
 mod translation;
 mod uploads;
+mod websocket;

@@ -455,9 +455,10 @@ async fn https_providers_by_hostname_with_sni_and_a_private_ca() {
     );
 }
 
-/// Codex's Responses WebSocket: the upgrade is answered 426 at once, in the OpenAI shape,
-/// saying why, so the client falls back to HTTP instead of retrying; the key may come in
-/// the `openai-insecure-api-key.` subprotocol; a bad key is still a 401.
+/// Codex's Responses WebSocket where it cannot work: the upgrade is answered 426 at once,
+/// in the OpenAI shape, saying why, so the client falls back to HTTP instead of retrying
+/// (a provider without the socket included); the key may come in the
+/// `openai-insecure-api-key.` subprotocol; a bad key is still a 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_responses_websocket_upgrade_gets_426_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -477,7 +478,15 @@ async fn a_responses_websocket_upgrade_gets_426_at_once() {
                 .await
                 .expect("answered at once")
                 .unwrap();
-            String::from_utf8_lossy(&buf[..n]).to_string()
+            let mut answer = buf[..n].to_vec();
+            // The rest of a chunked body, if it came in another read.
+            while !answer.ends_with(b"0\r\n\r\n") && !answer.ends_with(b"}") {
+                match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            String::from_utf8_lossy(&answer).to_string()
         }
     };
     let bearer = format!("Authorization: Bearer {KEY}\r\n");
@@ -486,7 +495,7 @@ async fn a_responses_websocket_upgrade_gets_426_at_once() {
             "/v1/responses?model=gpt-4o",
             bearer.clone(),
             "426",
-            "does not relay",
+            "did not accept the Responses WebSocket",
         ),
         (
             "/v1/responses?model=claude-sonnet-4",
@@ -521,7 +530,21 @@ async fn a_responses_websocket_upgrade_gets_426_at_once() {
         );
         assert!(answer.contains(says), "{path}: {answer}");
     }
-    assert!(mock.requests().is_empty(), "nothing reached the provider");
+    // The openai-kind upgrades were tried at the provider (a plain HTTP server, which
+    // answers 404), with its credential and without the client's key.
+    let tried = mock.requests();
+    assert_eq!(tried.len(), 2, "{tried:?}");
+    for r in tried {
+        assert_eq!(
+            (r.method.as_str(), r.uri.as_str()),
+            ("GET", "/v1/responses")
+        );
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        assert!(r.header("authorization").is_some_and(|a| !a.contains(KEY)));
+        assert!(r
+            .header("sec-websocket-protocol")
+            .is_none_or(|p| !p.contains(KEY)));
+    }
 }
 
 /// Gemini's embeddings and media calls go to Gemini providers under the routed model
