@@ -8,6 +8,7 @@
 //! assembles them into a Pingora server.
 
 pub mod access_log;
+pub mod alloc;
 pub mod audit;
 pub mod auth;
 pub mod cluster;

@@ -7,9 +7,10 @@ use clap::Parser;
 
 use modelgate::{config, demo, server};
 
-// glibc malloc was ~10% of the proxy's CPU under load (BENCHMARKS.md); mimalloc halves that.
+// mimalloc for small blocks (glibc malloc was ~10% of the proxy's CPU under load,
+// BENCHMARKS.md; mimalloc halves that), glibc for large ones (see `alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: modelgate::alloc::Allocator = modelgate::alloc::Allocator;
 
 #[derive(Parser)]
 #[command(name = "modelgate", version, about = "An LLM API gateway on Pingora")]
@@ -58,6 +59,7 @@ fn free_loopback_port() -> std::io::Result<u16> {
 
 // Long on purpose: the command line's three modes (demo, -t, run) read top to bottom.
 fn main() -> ExitCode {
+    modelgate::alloc::init();
     let cli = Cli::parse();
     modelgate::logging::init();
 

@@ -23,6 +23,9 @@ pub struct FormPeek {
     pub text_bytes: usize,
 }
 
+/// How much of a form multer is given at a time.
+const FEED: usize = 64 * 1024;
+
 /// Whether `content_type` is a multipart form.
 pub fn is_form(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|v| {
@@ -36,9 +39,17 @@ pub fn is_form(content_type: Option<&str>) -> bool {
 pub async fn peek(content_type: &str, body: &Bytes) -> Result<FormPeek, String> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| format!("the multipart/form-data body cannot be read: {e}"))?;
-    let whole = body.clone();
-    let stream =
-        futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(whole) });
+    // multer copies what it is fed into its own buffer: fed in slices (no copy) it holds
+    // one slice at a time, not a second copy of a large upload.
+    let slices: Vec<Bytes> = (0..body.len())
+        .step_by(FEED)
+        .map(|at| body.slice(at..body.len().min(at + FEED)))
+        .collect();
+    let stream = futures_util::stream::iter(
+        slices
+            .into_iter()
+            .map(Ok::<Bytes, std::convert::Infallible>),
+    );
     let mut form = multer::Multipart::new(stream, boundary.clone());
     let mut out = FormPeek::default();
     loop {
