@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod demo;
 pub mod errors;

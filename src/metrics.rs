@@ -91,6 +91,12 @@ pub static CONFIG_LAST_RELOAD_SUCCESS: Lazy<Gauge> = metric!(register_gauge!(
     "Unix time of the last successful config load"
 ));
 
+pub static HEADER_TIMEOUTS: Lazy<prometheus::IntCounter> =
+    metric!(prometheus::register_int_counter!(
+        "modelgate_header_timeouts_total",
+        "Client connections closed because a request header took longer than server.header_timeout"
+    ));
+
 pub static MANAGEMENT_AUTH_FAILURES: Lazy<prometheus::IntCounter> =
     metric!(prometheus::register_int_counter!(
         "modelgate_management_auth_failures_total",
@@ -169,6 +175,7 @@ pub fn init() {
     Lazy::force(&INFLIGHT);
     Lazy::force(&CONFIG_LAST_RELOAD_SUCCESS);
     Lazy::force(&MANAGEMENT_AUTH_FAILURES);
+    Lazy::force(&HEADER_TIMEOUTS);
     Lazy::force(&COST);
     Lazy::force(&UNPRICED);
     Lazy::force(&BUDGET_REMAINING);

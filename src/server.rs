@@ -3,11 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -151,13 +148,10 @@ pub fn run(opts: RunOptions) -> ! {
 
     let mut gateway = Service::new(
         "modelgate".to_string(),
-        FirstRequestGrace {
-            proxy: Arc::new(pingora::proxy::http_proxy(
-                &server.configuration,
-                proxy::Gateway::new(runtime.clone()),
-            )),
-            wait: FIRST_REQUEST_GRACE.min(settings.grace_period / 2),
-        },
+        crate::connections::Connections::new(
+            pingora::proxy::http_proxy(&server.configuration, proxy::Gateway::new(runtime.clone())),
+            &settings,
+        ),
     );
     for addr in &settings.listen {
         gateway.add_tcp(addr);
@@ -213,41 +207,6 @@ pub fn run(opts: RunOptions) -> ! {
     });
     runtime.state.close(&runtime.config());
     std::process::exit(0)
-}
-
-/// How long connections accepted just before the listeners closed get to send their
-/// first request before Pingora drops every connection still waiting for one.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// The proxy service's connection handler: Pingora's, except at shutdown. Pingora drops
-/// every connection parked waiting for a request header the moment the listeners close,
-/// which includes connections accepted an instant before whose request is still on the
-/// wire: during a graceful upgrade those clients saw a closed connection instead of an
-/// answer. Waiting `wait` first lets their requests in (answered with `Connection:
-/// close`); idle keep-alive connections are closed after it as before.
-struct FirstRequestGrace {
-    proxy: Arc<pingora::proxy::HttpProxy<proxy::Gateway>>,
-    wait: Duration,
-}
-
-#[async_trait::async_trait]
-impl ServerApp for FirstRequestGrace {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.proxy.process_new(stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        log::info!(
-            "listeners closed; connections waiting for their first request get {:?}",
-            self.wait
-        );
-        tokio::time::sleep(self.wait).await;
-        self.proxy.cleanup().await;
-    }
 }
 
 /// The ledger and the spend so far, ready before anything listens.

@@ -68,6 +68,8 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     pub pid_file: String,
     pub ca_file: Option<String>,
+    /// A request's whole header must arrive within this.
+    pub header_timeout: Duration,
     /// A relayed WebSocket with no frame either way for this long is closed.
     pub websocket_idle_timeout: Duration,
     /// A relayed WebSocket is closed at its first frame after this long.

@@ -122,6 +122,8 @@ pub struct RawServer {
     /// PEM bundle of CAs trusted for HTTPS providers instead of the system roots.
     pub ca_file: Option<String>,
     #[serde(default, deserialize_with = "duration_opt")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
     pub websocket_idle_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub websocket_max_duration: Option<Duration>,

@@ -184,6 +184,12 @@ fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
         pid_file: raw
             .pid_file
             .unwrap_or_else(|| "/tmp/modelgate.pid".to_string()),
+        header_timeout: positive(
+            cx,
+            "server.header_timeout".into(),
+            raw.header_timeout,
+            Duration::from_secs(10),
+        ),
         websocket_idle_timeout: positive(
             cx,
             "server.websocket_idle_timeout".into(),

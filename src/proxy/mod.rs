@@ -116,6 +116,15 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.runtime.config(), self.runtime.track_request())
     }
 
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::connections::header_arrived();
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let endpoint = admission::classify(session, ctx);
         if let Some(answered) = local::before_auth(session, ctx, &self.runtime, &endpoint).await {
@@ -290,42 +299,14 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         if route.op == Op::ResponsesSocket {
-            let status = resp.status.as_u16();
-            if status == 101 {
-                websocket::accepted(session.req_header(), resp)?;
-                ctx.response.plan = response::BodyPlan::Socket(Box::default());
-            } else if status < 500 {
-                // A server without the socket (most OpenAI-compatible ones answer 404, or
-                // an HTTP 200): 426, so the client goes to HTTP at once.
-                let err = websocket::refused_by(&attempt.provider.name, status);
-                let body = crate::errors::error_body(
-                    ctx.protocol,
-                    426,
-                    err.code.as_str(),
-                    &err.message,
-                    None,
-                );
-                resp.set_status(426)?;
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                ctx.response.plan = response::BodyPlan::Replace(Some(body));
-                ctx.error = Some(err);
-            }
-            return Ok(());
+            return websocket::answered(session.req_header(), resp, ctx);
         }
-        let (mut plan, error) = response::plan(route, attempt, resp)?;
-        if resp.status.is_success() && error.is_none() {
-            ctx.response.capture = objects::capture_for(route, attempt);
-            if let Some(allowed) = ctx.response.list_filter.take() {
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-                plan = response::BodyPlan::FilterList(objects::ListFilter::new(allowed));
-            }
-        }
+        let (plan, error) = response::plan(route, attempt, resp)?;
         ctx.response.plan = plan;
         if error.is_some() {
             ctx.error = error;
+        } else if resp.status.is_success() {
+            objects::answered(ctx, &self.runtime.state, resp)?;
         }
         Ok(())
     }

@@ -428,8 +428,30 @@ pub async fn pin_previous_response(
     Ok(pinned)
 }
 
+/// A successful answer to an object call (or a Responses request): a deleted id is
+/// forgotten before the client hears of the deletion (its next call on the id is then
+/// already unknown here); ids handed out are watched for; a list is cut to the key's.
+pub fn answered(
+    ctx: &mut RequestCtx,
+    state: &State,
+    resp: &mut pingora::http::ResponseHeader,
+) -> pingora::Result<()> {
+    if let Some(id) = ctx.response.forget.take() {
+        state.objects.forget(&id, state.store());
+    }
+    if let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) {
+        ctx.response.capture = capture_for(route, attempt);
+    }
+    if let Some(allowed) = ctx.response.list_filter.take() {
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        ctx.response.plan = super::response::BodyPlan::FilterList(ListFilter::new(allowed));
+    }
+    Ok(())
+}
+
 /// What to read ids from in a successful answer to `route`'s request, if anything.
-pub fn capture_for(route: &RouteState, attempt: &super::ctx::Attempt) -> Option<capture::Capture> {
+fn capture_for(route: &RouteState, attempt: &super::ctx::Attempt) -> Option<capture::Capture> {
     if attempt.translated.is_some() {
         return None;
     }

@@ -35,14 +35,6 @@ pub fn finish(session: &Session, ctx: &mut RequestCtx, state: &State) {
         };
         a.settle(actual);
     }
-    if let Some(id) = ctx
-        .response
-        .forget
-        .take()
-        .filter(|_| (200..300).contains(&status))
-    {
-        state.objects.forget(&id, state.store());
-    }
     record_metrics(ctx, status, elapsed);
     super::spend::finish(ctx, status, elapsed, state.ledger.as_deref());
     let keep = if ctx.config.management.secret_sha256.is_some() {

@@ -110,10 +110,37 @@ pub fn within_duration(ctx: &super::ctx::RequestCtx) -> pingora::Result<()> {
     Ok(())
 }
 
+/// The provider's answer to the upgrade: 101 starts the relay (its frames watched); any
+/// other answer below 500 means it has no such socket, and the client gets 426.
+pub fn answered(
+    client: &pingora::http::RequestHeader,
+    resp: &mut pingora::http::ResponseHeader,
+    ctx: &mut super::ctx::RequestCtx,
+) -> pingora::Result<()> {
+    let status = resp.status.as_u16();
+    if status == 101 {
+        accepted(client, resp)?;
+        ctx.response.plan = super::response::BodyPlan::Socket(Box::default());
+    } else if status < 500 {
+        // Most OpenAI-compatible servers answer 404, or an HTTP 200.
+        let provider = ctx.provider_label().to_string();
+        let err = refused_by(&provider, status);
+        let body =
+            crate::errors::error_body(ctx.protocol, 426, err.code.as_str(), &err.message, None);
+        resp.set_status(426)?;
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        ctx.response.plan = super::response::BodyPlan::Replace(Some(body));
+        ctx.error = Some(err);
+    }
+    Ok(())
+}
+
 /// The provider accepted the upgrade. A client that offered only its key as a
 /// subprotocol (a browser) must see one chosen, or it drops the socket: its own offer is
 /// echoed when the provider chose none (the provider never saw the key).
-pub fn accepted(
+fn accepted(
     client: &pingora::http::RequestHeader,
     resp: &mut pingora::http::ResponseHeader,
 ) -> pingora::Result<()> {

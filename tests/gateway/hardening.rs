@@ -5,6 +5,7 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallbacks_stay_inside_the_keys_scope() {
@@ -447,5 +448,79 @@ async fn a_malformed_chunked_body_is_a_400() {
     assert!(
         !m.contains("status_5xx") && !m.contains("connect_error"),
         "no upstream failure counted"
+    );
+}
+
+/// Slowloris: a header trickling in a byte at a time is cut at `server.header_timeout`
+/// (Pingora's read timeout restarts with every byte), counted in
+/// `modelgate_header_timeouts_total`; requests and streams that take longer than the
+/// deadline once their header is in are not cut, nor are idle kept-alive connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_sent_a_byte_at_a_time_is_cut_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("p").await;
+    let events = chat_stream_events("m", &["one", "two", "three", "four"]);
+    mock.reply(move |_| Reply::Sse(events.clone(), Duration::from_millis(700)));
+    let cfg = Config::basic(&mock.url()).key("k", "sk-slowloris-test-01");
+    let gw = Gateway::start("  header_timeout: 1500ms", &cfg.yaml()).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+
+    let slow = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let t0 = Instant::now();
+            let header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+            for b in header.iter() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if t0.elapsed() > Duration::from_secs(8) {
+                    break;
+                }
+            }
+            // Closed by the gateway: the read ends (0 or an error) with no answer.
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .map(|r| r.unwrap_or(0))
+                .unwrap_or(usize::MAX);
+            (t0.elapsed(), n)
+        }
+    });
+
+    // Meanwhile: a stream of 2.8 s (longer than the deadline) on a kept-alive client,
+    // then the same client idle for 2 s, then another request on it.
+    let client = client();
+    let r = client
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth("sk-slowloris-test-01")
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("four") && text.contains("[DONE]"), "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = client
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (took, read) = slow.await.unwrap();
+    assert_eq!(read, 0, "closed without an answer");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "cut at the deadline: {took:?}"
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(&m, "modelgate_header_timeouts_total", &[]),
+        Some(1.0)
     );
 }
