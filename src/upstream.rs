@@ -141,10 +141,10 @@ pub struct ProviderSpec {
     pub responses_api: ResponsesApi,
     /// Chat streams passed through ask for their usage (`stream_options.include_usage`).
     pub stream_usage: bool,
+    /// Anthropic kind: the Messages API version sent when the client names none, and
+    /// always on translated requests (whose body follows its rules).
+    pub anthropic_version: String,
 }
-
-/// The Messages API version sent when the client names none.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Anthropic client headers, kept only for Anthropic providers.
 const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
@@ -194,6 +194,7 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub responses_api: ResponsesApi,
     pub stream_usage: bool,
+    pub anthropic_version: String,
     /// `Auto` found out that the server has no Responses API (until the next reload).
     responses_missing: std::sync::atomic::AtomicBool,
     credentials: Vec<HeaderValue>,
@@ -250,6 +251,7 @@ impl Provider {
             headers: spec.headers,
             responses_api: spec.responses_api,
             stream_usage: spec.stream_usage,
+            anthropic_version: spec.anthropic_version,
             responses_missing: std::sync::atomic::AtomicBool::new(false),
             credentials,
             next_credential: AtomicUsize::new(0),
@@ -280,6 +282,7 @@ impl Provider {
             headers: vec![],
             responses_api: ResponsesApi::No,
             stream_usage: false,
+            anthropic_version: String::new(),
         })
     }
 
@@ -373,7 +376,7 @@ impl Provider {
         }
         if self.kind == ProviderKind::Anthropic {
             if !client_sets_version {
-                req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
+                req.insert_header("anthropic-version", self.anthropic_version.as_str())?;
             }
         } else {
             // Anthropic's version and beta flags mean nothing to other providers (whose
@@ -505,6 +508,7 @@ mod tests {
             headers: vec![],
             responses_api: ResponsesApi::No,
             stream_usage: false,
+            anthropic_version: String::new(),
         })
     }
 

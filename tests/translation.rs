@@ -127,7 +127,14 @@ fn blessing(name: &str) -> bool {
 fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
     let client_req = json(name, "request.client.json");
     let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
-    let encoded = translate::encode_request(&decoded.request, provider, target, 4096).unwrap();
+    let encoded = translate::encode_request(
+        &decoded.request,
+        provider,
+        target,
+        4096,
+        translate::anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let mut req: Value = serde_json::from_slice(&encoded.body).unwrap();
     req["model"] = target.into();
     let write =
@@ -176,7 +183,14 @@ fn check_fixture(name: &str) {
     }
 
     let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
-    let encoded = translate::encode_request(&decoded.request, provider, target, 4096).unwrap();
+    let encoded = translate::encode_request(
+        &decoded.request,
+        provider,
+        target,
+        4096,
+        translate::anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let got: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(got, expected_req, "{name}: provider request\n got: {got:#}");
     let dropped: Vec<String> = read(name, "dropped.txt")

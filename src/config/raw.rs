@@ -145,6 +145,8 @@ pub struct RawProvider {
     pub responses_api: Option<bool>,
     /// OpenAI kind: ask for the usage of Chat streams whose client did not (default true).
     pub stream_usage: Option<bool>,
+    /// Anthropic kind: the Messages API version sent (and followed) on translated requests.
+    pub anthropic_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -322,3 +322,32 @@ fn an_empty_config_is_refused() {
     let text = "providers: { p: { kind: openai, base_url: \"http://127.0.0.1:1\" } }\nmodels: { m: { targets: [{ provider: p }] } }\nmanagement: { secret_key: admin-secret-1 }\n";
     assert!(load(text).is_ok());
 }
+
+#[test]
+fn the_anthropic_version_is_checked_and_defaults_to_2026_10_21() {
+    let ok = format!(
+        "providers: {{ p: {{ kind: anthropic, base_url: \"http://127.0.0.1:1\", credentials: [c] }}, old: {{ kind: anthropic, base_url: \"http://127.0.0.1:2\", anthropic_version: \"2023-06-01\" }} }}\n{MIN_MODELS_KEYS}"
+    );
+    let loaded = load(&ok).unwrap();
+    assert_eq!(loaded.config.providers["p"].anthropic_version, "2026-10-21");
+    assert_eq!(
+        loaded.config.providers["old"].anthropic_version,
+        "2023-06-01"
+    );
+    let e = errors(&format!(
+        "providers: {{ p: {{ kind: anthropic, base_url: \"http://127.0.0.1:1\", anthropic_version: latest }} }}\n{MIN_MODELS_KEYS}"
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("providers.p.anthropic_version") && l.contains("YYYY-MM-DD")),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "providers: {{ p: {{ kind: openai, base_url: \"http://127.0.0.1:1\", anthropic_version: \"2023-06-01\" }} }}\n{MIN_MODELS_KEYS}"
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("applies only to kind: anthropic")),
+        "{e:?}"
+    );
+}

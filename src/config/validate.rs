@@ -212,6 +212,19 @@ fn server(cx: &mut Ctx, raw: RawServer) -> ServerSettings {
     }
 }
 
+/// `YYYY-MM-DD`, as Anthropic names its API versions.
+fn is_api_version(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
 fn positive(cx: &mut Ctx, path: String, d: Option<Duration>, default: Duration) -> Duration {
     let d = d.unwrap_or(default);
     if d.is_zero() {
@@ -278,6 +291,26 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                 "applies only to kind: openai (the other kinds always report usage)",
             );
         }
+        let anthropic_version = match (&p.anthropic_version, kind) {
+            (None, _) => crate::translate::anthropic::DEFAULT_VERSION.to_string(),
+            (Some(v), Some(ProviderKind::Anthropic)) if is_api_version(v) => v.clone(),
+            (Some(v), Some(ProviderKind::Anthropic)) => {
+                cx.err(
+                    format!("{base}.anthropic_version"),
+                    format!(
+                        "{v:?} is not an API version (YYYY-MM-DD, e.g. 2026-10-21 or 2023-06-01)"
+                    ),
+                );
+                String::new()
+            }
+            (Some(_), _) => {
+                cx.err(
+                    format!("{base}.anthropic_version"),
+                    "applies only to kind: anthropic",
+                );
+                String::new()
+            }
+        };
         if let (Some(kind), Some(url)) = (kind, url) {
             // Unset: passthrough, falling back to translation if the server turns out
             // to lack /v1/responses.
@@ -298,6 +331,7 @@ fn providers(cx: &mut Ctx, raw: IndexMap<String, RawProvider>) -> IndexMap<Strin
                     headers,
                     responses_api,
                     stream_usage: p.stream_usage.unwrap_or(true),
+                    anthropic_version,
                 })),
             );
         } else {

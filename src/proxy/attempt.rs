@@ -139,7 +139,8 @@ fn provider_request(
         .route
         .max_tokens
         .unwrap_or(translate::anthropic::DEFAULT_MAX_TOKENS);
-    let p = translate::encode_request(&req, provider_protocol, target_model, default_max)
+    let version = provider.anthropic_version.as_str();
+    let p = translate::encode_request(&req, provider_protocol, target_model, default_max, version)
         .map_err(|e| e.into_gateway_error())?;
     let translated = Translated {
         dropped: p.dropped,
@@ -258,7 +259,9 @@ pub fn prepare_header(
     req: &mut RequestHeader,
     request_id: &str,
 ) -> pingora::Result<()> {
-    let client_sets_version = req.headers.contains_key("anthropic-version");
+    // A translated body follows the provider's version, so that is the one it goes with.
+    let client_sets_version =
+        attempt.translated.is_none() && req.headers.contains_key("anthropic-version");
     let credential = pick.map_or(0, |p| p.credential);
     attempt
         .provider

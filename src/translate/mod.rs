@@ -270,11 +270,14 @@ fn rename_tools(
     Some((out, names))
 }
 
+/// `anthropic_version`: the Messages API version an Anthropic provider gets the request
+/// with, whose rules the body follows.
 pub fn encode_request(
     req: &ChatRequest,
     provider: Protocol,
     model: &str,
     default_max_tokens: u64,
+    anthropic_version: &str,
 ) -> Result<ProviderRequest, TranslateError> {
     // Responses are translated from their first choice only.
     if req.n.is_some_and(|n| n > 1) {
@@ -298,7 +301,10 @@ pub fn encode_request(
     for f in &req.unmapped {
         dropped.add(f);
     }
-    let (v, path) = codec.encode_request(req, model, default_max_tokens, &mut dropped)?;
+    let (mut v, path) = codec.encode_request(req, model, default_max_tokens, &mut dropped)?;
+    if provider == Protocol::Anthropic {
+        anthropic::follow_version(&mut v, anthropic_version, &mut dropped);
+    }
     Ok(ProviderRequest {
         body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
         path,

@@ -7,17 +7,45 @@ fn decode_request(client: Protocol, body: &[u8]) -> Result<ChatRequest, Translat
 }
 
 fn to(provider: Protocol, client: Protocol, body: Value) -> (Value, Dropped) {
+    to_version(provider, client, body, anthropic::DEFAULT_VERSION)
+}
+
+/// With an Anthropic API version other than the default.
+fn to_version(
+    provider: Protocol,
+    client: Protocol,
+    body: Value,
+    version: &str,
+) -> (Value, Dropped) {
     let req = decode_request(client, body.to_string().as_bytes()).unwrap();
-    let p = encode_request(&req, provider, "target", 4096).unwrap();
+    let p = encode_request(&req, provider, "target", 4096, version).unwrap();
     (serde_json::from_slice(&p.body).unwrap(), p.dropped)
 }
 
 #[test]
+fn anthropic_2026_10_21_gets_no_sampling_fields_and_says_so() {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2, "top_p": 0.9, "stop": ["x"]});
+    let (v, dropped) = to(Protocol::Anthropic, Protocol::OpenAi, body.clone());
+    assert!(v.get("temperature").is_none() && v.get("top_p").is_none() && v.get("top_k").is_none());
+    assert_eq!(v["stop_sequences"], json!(["x"]));
+    assert_eq!(dropped.0, vec!["temperature", "top_p"]);
+    let (v, dropped) = to_version(Protocol::Anthropic, Protocol::OpenAi, body, "2023-06-01");
+    assert_eq!(
+        (v["temperature"].as_f64(), v["top_p"].as_f64()),
+        (Some(0.2), Some(0.9))
+    );
+    assert!(dropped.0.is_empty());
+}
+
+#[test]
 fn anthropic_targets_always_get_max_tokens_and_sane_sampling() {
-    let (v, _) = to(
+    // On the version that still takes sampling fields.
+    let (v, _) = to_version(
         Protocol::Anthropic,
         Protocol::OpenAi,
         json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.7, "n": 1}),
+        "2023-06-01",
     );
     assert_eq!(v["max_tokens"], 4096);
     assert_eq!(
@@ -29,9 +57,15 @@ fn anthropic_targets_always_get_max_tokens_and_sane_sampling() {
         br#"{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}"#,
     )
     .unwrap();
-    let e = encode_request(&req, Protocol::Anthropic, "t", 4096)
-        .err()
-        .unwrap();
+    let e = encode_request(
+        &req,
+        Protocol::Anthropic,
+        "t",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .err()
+    .unwrap();
     assert_eq!(e.param, Some("n"));
 }
 
@@ -56,12 +90,26 @@ fn reasoning_maps_between_effort_and_budget() {
     let think = json!({"model": "m", "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2000},
                        "messages": [{"role": "user", "content": "think"}]});
     let req = decode_request(Protocol::Anthropic, think.to_string().as_bytes()).unwrap();
-    let p = encode_request(&req, Protocol::OpenAi, "o4-mini", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::OpenAi,
+        "o4-mini",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["reasoning_effort"], "low");
     assert_eq!(v["max_completion_tokens"], 5000);
     // A model without reasoning gets neither reasoning_effort nor max_completion_tokens.
-    let p = encode_request(&req, Protocol::OpenAi, "gpt-4o", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::OpenAi,
+        "gpt-4o",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert!(v.get("reasoning_effort").is_none());
     assert_eq!(v["max_tokens"], 5000);
@@ -72,13 +120,27 @@ fn reasoning_maps_between_effort_and_budget() {
         br#"{"model":"m","reasoning_effort":"minimal","temperature":0.2,"top_p":1,"messages":[{"role":"user","content":"x"}]}"#,
     )
     .unwrap();
-    let p = encode_request(&req, Protocol::OpenAi, "o3", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::OpenAi,
+        "o3",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["reasoning_effort"], "low");
     assert!(v.get("temperature").is_none());
     assert_eq!(v["top_p"], 1.0);
     assert_eq!(p.dropped.0, vec!["temperature"]);
-    let p = encode_request(&req, Protocol::OpenAi, "gpt-5-mini", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::OpenAi,
+        "gpt-5-mini",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["reasoning_effort"], "minimal");
     for (model, reasoning) in [
@@ -167,7 +229,7 @@ fn anthropic_thinking_is_left_out_where_anthropic_would_refuse_it() {
         for (k, val) in extra.as_object().unwrap() {
             v[k] = val.clone();
         }
-        to(Protocol::Anthropic, Protocol::OpenAi, v)
+        to_version(Protocol::Anthropic, Protocol::OpenAi, v, "2023-06-01")
     };
     let (v, dropped) = base(json!({}));
     assert_eq!(v["thinking"]["type"], "enabled");
@@ -235,7 +297,14 @@ fn a_streamed_gemini_call_signature_stays_with_its_call() {
         json!({"model": "m", "input": items}).to_string().as_bytes(),
     )
     .unwrap();
-    let p = encode_request(&req, Protocol::Gemini, "gemini-3-pro-preview", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::Gemini,
+        "gemini-3-pro-preview",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(
         v["contents"][1]["parts"],
@@ -335,7 +404,14 @@ fn tool_names_a_provider_refuses_are_renamed_and_renamed_back() {
                      {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": long, "input": {}}]},
                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "page"}]}]});
     let req = decode_request(Protocol::Anthropic, body.to_string().as_bytes()).unwrap();
-    let p = encode_request(&req, Protocol::OpenAi, "gpt-4o", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::OpenAi,
+        "gpt-4o",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     let sent = v["tools"][0]["function"]["name"]
         .as_str()
@@ -384,7 +460,14 @@ fn tool_names_a_provider_refuses_are_renamed_and_renamed_back() {
         "tools": [{"type": "function", "function": {"name": "9lives", "parameters": {"type": "object"}}},
                   {"type": "function", "function": {"name": "fs.read", "parameters": {"type": "object"}}}]});
     let req = decode_request(Protocol::OpenAi, body.to_string().as_bytes()).unwrap();
-    let p = encode_request(&req, Protocol::Gemini, "gemini-2.5-pro", 4096).unwrap();
+    let p = encode_request(
+        &req,
+        Protocol::Gemini,
+        "gemini-2.5-pro",
+        4096,
+        anthropic::DEFAULT_VERSION,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     let decls = &v["tools"][0]["functionDeclarations"];
     assert!(decls[0]["name"].as_str().unwrap().starts_with("t_9lives_"));

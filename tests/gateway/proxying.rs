@@ -375,7 +375,7 @@ async fn anthropic_and_gemini_clients_pass_through_to_their_own_kind() {
     let got = mock.last();
     assert_eq!(got.uri, "/v1/messages?beta=true");
     assert_eq!(got.header("x-api-key"), Some("cred-ant"));
-    assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(got.header("anthropic-version"), Some("2026-10-21"));
     assert_eq!(got.header("anthropic-beta"), Some("tools-2024-05-16"));
     assert_eq!(got.json()["model"], "claude-sonnet-4-20250514");
 

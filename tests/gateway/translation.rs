@@ -61,7 +61,7 @@ async fn openai_client_on_an_anthropic_provider() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-modelgate-dropped"], "logprobs");
+    assert_eq!(r.headers()["x-modelgate-dropped"], "logprobs,temperature");
     assert_eq!(r.headers()["content-type"], "application/json");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
@@ -71,7 +71,7 @@ async fn openai_client_on_an_anthropic_provider() {
     let got = mock.last();
     assert_eq!(got.uri, "/v1/messages");
     assert_eq!(got.header("x-api-key"), Some("cred-ant"));
-    assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(got.header("anthropic-version"), Some("2026-10-21"));
     assert!(got.header("authorization").is_none());
     let expected: Value =
         serde_json::from_str(&fixture("openai_to_anthropic", "request.provider.json")).unwrap();

@@ -18,6 +18,28 @@ use super::{Dropped, TranslateError};
 /// and the model sets no `max_output_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The Messages API version sent by default: what the official SDKs send since that date.
+pub const DEFAULT_VERSION: &str = "2026-10-21";
+
+/// The first version that refuses `temperature`, `top_p` and `top_k` (even at defaults).
+const NO_SAMPLING_SINCE: &str = "2026-10-21";
+
+/// Makes an encoded request follow the rules of the API `version` it is sent with
+/// (`YYYY-MM-DD` compares as text): from 2026-10-21 the sampling fields are refused, so
+/// they are dropped and listed.
+pub fn follow_version(body: &mut serde_json::Value, version: &str, dropped: &mut Dropped) {
+    if version < NO_SAMPLING_SINCE {
+        return;
+    }
+    if let Some(obj) = body.as_object_mut() {
+        for field in ["temperature", "top_p", "top_k"] {
+            if obj.remove(field).is_some() {
+                dropped.add(field);
+            }
+        }
+    }
+}
+
 pub struct Anthropic;
 
 pub static CODECS: Codecs = Codecs {
