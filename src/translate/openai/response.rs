@@ -102,7 +102,8 @@ pub fn encode_response(r: &ChatResponse, env: &Envelope) -> Value {
             _ => None,
         })
         .collect();
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
+    // `refusal` is required (nullable) by the schema's ChatCompletionResponseMessage.
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }, "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }

@@ -55,7 +55,7 @@ fn responses_round_trip() {
     let body = json!({
         "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-4o",
         "choices": [{"index": 0, "logprobs": null, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": "Looking.", "reasoning_content": "think",
+            "role": "assistant", "content": "Looking.", "refusal": null, "reasoning_content": "think",
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
                   "prompt_tokens_details": {"cached_tokens": 2},

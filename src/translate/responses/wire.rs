@@ -27,7 +27,7 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
         completion_tokens: output.unwrap_or(0),
         cached_tokens: u["input_tokens_details"]["cached_tokens"].as_u64(),
         reasoning_tokens: u["output_tokens_details"]["reasoning_tokens"].as_u64(),
-        cache_write_tokens: None,
+        cache_write_tokens: u["input_tokens_details"]["cache_write_tokens"].as_u64(),
     })
     .filter(Usage::plausible)
 }
@@ -35,7 +35,11 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
 pub fn usage_json(u: &Usage) -> Value {
     json!({
         "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens.unwrap_or(0)},
+        // Both required by the OpenAPI document's ResponseUsage.
+        "input_tokens_details": {
+            "cached_tokens": u.cached_tokens.unwrap_or(0),
+            "cache_write_tokens": u.cache_write_tokens.unwrap_or(0),
+        },
         "output_tokens": u.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
         "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
