@@ -101,6 +101,31 @@ fn relayed_signatures_go_back_to_their_issuer() {
 }
 
 #[test]
+fn a_relayed_signature_reaches_gemini_clients_as_base64_and_comes_back() {
+    use base64::Engine;
+    let anthropic = Signature::new(Issuer::Anthropic, "EqQBCg==/+x");
+    let sent = super::wire::client_signature(&anthropic);
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sent)
+        .expect("thoughtSignature is proto bytes: valid base64");
+    assert_eq!(raw, b"modelgate-sig:EqQBCg==/+x");
+    assert_eq!(super::wire::read_signature(Some(&sent)), Some(anthropic));
+    // Gemini's own signatures pass as they are; a base64 one of Gemini's is not mistaken.
+    let own = Signature::new(Issuer::Gemini, "CiQBcsjafQ==");
+    assert_eq!(super::wire::client_signature(&own), "CiQBcsjafQ==");
+    assert_eq!(super::wire::read_signature(Some("CiQBcsjafQ==")), Some(own));
+    // Replayed to a Gemini provider, the relayed signature leaves the request.
+    let body = json!({"contents": [{"role": "model", "parts": [
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": sent}]}]});
+    let stripped = codec::wire(Protocol::Gemini)
+        .strip_relayed_signatures(body.to_string().as_bytes())
+        .expect("found");
+    assert!(stripped["contents"][0]["parts"][0]
+        .get("thoughtSignature")
+        .is_none());
+}
+
+#[test]
 fn peek_request_reads_generation_config_and_never_stream() {
     let w = codec::wire(Protocol::Gemini);
     let p = w

@@ -2,6 +2,7 @@
 //! event that ends a broken stream, tool-name rules, relayed signatures in passthrough
 //! bodies.
 
+use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,19 +21,37 @@ use crate::translate::model::{Issuer, Signature, Usage};
 /// documented in ai.google.dev/gemini-api/docs/thought-signatures.
 pub(super) const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
+/// How a relayed signature starts once base64-encoded (the first 12 bytes of the
+/// relayed prefix, whose encoding does not depend on what follows).
+const RELAYED_PREFIX_B64: &str = "bW9kZWxnYXRlLXNp";
+
+/// A relayed signature in a thoughtSignature: base64 of the relayed form (the field is
+/// proto `bytes`), or the bare relayed text clients replay from before it was encoded.
+fn relayed(sig: &str) -> Option<Signature> {
+    if let Some(s) = Signature::from_relayed(sig) {
+        return Some(s);
+    }
+    if !sig.starts_with(RELAYED_PREFIX_B64) {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
+    Signature::from_relayed(std::str::from_utf8(&raw).ok()?)
+}
+
 /// A thoughtSignature read: Gemini's own, or one modelgate relayed from another provider
 /// (Anthropic's) to a Gemini client, unwrapped back to its issuer's.
 pub(super) fn read_signature(sig: Option<&str>) -> Option<Signature> {
     let sig = sig.filter(|s| !s.is_empty())?;
-    Some(Signature::from_relayed(sig).unwrap_or_else(|| Signature::new(Issuer::Gemini, sig)))
+    Some(relayed(sig).unwrap_or_else(|| Signature::new(Issuer::Gemini, sig)))
 }
 
 /// A signature as a thoughtSignature for a Gemini client: Gemini's bare, any other
-/// provider's marked as relayed so it comes back recognised.
+/// provider's marked as relayed so it comes back recognised, base64-encoded (the proto
+/// field is `bytes`: strict clients refuse anything else).
 pub(super) fn client_signature(sig: &Signature) -> String {
     match sig.issuer {
         Issuer::Gemini => sig.value.clone(),
-        _ => sig.relayed(),
+        _ => base64::engine::general_purpose::STANDARD.encode(sig.relayed()),
     }
 }
 
@@ -136,15 +155,13 @@ pub fn wire_tool_name(name: &str) -> Option<String> {
 
 /// Relayed signatures leave the parts they are on; a signature-only thought goes.
 fn strip_relayed_signatures(body: &[u8]) -> Option<Value> {
-    memchr::memmem::find(body, RELAYED_PREFIX.as_bytes())?;
+    memchr::memmem::find(body, RELAYED_PREFIX.as_bytes())
+        .or_else(|| memchr::memmem::find(body, RELAYED_PREFIX_B64.as_bytes()))?;
     let mut v: Value = serde_json::from_slice(body).ok()?;
     for c in v.get_mut("contents")?.as_array_mut()?.iter_mut() {
         if let Some(parts) = c.get_mut("parts").and_then(Value::as_array_mut) {
             for p in parts.iter_mut() {
-                let relayed = p["thoughtSignature"]
-                    .as_str()
-                    .and_then(Signature::from_relayed)
-                    .is_some();
+                let relayed = p["thoughtSignature"].as_str().and_then(relayed).is_some();
                 if relayed {
                     if let Some(o) = p.as_object_mut() {
                         o.remove("thoughtSignature");
