@@ -503,3 +503,28 @@ fn the_responses_client_state_shapes_its_answer() {
     assert_eq!(answer["output"][0]["type"], "custom_tool_call");
     assert_eq!(answer["temperature"], 0.3);
 }
+
+#[test]
+fn a_streamed_thinking_block_from_gemini_starts_with_a_signature_field() {
+    // The SDKs' ThinkingBlock requires `signature`, as Anthropic's own stream sends it.
+    let stream = concat!(
+        "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Pondering.\",\"thought\":true}]},\"index\":0}],\"responseId\":\"r1\"}\n\n",
+        "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Done.\"}]},\"finishReason\":\"STOP\",\"index\":0}],\"responseId\":\"r1\"}\n\n",
+    );
+    let mut t = ResponseTranslator::stream(Protocol::Gemini, Protocol::Anthropic, "m", false, true)
+        .unwrap();
+    let out = t
+        .feed(Some(Bytes::from_static(stream.as_bytes())), true)
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let start = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["type"] == "content_block_start" && v["content_block"]["type"] == "thinking")
+        .unwrap_or_else(|| panic!("no thinking block in {text}"));
+    assert_eq!(
+        start["content_block"],
+        json!({"type": "thinking", "thinking": "", "signature": ""})
+    );
+}

@@ -234,7 +234,7 @@ impl StreamEncode for StreamEncoder {
                 if self.block != Block::Thinking {
                     self.open_block(
                         Block::Thinking,
-                        json!({"type": "thinking", "thinking": ""}),
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
                         out,
                     );
                 }
@@ -249,7 +249,7 @@ impl StreamEncode for StreamEncoder {
                 self.ensure_started(out);
                 self.open_block(
                     Block::Thinking,
-                    json!({"type": "thinking", "thinking": ""}),
+                    json!({"type": "thinking", "thinking": "", "signature": ""}),
                     out,
                 );
                 self.signature = Some(s.clone());
