@@ -16,7 +16,7 @@ use super::codec::{
 use super::model::{ChatRequest, ChatResponse};
 use super::{Dropped, TranslateError};
 
-pub use request::{gemini_schema, lowercase_types};
+pub use request::lowercase_types;
 
 pub struct Gemini;
 

@@ -309,93 +309,6 @@ pub fn lowercase_types(v: &Value) -> Value {
     }
 }
 
-/// Schema keywords Gemini's `parameters` (an OpenAPI 3.0 subset) accepts.
-const GEMINI_SCHEMA_KEYS: &[&str] = &[
-    "type",
-    "format",
-    "title",
-    "description",
-    "nullable",
-    "enum",
-    "maxItems",
-    "minItems",
-    "properties",
-    "required",
-    "minProperties",
-    "maxProperties",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "example",
-    "anyOf",
-    "propertyOrdering",
-    "default",
-    "items",
-    "minimum",
-    "maximum",
-];
-
-/// A JSON Schema made acceptable to Gemini: unsupported keywords dropped, `const` as a
-/// one-value enum, `["T", "null"]` types as `T` + `nullable`.
-pub fn gemini_schema(v: &Value) -> Value {
-    let Value::Object(m) = v else {
-        return v.clone();
-    };
-    let mut out = Map::new();
-    for (k, val) in m {
-        match k.as_str() {
-            "type" => match val {
-                Value::Array(types) => {
-                    let non_null: Vec<&Value> = types.iter().filter(|t| *t != "null").collect();
-                    if non_null.len() < types.len() {
-                        out.insert("nullable".into(), true.into());
-                    }
-                    if let Some(t) = non_null.first() {
-                        out.insert("type".into(), (*t).clone());
-                    }
-                }
-                other => {
-                    out.insert("type".into(), other.clone());
-                }
-            },
-            "const" => {
-                out.insert("enum".into(), json!([val]));
-            }
-            "properties" => {
-                let props = val
-                    .as_object()
-                    .map(|p| {
-                        p.iter()
-                            .map(|(name, s)| (name.clone(), gemini_schema(s)))
-                            .collect::<Map<_, _>>()
-                    })
-                    .unwrap_or_default();
-                out.insert(k.clone(), Value::Object(props));
-            }
-            "items" => {
-                out.insert(k.clone(), gemini_schema(val));
-            }
-            "anyOf" => {
-                out.insert(
-                    k.clone(),
-                    Value::Array(
-                        val.as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(gemini_schema)
-                            .collect(),
-                    ),
-                );
-            }
-            k if GEMINI_SCHEMA_KEYS.contains(&k) => {
-                out.insert(k.to_string(), val.clone());
-            }
-            _ => {}
-        }
-    }
-    Value::Object(out)
-}
-
 pub(super) fn parse_args(arguments: &str) -> Value {
     serde_json::from_str::<Value>(arguments)
         .ok()
@@ -422,7 +335,12 @@ pub fn encode_request(
             .tools
             .iter()
             .map(|t| {
-                let mut d = json!({"name": t.name, "parameters": gemini_schema(&t.parameters)});
+                // JSON Schema as the client wrote it: `parameters` would need the proto's
+                // Schema (upper-case types, an OpenAPI subset), a lossy conversion.
+                let mut d = json!({"name": t.name});
+                if t.parameters.is_object() {
+                    d["parametersJsonSchema"] = t.parameters.clone();
+                }
                 if let Some(desc) = &t.description {
                     d["description"] = desc.clone().into();
                 }

@@ -43,7 +43,12 @@ fn requests_round_trip() {
         .encode_request(&req, "gemini-2.5-pro", 4096, &mut dropped)
         .unwrap();
     assert_eq!(path, "/v1beta/models/gemini-2.5-pro:generateContent");
-    assert_eq!(out, body, "{out:#}");
+    // Tool schemas go out as JSON Schema, in `parametersJsonSchema`.
+    let mut expected = body.clone();
+    let decl = &mut expected["tools"][0]["functionDeclarations"][0];
+    decl["parametersJsonSchema"] = decl["parameters"].take();
+    decl.as_object_mut().unwrap().remove("parameters");
+    assert_eq!(out, expected, "{out:#}");
     assert_eq!(dropped, Dropped::default());
 }
 
