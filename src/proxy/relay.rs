@@ -31,6 +31,16 @@ pub struct Relay {
     usage: Option<Usage>,
     /// The usage-only chunk the gateway asked for (the client did not) is read, not sent.
     hide_usage_chunk: bool,
+    /// A Responses stream: what it announced, to end it properly if the provider cuts it.
+    responses: Option<ResponsesTrack>,
+}
+
+/// The response a Responses stream announced (`response.created`) and its last
+/// `sequence_number`.
+#[derive(Default)]
+struct ResponsesTrack {
+    announced: Option<serde_json::Value>,
+    last_seq: Option<u64>,
 }
 
 impl Relay {
@@ -48,6 +58,7 @@ impl Relay {
             overflow: false,
             usage: None,
             hide_usage_chunk: false,
+            responses: (protocol == Protocol::Responses && sse).then(ResponsesTrack::default),
         }
     }
 
@@ -83,6 +94,7 @@ impl Relay {
             if let Some(c) = &chunk {
                 self.framer.push(c);
                 while let Some(ev) = self.framer.next_event() {
+                    self.track(&ev);
                     self.watch_event(&ev);
                 }
             }
@@ -94,6 +106,7 @@ impl Relay {
             self.framer.push(&c);
         }
         while let Some(ev) = self.framer.next_event() {
+            self.track(&ev);
             self.relay_event(&ev, public.as_deref(), &mut out);
         }
         if end {
@@ -103,6 +116,39 @@ impl Relay {
         }
         self.rename = public;
         (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// Notes a Responses event's sequence number, and the response `response.created`
+    /// announces (before any output: a small object).
+    fn track(&mut self, event: &[u8]) {
+        let Some(t) = self.responses.as_mut() else {
+            return;
+        };
+        for json in event.split(|b| *b == b'\n').filter_map(data_json) {
+            if let Some(n) = sequence_number(json) {
+                t.last_seq = Some(n);
+            }
+            if t.announced.is_none()
+                && memchr::memmem::find(json, b"\"response.created\"").is_some()
+            {
+                t.announced = serde_json::from_slice::<serde_json::Value>(json)
+                    .ok()
+                    .map(|mut v| v["response"].take())
+                    .filter(|r| r.is_object());
+            }
+        }
+    }
+
+    /// How a Responses stream the provider cut ends: `error` and `response.failed` for
+    /// the response it announced, numbered on from its last event.
+    pub fn responses_failure(&self, message: &str) -> Option<Bytes> {
+        let t = self.responses.as_ref()?;
+        let mut announced = t.announced.clone();
+        if let (Some(r), Some(public)) = (announced.as_mut(), &self.rename) {
+            r["model"] = public.as_str().into();
+        }
+        let out = translate::responses::failure_after(announced.as_ref(), t.last_seq, message);
+        Some(Bytes::from(out))
     }
 
     /// A usage-only chunk the client did not ask for: its usage is noted, and `true`
@@ -232,6 +278,20 @@ impl Relay {
 }
 
 /// The JSON object of an SSE `data:` line, without its line ending.
+/// The `sequence_number` of a Responses event's JSON (its first occurrence: the event's
+/// own, which precedes or follows the response object but is the only one at the top).
+fn sequence_number(json: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"sequence_number\":";
+    let at = memchr::memmem::find(json, KEY)? + KEY.len();
+    let digits: Vec<u8> = json[at..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
 fn data_json(line: &[u8]) -> Option<&[u8]> {
     let p = line.strip_prefix(b"data:")?;
     let p = p.strip_prefix(b" ").unwrap_or(p);

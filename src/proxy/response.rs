@@ -278,8 +278,14 @@ fn translator(
 /// ending, or an error event in the client's protocol.
 pub fn stream_failure(ctx: &mut RequestCtx, err: &GatewayError) -> Option<Bytes> {
     let route = ctx.route.as_ref().filter(|r| r.stream)?;
-    if let BodyPlan::Translate(t) = &mut ctx.response.plan {
-        return t.feed(None, true);
+    match &mut ctx.response.plan {
+        BodyPlan::Translate(t) => return t.feed(None, true),
+        BodyPlan::Relay(r) => {
+            if let Some(end) = r.responses_failure(&err.message) {
+                return Some(end);
+            }
+        }
+        _ => {}
     }
     let json_array = ctx.protocol == Protocol::Gemini && !route.gemini_sse();
     Some(translate::wire(ctx.protocol).stream_error(err, json_array))

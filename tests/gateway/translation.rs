@@ -547,3 +547,66 @@ async fn embeddings_cross_between_openai_and_gemini() {
         "{v}"
     );
 }
+
+/// A passed-through Responses stream the provider cuts ends as the spec has it: `error`
+/// with `server_error`, then `response.failed` for the response `response.created`
+/// announced (its id, time and public model), numbered on from the provider's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_responses_stream_fails_the_response_it_announced() {
+    let mock = MockProvider::start("oai").await;
+    let created = json!({"type": "response.created", "sequence_number": 0, "response": {
+        "id": "resp_real_1", "object": "response", "created_at": 1764000000, "status": "in_progress",
+        "model": "gpt-5-2025-08-07", "output": [], "usage": null}});
+    let delta = json!({"type": "response.output_text.delta", "sequence_number": 4,
+        "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel"});
+    let events = vec![
+        format!("event: response.created\ndata: {created}\n\n"),
+        format!("event: response.output_text.delta\ndata: {delta}\n\n"),
+    ];
+    mock.reply(move |_| Reply::SseCut(events.clone(), Duration::from_millis(20)));
+    let cfg = Config::new()
+        .provider_with(
+            "oai",
+            Kind::OpenAi,
+            &mock.url(),
+            "credentials: [c], responses_api: true",
+        )
+        .model(
+            "gpt-5",
+            "targets: [{ provider: oai, model: gpt-5-2025-08-07 }]",
+        )
+        .key("k", KEY);
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let r = gw
+        .post(
+            "/v1/responses",
+            KEY,
+            json!({"model": "gpt-5", "input": "hi", "stream": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap_or_default();
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let n = data.len();
+    assert!(n >= 4, "{text}");
+    let (error, failed) = (&data[n - 2], &data[n - 1]);
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "server_error");
+    assert_eq!(error["sequence_number"], 5);
+    assert_eq!(failed["type"], "response.failed");
+    assert_eq!(failed["sequence_number"], 6);
+    let r = &failed["response"];
+    assert_eq!(
+        (r["id"].as_str(), r["created_at"].as_u64()),
+        (Some("resp_real_1"), Some(1764000000))
+    );
+    assert_eq!(r["model"], "gpt-5", "the public name, as in every event");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["error"]["code"], "server_error");
+}

@@ -14,7 +14,7 @@ use super::codec::{self, ClientCodec, Codecs, Decoded, Envelope, StreamEncode};
 use super::model::ChatResponse;
 use super::TranslateError;
 
-pub use stream::stream_failure;
+pub use stream::failure_after;
 pub use wire::usage_from;
 
 /// What answering a Responses request needs beyond the neutral request: its free-form

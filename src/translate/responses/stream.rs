@@ -395,18 +395,32 @@ impl StreamEncode for StreamEncoder {
     }
 }
 
-/// The end of a passthrough Responses stream the provider broke off: `error` then
-/// `response.failed`. The provider's sequence numbers are not tracked on that path, so
-/// these are numbered far above any a real stream reaches, keeping them increasing.
-pub fn stream_failure(code: &str, message: &str) -> Vec<u8> {
-    let env = Envelope {
-        created: 0,
-        ..Envelope::new("")
+/// The end of a passed-through Responses stream the provider cut: `error`, then
+/// `response.failed` carrying the response the stream announced (`announced`, from its
+/// `response.created`), numbered on from the provider's last `sequence_number`. The
+/// code is the spec's `server_error` (a provider failure, whatever the gateway calls it).
+pub fn failure_after(announced: Option<&Value>, last_seq: Option<u64>, message: &str) -> Vec<u8> {
+    let seq = last_seq.map_or(0, |s| s.saturating_add(1));
+    let error = json!({"type": "error", "code": "server_error", "message": message,
+        "param": null, "sequence_number": seq});
+    let mut response = match announced {
+        Some(r) if r.is_object() => r.clone(),
+        _ => {
+            let env = Envelope {
+                created: 0,
+                ..Envelope::new("")
+            };
+            StreamEncoder::new(env, ClientState::default()).response(
+                "failed",
+                Value::Null,
+                Value::Null,
+            )
+        }
     };
-    let mut e = StreamEncoder::new(env, ClientState::default());
-    e.started = true;
-    e.seq = 1 << 40;
-    let mut out = Vec::new();
-    e.fail(&mut out, code, message);
-    out
+    response["status"] = "failed".into();
+    response["error"] = json!({"code": "server_error", "message": message});
+    let failed = json!({"type": "response.failed", "response": response,
+        "sequence_number": seq.saturating_add(1)});
+    format!("event: error\ndata: {error}\n\nevent: response.failed\ndata: {failed}\n\n")
+        .into_bytes()
 }

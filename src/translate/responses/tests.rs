@@ -264,12 +264,27 @@ fn stream_error_is_error_then_response_failed() {
     let err = GatewayError::new(ErrorCode::UpstreamError, "cut");
     let w = codec::wire(crate::protocol::Protocol::Responses);
     let out = w.stream_error(&err, false);
-    assert_eq!(out, stream_failure("upstream_error", "cut"));
     let text = String::from_utf8(out.to_vec()).unwrap();
     assert!(text.starts_with("event: error\ndata: {"), "{text}");
     assert!(text.contains("event: response.failed\n"), "{text}");
+    // The spec's code for a provider failure, and numbers from the start (nothing was
+    // sent before this end).
+    assert!(text.contains(r#""code":"server_error""#), "{text}");
+    assert!(!text.contains("upstream_error"), "{text}");
     assert!(
-        text.contains(r#""sequence_number":1099511627777"#),
+        text.contains(r#""sequence_number":0"#) && text.contains(r#""sequence_number":1"#),
+        "{text}"
+    );
+    // After a provider's events, the numbers go on and the announced response is failed.
+    let announced =
+        serde_json::json!({"id": "resp_9", "object": "response", "status": "in_progress"});
+    let text = String::from_utf8(failure_after(Some(&announced), Some(7), "cut")).unwrap();
+    assert!(
+        text.contains(r#""sequence_number":8"#) && text.contains(r#""sequence_number":9"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""id":"resp_9""#) && text.contains(r#""status":"failed""#),
         "{text}"
     );
 }

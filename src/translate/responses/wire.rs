@@ -1,6 +1,6 @@
 //! OpenAI Responses wire facts: usage objects, request and response peeks, relayed
 //! signatures in passthrough bodies. (The event that ends a broken stream is the stream
-//! encoder's own failure: `stream_failure`.)
+//! encoder's own failure: `failure_after`.)
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use bytes::Bytes;
 
-use super::{stream_failure, Responses};
+use super::Responses;
 use crate::errors::GatewayError;
 use crate::translate::codec::{
     self, ModelUsage, PeekedFields, Present, RequestPeek, ResponseFacts, Wire, RELAYED_PREFIX,
@@ -87,9 +87,9 @@ impl Wire for Responses {
         Some(codec::response_facts(json, top, p.response, usage_from))
     }
 
-    /// Responses streams end with `error` then `response.failed` (see `stream_failure`).
+    /// Responses streams end with `error` then `response.failed` (see `failure_after`).
     fn stream_error(&self, err: &GatewayError, _json_array: bool) -> Bytes {
-        Bytes::from(stream_failure(err.code.as_str(), &err.message))
+        Bytes::from(super::stream::failure_after(None, None, &err.message))
     }
 
     fn strip_relayed_signatures(&self, body: &[u8]) -> Option<Value> {
