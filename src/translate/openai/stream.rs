@@ -112,8 +112,12 @@ impl StreamEncoder {
     }
 
     fn chunk(&self, delta: Value, finish: Value, out: &mut Vec<u8>) {
-        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.env.created, "model": self.env.model,
+        let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.env.created, "model": self.env.model,
                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        // With include_usage, every chunk but the last has `usage: null` (as OpenAI sends).
+        if self.env.include_usage {
+            c["usage"] = Value::Null;
+        }
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(c.to_string().as_bytes());
         out.extend_from_slice(b"\n\n");
