@@ -302,6 +302,10 @@ pub fn encode_request(
         dropped.add(f);
     }
     let (mut v, path) = codec.encode_request(req, model, default_max_tokens, &mut dropped)?;
+    // Only OpenAI's Chat Completions has strict function schemas.
+    if provider != Protocol::OpenAi && req.tools.iter().any(|t| t.strict) {
+        dropped.add("tools[].strict");
+    }
     if provider == Protocol::Anthropic {
         anthropic::follow_version(&mut v, anthropic_version, &mut dropped);
     }

@@ -121,6 +121,8 @@ pub struct ToolDef {
     pub description: Option<String>,
     /// JSON Schema of the arguments.
     pub parameters: Value,
+    /// OpenAI's strict mode: the arguments must follow the schema exactly.
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

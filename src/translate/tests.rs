@@ -528,3 +528,19 @@ fn a_streamed_thinking_block_from_gemini_starts_with_a_signature_field() {
         json!({"type": "thinking", "thinking": "", "signature": ""})
     );
 }
+
+#[test]
+fn strict_function_tools_keep_strict_on_chat_and_say_so_elsewhere() {
+    let body = json!({"model": "m", "input": "hi", "tools": [{"type": "function", "name": "f", "strict": true,
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": false}}]});
+    let (v, dropped) = to(Protocol::OpenAi, Protocol::Responses, body.clone());
+    assert_eq!(v["tools"][0]["function"]["strict"], true);
+    assert!(!dropped.0.contains(&"tools[].strict".to_string()));
+    for provider in [Protocol::Anthropic, Protocol::Gemini] {
+        let (_, dropped) = to(provider, Protocol::Responses, body.clone());
+        assert!(
+            dropped.0.contains(&"tools[].strict".to_string()),
+            "{provider:?}: {dropped:?}"
+        );
+    }
+}

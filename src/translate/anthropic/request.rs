@@ -205,6 +205,7 @@ fn decode_tools(val: &Value, req: &mut ChatRequest) {
                 name: name.to_string(),
                 description: t["description"].as_str().map(String::from),
                 parameters: schema.clone(),
+                strict: false,
             }),
             // Named by type, as the other decoders name hosted tools.
             _ => req.unmapped.push(format!(

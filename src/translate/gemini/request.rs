@@ -224,6 +224,7 @@ fn decode_tools(obj: &Map<String, Value>, req: &mut ChatRequest) {
                             .or_else(|| d.get("parameters"))
                             .map(lowercase_types)
                             .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                        strict: false,
                     });
                 }
             }

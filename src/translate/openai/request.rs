@@ -78,6 +78,7 @@ fn decode_tools(val: &Value, req: &mut ChatRequest) -> Result<(), TranslateError
                 .get("parameters")
                 .cloned()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: f["strict"].as_bool().unwrap_or(false),
         });
     }
     Ok(())
@@ -455,6 +456,9 @@ fn tools_json(tools: &[ToolDef]) -> Option<Value> {
             let mut f = json!({"name": t.name, "parameters": tool_parameters(&t.parameters)});
             if let Some(d) = &t.description {
                 f["description"] = d.clone().into();
+            }
+            if t.strict {
+                f["strict"] = true.into();
             }
             json!({"type": "function", "function": f})
         })

@@ -104,6 +104,7 @@ fn freeform_tool(t: &Value, name: &str) -> ToolDef {
             "properties": {"input": {"type": "string", "description": "The raw input for the tool (plain text, not JSON)."}},
             "required": ["input"],
         }),
+        strict: false,
     }
 }
 
@@ -128,6 +129,7 @@ fn decode_tools(
                     .filter(|p| p.is_object())
                     .cloned()
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                strict: t["strict"].as_bool().unwrap_or(false),
             }),
             ("function", None) | ("custom", None) => {
                 return Err(bad(format!("{at}.name is missing"), "tools"))
