@@ -74,16 +74,16 @@ fn reasoning_maps_between_effort_and_budget() {
     let (v, dropped) = to(
         Protocol::Anthropic,
         Protocol::OpenAi,
-        json!({"model": "m", "reasoning_effort": "high", "temperature": 0.3, "max_completion_tokens": 1000,
+        json!({"model": "m", "reasoning_effort": "high", "temperature": 0.3, "max_completion_tokens": 30000,
                "messages": [{"role": "user", "content": "think"}]}),
     );
     assert_eq!(
         v["thinking"],
         json!({"type": "enabled", "budget_tokens": 24576})
     );
-    assert!(
-        v["max_tokens"].as_u64().unwrap() > 24576,
-        "budget must stay below max_tokens"
+    assert_eq!(
+        v["max_tokens"], 30000,
+        "the client's limit, above the budget"
     );
     assert!(v.get("temperature").is_none());
     assert_eq!(dropped.0, vec!["temperature"]);
@@ -543,4 +543,31 @@ fn strict_function_tools_keep_strict_on_chat_and_say_so_elsewhere() {
             "{provider:?}: {dropped:?}"
         );
     }
+}
+
+#[test]
+fn a_clients_max_tokens_is_kept_and_the_thinking_budget_fits_under_it() {
+    let ask = |extra: Value| {
+        let mut v = json!({"model": "m", "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        let req = decode_request(Protocol::OpenAi, v.to_string().as_bytes()).unwrap();
+        encode_request(
+            &req,
+            Protocol::Anthropic,
+            "t",
+            4096,
+            anthropic::DEFAULT_VERSION,
+        )
+        .map(|p| serde_json::from_slice::<Value>(&p.body).unwrap())
+    };
+    let v = ask(json!({"max_tokens": 3000})).unwrap();
+    assert_eq!(v["max_tokens"], 3000, "the client's limit");
+    assert_eq!(v["thinking"]["budget_tokens"], 2999);
+    let v = ask(json!({})).unwrap();
+    assert!(v["max_tokens"].as_u64().unwrap() > v["thinking"]["budget_tokens"].as_u64().unwrap());
+    let e = ask(json!({"max_tokens": 1000})).unwrap_err();
+    assert_eq!(e.param, Some("max_tokens"));
+    assert!(e.message.contains("1024"), "{}", e.message);
 }

@@ -326,7 +326,7 @@ pub fn encode_request(
         default_max_tokens,
         &mut out,
         dropped,
-    );
+    )?;
     out.insert("max_tokens".into(), max_tokens.into());
     if !req.stop.is_empty() {
         out.insert("stop_sequences".into(), json!(req.stop));
@@ -374,8 +374,13 @@ fn refuses_thinking(req: &ChatRequest) -> bool {
     forced_tool || unsigned_tool_turn
 }
 
-/// Thinking and the sampling settings it restricts; `max_tokens` grows to leave room for
-/// the thinking budget.
+/// Anthropic's smallest thinking budget.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// Thinking and the sampling settings it restricts. The budget must be at least 1024 and
+/// below `max_tokens`: a client's own `max_tokens` is kept and the budget shrinks to fit
+/// (a limit of 1024 or less leaves no room: 400); without one, `max_tokens` grows to
+/// leave room for the budget.
 fn encode_sampling(
     req: &ChatRequest,
     reasoning: Option<&Reasoning>,
@@ -383,12 +388,22 @@ fn encode_sampling(
     default_max_tokens: u64,
     out: &mut Map<String, Value>,
     dropped: &mut Dropped,
-) {
+) -> Result<(), TranslateError> {
     if let Some(r) = reasoning {
-        let budget = r.budget().max(1024);
-        // budget_tokens must stay below max_tokens.
-        if *max_tokens <= budget {
-            *max_tokens = budget.saturating_add(default_max_tokens.min(4096));
+        let mut budget = r.budget().max(MIN_THINKING_BUDGET);
+        match req.max_tokens {
+            Some(asked) if asked <= MIN_THINKING_BUDGET => {
+                return Err(TranslateError::param(
+                    format!("max_tokens {asked} leaves no room for reasoning on this model's provider (Anthropic: the thinking budget must be at least {MIN_THINKING_BUDGET} tokens and below max_tokens); raise max_tokens or leave reasoning out"),
+                    "max_tokens",
+                ));
+            }
+            Some(asked) if budget >= asked => budget = (asked - 1).max(MIN_THINKING_BUDGET),
+            Some(_) => {}
+            None if *max_tokens <= budget => {
+                *max_tokens = budget.saturating_add(default_max_tokens.min(4096));
+            }
+            None => {}
         }
         out.insert(
             "thinking".into(),
@@ -420,6 +435,7 @@ fn encode_sampling(
             out.insert("top_k".into(), k.into());
         }
     }
+    Ok(())
 }
 
 /// Tools, and the tool choice (which Anthropic takes only with tools).
