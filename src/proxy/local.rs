@@ -133,6 +133,14 @@ pub async fn respond(
     for (k, v) in extra.iter().chain(gateway_headers) {
         h.insert_header(*k, v.as_str())?;
     }
+    // A model request the gateway ends itself (a 502/503/504 after its attempts) says
+    // how far it got, like a proxied answer.
+    if ctx.route.is_some() {
+        h.insert_header("x-modelgate-attempts", ctx.attempts().to_string())?;
+        if let Some(a) = &ctx.attempt {
+            h.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
+        }
+    }
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(h), head).await?;
     if !head {

@@ -226,10 +226,20 @@ async fn a_hanging_provider_is_a_504_and_a_closed_port_a_502() {
     let gw = gateway_for(&mock, "", "timeouts: { first_byte: 600ms }").await;
     let start = Instant::now();
     let r = gw.chat(KEY, "gpt-4o").await;
+    // The gateway's own error says how far the request got, like a proxied answer.
+    let header = |r: &reqwest::Response, h: &str| {
+        r.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(header(&r, "x-modelgate-provider").as_deref(), Some("p"));
+    assert_eq!(header(&r, "x-modelgate-attempts").as_deref(), Some("1"));
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (504, "upstream_request_timeout"), "{v}");
     assert!(start.elapsed() < Duration::from_secs(3));
     let r = gw.chat(KEY, "dead").await;
+    assert_eq!(header(&r, "x-modelgate-provider").as_deref(), Some("down"));
     let (s, code, v) = error_code(r).await;
     assert_eq!((s, code.as_str()), (502, "upstream_error"), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("refused"));
