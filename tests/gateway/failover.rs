@@ -483,3 +483,57 @@ async fn a_tls_failure_fails_over_too() {
         "no request may cross an untrusted TLS connection"
     );
 }
+
+/// A target that starts hanging under steady concurrent load, with the default retry
+/// budget: after each cooldown only one request probes it (half-open) while the rest go
+/// to the healthy target, so no client sees an error and the hanging target gets one
+/// request per cooldown, not the whole traffic share each time its cooldown ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_under_load_costs_no_client_an_error() {
+    let (good, bad) = (
+        MockProvider::start("good").await,
+        MockProvider::start("bad").await,
+    );
+    good.reply_default();
+    bad.reply(|_| Reply::Hang);
+    let cfg = Config::new()
+        .provider("good", Kind::OpenAi, &good.url())
+        .provider_with(
+            "bad",
+            Kind::OpenAi,
+            &bad.url(),
+            "timeouts: { first_byte: 300ms }",
+        )
+        .model(
+            "m",
+            "targets: [{ provider: good, weight: 1 }, { provider: bad, weight: 1 }]",
+        )
+        .key("k", KEY)
+        .retry("cooldown: 1s");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let urls = [gw.url.clone()];
+    let run = || {
+        chat_load(
+            &urls,
+            KEY,
+            "m",
+            Duration::from_secs(6),
+            Duration::from_millis(30),
+        )
+    };
+    let results = futures_util::future::join_all((0..4).map(|_| run())).await;
+    let (ok, failed) = results.iter().fold((0, 0), |(a, b), (o, f)| (a + o, b + f));
+    println!(
+        "{ok} answered, {failed} failed; the hanging target got {} requests",
+        bad.requests().len()
+    );
+    assert_eq!(failed, 0, "{ok} answered");
+    assert!(ok > 200, "{ok}");
+    // One probe per cooldown (about 6 in 6 s at 1 s each, plus the first), not a share
+    // of the traffic each time a cooldown ends.
+    assert!(
+        bad.requests().len() <= 16,
+        "{} requests reached the hanging target",
+        bad.requests().len()
+    );
+}
