@@ -14,6 +14,9 @@ use crate::sse::{self, SseFramer};
 /// Most of a body kept for its ids: objects put `id` first, and the rest is content.
 const MAX_KEPT: usize = 256 * 1024;
 
+/// How much of a body is read before looking for its ids early.
+const EARLY_LOOK: usize = 8 * 1024;
+
 /// An id found in a provider's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -55,8 +58,23 @@ impl Capture {
             return;
         }
         if !self.events {
-            let room = MAX_KEPT.saturating_sub(self.kept.len());
+            let before = self.kept.len();
+            let room = MAX_KEPT.saturating_sub(before);
             self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            // Objects name themselves first: once the start holds `id` and `object`,
+            // the rest of a large body (a response's output) is not kept.
+            if before < EARLY_LOOK && self.kept.len() >= EARLY_LOOK {
+                let fields = top_level(&self.kept);
+                if fields.id.is_some()
+                    && fields.object.is_some()
+                    && fields.object.as_deref() != Some("batch")
+                {
+                    self.found.extend(ids_in(&fields));
+                    self.kept = Vec::new();
+                    self.done = true;
+                    return;
+                }
+            }
             self.done = self.kept.len() >= MAX_KEPT;
             return;
         }

@@ -69,12 +69,7 @@ pub async fn admit_create(
             path,
             query,
         };
-        return Ok(forward(
-            ctx,
-            &key.name,
-            out,
-            Where::Route(provider, resolved),
-        ));
+        return Ok(forward(ctx, &key, out, Where::Route(provider, resolved)));
     }
     // A batch goes where its input file lives.
     if !key.budgets.is_empty() {
@@ -104,12 +99,7 @@ pub async fn admit_create(
         path,
         query,
     };
-    Ok(forward(
-        ctx,
-        &key.name,
-        out,
-        Where::Object(provider, credential),
-    ))
+    Ok(forward(ctx, &key, out, Where::Object(provider, credential)))
 }
 
 /// A call on an object by id (`id: Some`), or a list (`None`).
@@ -159,7 +149,7 @@ pub async fn admit_call(
             Where::Object(provider, credential)
         }
     };
-    Ok(forward(ctx, &key.name, out, to))
+    Ok(forward(ctx, &key, out, to))
 }
 
 fn caller(ctx: &RequestCtx) -> Result<Arc<ClientKey>, GatewayError> {
@@ -339,22 +329,23 @@ enum Where {
     Object(Arc<Provider>, usize),
 }
 
-fn forward(ctx: &RequestCtx, key: &str, out: Outgoing, to: Where) -> Admitted {
+fn forward(ctx: &RequestCtx, key: &ClientKey, out: Outgoing, to: Where) -> Admitted {
     let (resolved, candidates) = match to {
         Where::Route(_, Some(r)) => {
-            let allowed = |_: &str| true;
+            // Fallbacks outside the key's scope are not for it here either.
+            let allowed = |name: &str| key.allows_model(&[name]);
             let candidates = failover::candidates(&ctx.config, &r, &allowed)
                 .into_iter()
                 .filter(|c| c.provider().kind == ProviderKind::OpenAi)
                 .map(|c| Candidate {
-                    credential: Some(credential_of(key, c.provider())),
+                    credential: Some(credential_of(&key.name, c.provider())),
                     ..c
                 })
                 .collect();
             (r, candidates)
         }
         Where::Route(provider, None) => {
-            let credential = credential_of(key, &provider);
+            let credential = credential_of(&key.name, &provider);
             pinned(provider, credential)
         }
         Where::Object(provider, credential) => pinned(provider, credential),
@@ -459,14 +450,31 @@ fn capture_for(route: &RouteState, attempt: &super::ctx::Attempt) -> Option<capt
         Op::FilesCreate | Op::BatchesCreate | Op::Object(ObjectKind::Batch) => {
             Some(capture::Capture::json())
         }
-        Op::Responses if attempt.provider.kind == ProviderKind::OpenAi => Some(if route.stream {
-            capture::Capture::events()
-        } else {
-            capture::Capture::json()
-        }),
+        Op::Responses
+            if attempt.provider.kind == ProviderKind::OpenAi && !unstored(&route.body) =>
+        {
+            Some(if route.stream {
+                capture::Capture::events()
+            } else {
+                capture::Capture::json()
+            })
+        }
         Op::PredictLongRunning => Some(capture::Capture::json()),
         _ => None,
     }
+}
+
+/// A Responses request with `"store": false` (Codex's): its response is kept nowhere,
+/// so there is no id to remember.
+fn unstored(body: &[u8]) -> bool {
+    if memchr::memmem::find(body, b"\"store\"").is_none() {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct Store {
+        store: Option<bool>,
+    }
+    serde_json::from_slice::<Store>(body).is_ok_and(|s| s.store == Some(false))
 }
 
 /// At the end of the answer: the ids it handed out are remembered for the calling key, at

@@ -474,6 +474,20 @@ async fn stored_responses_and_operations_go_back_to_their_provider() {
         .await;
         assert_eq!(status, 404);
     }
+    // `"store": false` (Codex's default): nothing is kept, so nothing is remembered.
+    let body = json!({"model": "m", "input": "hi", "store": false});
+    let (status, v, _) = answer(gw.post("/v1/responses", K1, body).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let id = v["id"].as_str().unwrap().to_string();
+    let (status, _, _) = call(
+        &gw,
+        reqwest::Method::GET,
+        &format!("/v1/responses/{id}"),
+        K1,
+    )
+    .await;
+    assert_eq!(status, 404, "an unstored response is not looked up");
+
     // A conversation continues where its previous response is stored, on any route.
     let (previous, provider) = &made[1];
     for _ in 0..4 {
