@@ -19,6 +19,10 @@ pub struct FormPeek {
     pub model_part: Option<Range<usize>>,
     /// `stream=true` (transcriptions can stream server-sent events).
     pub stream: bool,
+    /// The `purpose` field (file uploads: `batch`, `assistants`, ...).
+    pub purpose: Option<String>,
+    /// Where the first file part's bytes are in the body.
+    pub file_span: Option<Range<usize>>,
     /// Bytes of the non-file fields (a prompt, a language): what may count as tokens.
     pub text_bytes: usize,
 }
@@ -71,11 +75,13 @@ pub async fn peek(content_type: &str, body: &Bytes) -> Result<FormPeek, String> 
         match name.as_deref() {
             Some("model") if out.model.is_none() => out.model = Some(text),
             Some("stream") => out.stream = text.trim().eq_ignore_ascii_case("true"),
+            Some("purpose") if out.purpose.is_none() => out.purpose = Some(text.trim().to_string()),
             _ => {}
         }
     }
+    out.file_span = part_span(body, &boundary, None).map(|(value, _)| value);
     if let Some(model) = &out.model {
-        if let Some((value, part)) = field_span(body, &boundary, "model")
+        if let Some((value, part)) = part_span(body, &boundary, Some("model"))
             .filter(|(s, _)| body[s.clone()] == *model.as_bytes())
         {
             out.model_span = Some(value);
@@ -85,13 +91,18 @@ pub async fn peek(content_type: &str, body: &Bytes) -> Result<FormPeek, String> 
     Ok(out)
 }
 
-/// The byte ranges of the first field named `name` in a well-formed body (multer has
-/// already checked it): its value (after its headers' blank line, up to the next
-/// delimiter) and the whole part (from its delimiter to the next one).
-fn field_span(body: &[u8], boundary: &str, name: &str) -> Option<(Range<usize>, Range<usize>)> {
+/// The byte ranges of the first text field named `name` (or, with `None`, the first file
+/// part) in a well-formed body (multer has already checked it): its value (after its
+/// headers' blank line, up to the next delimiter) and the whole part (from its delimiter
+/// to the next one).
+fn part_span(
+    body: &[u8],
+    boundary: &str,
+    name: Option<&str>,
+) -> Option<(Range<usize>, Range<usize>)> {
     let delimiter = format!("\r\n--{boundary}");
     let first = format!("--{boundary}");
-    let wanted = format!("name=\"{name}\"");
+    let wanted = name.map(|n| format!("name=\"{n}\""));
     let mut at = memmem::find(body, first.as_bytes())?;
     loop {
         let headers_start = at + first.len();
@@ -105,8 +116,11 @@ fn field_span(body: &[u8], boundary: &str, name: &str) -> Option<(Range<usize>, 
                 line.len() >= 20 && line[..20].eq_ignore_ascii_case(b"content-disposition:")
             })
             .any(|line| {
-                memmem::find(line, wanted.as_bytes()).is_some()
-                    && memmem::find(line, b"filename").is_none()
+                let file = memmem::find(line, b"filename").is_some();
+                match &wanted {
+                    Some(w) => memmem::find(line, w.as_bytes()).is_some() && !file,
+                    None => file,
+                }
             });
         if is_it {
             return Some((value_start..value_end, at..value_end + 2));

@@ -54,15 +54,17 @@ pub async fn admit_create(
         let asked = query_param(session, "provider");
         let (provider, resolved) = choose_provider(ctx, &key, named.as_deref(), asked)?;
         // The provider's files API has no `model` field: the routing field is cut out.
-        let body = match form.model_part {
-            Some(part) => {
-                let mut b = BytesMut::with_capacity(body.len());
-                b.extend_from_slice(&body[..part.start]);
-                b.extend_from_slice(&body[part.end..]);
-                b.freeze()
-            }
-            None => body,
-        };
+        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+        if let Some(part) = form.model_part.clone() {
+            edits.push((part, Vec::new()));
+        }
+        // A batch's requests run at the provider as written: their models are checked
+        // against the key's scope and given the provider's names.
+        if let (Some("batch"), Some(span)) = (form.purpose.as_deref(), form.file_span.clone()) {
+            let lines = batch_lines(ctx, &key, &provider, &body[span.clone()])?;
+            edits.push((span, lines));
+        }
+        let body = splice_all(&body, edits);
         let out = Outgoing {
             op,
             body,
@@ -150,6 +152,78 @@ pub async fn admit_call(
         }
     };
     Ok(forward(ctx, &key, out, to))
+}
+
+/// `body` with each range replaced (ranges do not overlap).
+fn splice_all(body: &Bytes, mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)>) -> Bytes {
+    if edits.is_empty() {
+        return body.clone();
+    }
+    edits.sort_by_key(|(r, _)| r.start);
+    let mut out = BytesMut::with_capacity(body.len());
+    let mut at = 0;
+    for (range, with) in edits {
+        out.extend_from_slice(&body[at..range.start]);
+        out.extend_from_slice(&with);
+        at = range.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out.freeze()
+}
+
+/// A batch file's JSON lines with each request's `body.model` resolved like a request's
+/// model (it must exist and be in the key's scope) and replaced by the provider's name
+/// for it at `provider`, where the file goes. Errors name the line.
+fn batch_lines(
+    ctx: &RequestCtx,
+    key: &ClientKey,
+    provider: &Provider,
+    content: &[u8],
+) -> Result<Vec<u8>, GatewayError> {
+    let bad = |msg: String| GatewayError::new(ErrorCode::InvalidRequest, msg).with_param("file");
+    let text = std::str::from_utf8(content)
+        .map_err(|_| bad("the batch file is not UTF-8 text (JSON lines)".into()))?;
+    let mut out = Vec::with_capacity(content.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let n = i + 1;
+        let json = line.trim_end_matches(['\n', '\r']);
+        if json.trim().is_empty() {
+            out.extend_from_slice(line.as_bytes());
+            continue;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| bad(format!("line {n} of the batch file is not JSON: {e}")))?;
+        let Some(name) = v["body"]["model"].as_str().map(str::to_string) else {
+            return Err(bad(format!("line {n} of the batch file has no body.model")));
+        };
+        let shown: String = name.chars().take(200).collect();
+        let Some(resolved) = ctx.config.models.resolve(&name) else {
+            let msg = format!("line {n} of the batch file names the model {shown:?}, which does not exist on this gateway");
+            return Err(GatewayError::new(ErrorCode::ModelNotFound, msg).with_param("file"));
+        };
+        if !key.allows_model(&[&name, &resolved.route.name]) {
+            let msg = format!("line {n} of the batch file names the model {shown:?}, which the API key {:?} may not use", key.name);
+            return Err(GatewayError::new(ErrorCode::ModelNotAllowed, msg).with_param("file"));
+        }
+        let route = &resolved.route;
+        let Some(t) = route
+            .targets
+            .iter()
+            .position(|t| t.provider.name == provider.name)
+        else {
+            return Err(bad(format!("line {n} of the batch file names the model {shown:?}, which provider {:?} (where this file goes) does not serve", provider.name)));
+        };
+        let upstream = route.upstream_model(t, &name);
+        if upstream == name {
+            // Unchanged lines keep their bytes.
+            out.extend_from_slice(line.as_bytes());
+            continue;
+        }
+        v["body"]["model"] = upstream.into();
+        out.extend_from_slice(serde_json::to_string(&v).unwrap_or_default().as_bytes());
+        out.extend_from_slice(&line.as_bytes()[json.len()..]);
+    }
+    Ok(out)
 }
 
 fn caller(ctx: &RequestCtx) -> Result<Arc<ClientKey>, GatewayError> {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 const BOUNDARY: &str = "----modelgate-objects-test";
 const K1: &str = "sk-objects-key-0001";
 const K2: &str = "sk-objects-key-0002";
+const K3: &str = "sk-objects-key-0003";
 
 /// One stored object at the mock: the credential that made it, its JSON, its content.
 type Objects = Arc<Mutex<HashMap<String, (String, Value, String)>>>;
@@ -240,8 +241,10 @@ fn two_providers(a: &MockProvider, b: &MockProvider) -> Config {
         )
         .provider_with("b", Kind::OpenAi, &b.url(), "credentials: [cred-b1]")
         .model("m", "targets: [{ provider: a }, { provider: b }]")
+        .model("on-a", "targets: [{ provider: a, model: a-real-model }]")
         .key("k1", K1)
         .key("k2", K2)
+        .key_with("k3", K3, "models: [m]")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +376,45 @@ async fn files_and_batches_go_back_to_where_they_were_made() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "another key's file cannot feed a batch");
+
+    // A batch file's models are checked against the key's scope and given the names of
+    // the provider the file goes to.
+    let line = |model: &str| {
+        format!("{{\"custom_id\":\"r1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"{model}\",\"messages\":[]}}}}\n")
+    };
+    let aliased = format!("{}\n{}", line("m"), line("on-a"));
+    let parts: &[(&str, Option<&str>, &str)] = &[
+        ("purpose", None, "batch"),
+        ("file", Some("b.jsonl"), &aliased),
+    ];
+    let (status, v, p) = upload(&gw, "?provider=a", K1, parts).await;
+    assert_eq!((status, p.as_str()), (200, "a"), "{v}");
+    let stored = String::from_utf8_lossy(&a.last().body).to_string();
+    assert!(
+        stored.contains("\"model\":\"a-real-model\"") && !stored.contains("on-a"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains(&line("m")),
+        "an unchanged line keeps its bytes: {stored}"
+    );
+    let one = line("on-a");
+    let narrow = &[
+        ("purpose", None, "batch"),
+        ("file", Some("b.jsonl"), one.as_str()),
+    ];
+    let (status, v, _) = upload(&gw, "?model=m", K3, narrow).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("model_not_allowed")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("line 1"),
+        "{v}"
+    );
+    let (status, v, _) = upload(&gw, "?provider=b", K1, narrow).await;
+    assert_eq!(status, 400, "on-a is not served by b: {v}");
 
     // A deleted file is forgotten; the others survive a restart (the store keeps them).
     let (deleted, _) = made[0].clone();
@@ -577,7 +619,7 @@ async fn replicas_sharing_a_store_find_each_others_objects() {
     for i in 0..6 {
         let parts: &[(&str, Option<&str>, &str)] = &[
             ("purpose", None, "batch"),
-            ("file", Some("r.jsonl"), "{}\n"),
+            ("file", Some("r.jsonl"), "{\"custom_id\":\"r\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\"}}\n"),
         ];
         let (maker, user) = if i % 2 == 0 {
             (&one, &two)
