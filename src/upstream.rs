@@ -153,11 +153,12 @@ const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
     "anthropic-dangerous-direct-browser-access",
 ];
 
-/// Client headers that must never reach a provider: credentials, what the gateway sets,
+/// Client headers that must never reach a provider: credentials, what the gateway sets
+/// (or reads: `x-modelgate-model` routes object calls and sockets),
 /// and the account selectors (organization, project) that would let a client choose
 /// which of the operator's accounts its request is billed to (a provider's `headers:`
 /// can set them).
-const STRIPPED_REQUEST_HEADERS: [&str; 11] = [
+const STRIPPED_REQUEST_HEADERS: [&str; 12] = [
     "authorization",
     "x-api-key",
     "x-goog-api-key",
@@ -169,6 +170,7 @@ const STRIPPED_REQUEST_HEADERS: [&str; 11] = [
     "openai-organization",
     "openai-project",
     "x-goog-user-project",
+    "x-modelgate-model",
 ];
 
 struct DnsEntry {

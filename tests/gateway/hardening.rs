@@ -85,6 +85,7 @@ async fn clients_cannot_choose_the_provider_account() {
         .header("OpenAI-Organization", "org-someone-else")
         .header("OpenAI-Project", "proj_other")
         .header("x-goog-user-project", "other-project")
+        .header("x-modelgate-model", "m")
         .send()
         .await
         .unwrap();
@@ -94,6 +95,7 @@ async fn clients_cannot_choose_the_provider_account() {
         "openai-organization",
         "openai-project",
         "x-goog-user-project",
+        "x-modelgate-model",
     ] {
         assert!(h.get(name).is_none(), "{name} reached the provider");
     }
