@@ -14,7 +14,8 @@ BIN=${1:-target/release/modelgate} N=${2:-2000}
 OUT=benches/out/conn_memory
 rm -rf "$OUT"; mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || true
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=lib/memory.sh
+. benches/lib/memory.sh
 MOCK_PORT=$(free_port) GW_PORT=$(free_port)
 
 # The provider: chat completions, or a slow stream when "stream": true.
@@ -48,28 +49,12 @@ async def main():
 asyncio.run(main())
 PY
 python3 "$OUT/mock.py" "$MOCK_PORT" & MOCK=$!
-cat > "$OUT/gw.yaml" <<YAML
-server:
-  listen: "127.0.0.1:$GW_PORT"
-  metrics_listen: ""
-  threads: 2
-  grace_period: 1s
-  drain_delay: 0s
-  pid_file: $PWD/$OUT/gw.pid
-  upgrade_sock: $PWD/$OUT/gw.sock
-store: { url: memory }
-providers:
-  p: { kind: openai, base_url: "http://127.0.0.1:$MOCK_PORT", credentials: [c] }
-models:
-  m: { targets: [{ provider: p }] }
-keys:
-  - { name: k, key: sk-conn-bench-1 }
-YAML
+write_config "$OUT/gw.yaml" "$GW_PORT" "$MOCK_PORT" m sk-conn-bench-1 "  threads: 2"
 GW=
 start_gateway() {
   if [ -n "$GW" ]; then kill "$GW"; wait "$GW" 2>/dev/null || true; fi
   "$BIN" -c "$OUT/gw.yaml" 2>> "$OUT/gw.log" & GW=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GW_PORT/health" >/dev/null && break; sleep 0.1; done
+  wait_healthy "$GW_PORT"
 }
 trap 'kill $GW $MOCK 2>/dev/null || true' EXIT
 

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/modelgate} N=${2:-20} SIZE=${3:-50} LIMIT=${4:-100}
 OUT=benches/out/upload_memory
 rm -rf "$OUT"; mkdir -p "$OUT"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=lib/memory.sh
+. benches/lib/memory.sh
 MOCK_PORT=$(free_port) GW_PORT=$(free_port)
 
 # The provider: reads each body to the end, answers a transcription.
@@ -29,26 +30,10 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
 python3 "$OUT/mock.py" "$MOCK_PORT" & MOCK=$!
-cat > "$OUT/gw.yaml" <<YAML
-server:
-  listen: "127.0.0.1:$GW_PORT"
-  metrics_listen: ""
-  max_body_bytes: $((LIMIT * 1024 * 1024))
-  grace_period: 1s
-  drain_delay: 0s
-  pid_file: $PWD/$OUT/gw.pid
-  upgrade_sock: $PWD/$OUT/gw.sock
-store: { url: memory }
-providers:
-  p: { kind: openai, base_url: "http://127.0.0.1:$MOCK_PORT", credentials: [c] }
-models:
-  whisper: { targets: [{ provider: p }] }
-keys:
-  - { name: k, key: sk-upload-bench-1 }
-YAML
+write_config "$OUT/gw.yaml" "$GW_PORT" "$MOCK_PORT" whisper sk-upload-bench-1 "  max_body_bytes: $((LIMIT * 1024 * 1024))"
 "$BIN" -c "$OUT/gw.yaml" 2> "$OUT/gw.log" & GW=$!
 trap 'kill $GW $MOCK 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GW_PORT/health" >/dev/null && break; sleep 0.1; done
+wait_healthy "$GW_PORT"
 head -c $((SIZE * 1024 * 1024)) /dev/urandom > "$OUT/audio.bin"
 rss() { awk "/^$1:/ {print \$2}" "/proc/$GW/status"; }
 echo "idle RSS before: $(( $(rss VmRSS) / 1024 )) MiB"

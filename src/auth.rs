@@ -18,6 +18,10 @@ use wildmatch::WildMatch;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::limits::KeyLimits;
 
+/// The WebSocket subprotocol prefix browsers send a key in (they cannot set headers):
+/// `Sec-WebSocket-Protocol: openai-insecure-api-key.KEY`.
+pub const KEY_SUBPROTOCOL: &str = "openai-insecure-api-key.";
+
 #[derive(Debug)]
 pub struct ClientKey {
     /// Shown in logs and metrics instead of the secret.
@@ -253,7 +257,7 @@ pub fn extract_key(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix("openai-insecure-api-key."));
+        .find_map(|p| p.trim().strip_prefix(KEY_SUBPROTOCOL));
     if let Some(key) = subprotocol.filter(|k| !k.is_empty()) {
         return Ok((key.to_string(), KeySource::WebSocketProtocol));
     }

@@ -124,8 +124,13 @@ fn blessing(name: &str) -> bool {
     std::env::var("BLESS_FIXTURES").ok().as_deref() == Some(name)
 }
 
-fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
-    let client_req = json(name, "request.client.json");
+/// The fixture's client request, decoded and encoded for `provider` (default version).
+fn translated(
+    client_req: &Value,
+    client: Protocol,
+    provider: Protocol,
+    target: &str,
+) -> (translate::Decoded, translate::ProviderRequest) {
     let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
     let encoded = translate::encode_request(
         &decoded.request,
@@ -135,6 +140,12 @@ fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
         translate::anthropic::DEFAULT_VERSION,
     )
     .unwrap();
+    (decoded, encoded)
+}
+
+fn bless(name: &str, client: Protocol, provider: Protocol, target: &str) {
+    let client_req = json(name, "request.client.json");
+    let (decoded, encoded) = translated(&client_req, client, provider, target);
     let mut req: Value = serde_json::from_slice(&encoded.body).unwrap();
     req["model"] = target.into();
     let write =
@@ -182,15 +193,7 @@ fn check_fixture(name: &str) {
         return bless(name, client, provider, target);
     }
 
-    let decoded = translate::decode(client, client_req.to_string().as_bytes()).unwrap();
-    let encoded = translate::encode_request(
-        &decoded.request,
-        provider,
-        target,
-        4096,
-        translate::anthropic::DEFAULT_VERSION,
-    )
-    .unwrap();
+    let (decoded, encoded) = translated(&client_req, client, provider, target);
     let got: Value = serde_json::from_slice(&encoded.body).unwrap();
     assert_eq!(got, expected_req, "{name}: provider request\n got: {got:#}");
     let dropped: Vec<String> = read(name, "dropped.txt")

@@ -132,6 +132,7 @@ pub async fn admit(
             max_output_tokens: None,
             stream_usage: false,
             present: translate::Present::default(),
+            ..Default::default()
         };
         (peek, form.text_bytes)
     } else {
@@ -184,9 +185,9 @@ pub async fn admit(
     let req = session.req_header();
     let in_scope = |name: &str| key.allows_model(&[name]);
     let mut candidates = failover::candidates(&ctx.config, &resolved, &in_scope);
-    if op == Op::Responses {
+    if let Some(previous) = peek.previous_response_id.as_deref() {
         candidates =
-            super::objects::pin_previous_response(ctx, state, &key, &body, candidates).await?;
+            super::objects::pin_previous_response(ctx, state, &key, previous, candidates).await?;
     }
     let failover = Failover::new(candidates);
     Ok(Admitted::Forward(Box::new(RouteState {
@@ -196,6 +197,7 @@ pub async fn admit(
         form: op.takes_form(),
         stream: peek.stream || op == Op::StreamGenerateContent,
         stream_usage: peek.stream_usage,
+        unstored: peek.unstored,
         // The canonical path: `/v1/chat/completions/` is the same endpoint, not another.
         path: match req.uri.path() {
             p if p.len() > 1 => p.trim_end_matches('/').to_string(),
@@ -269,6 +271,7 @@ pub async fn admit_websocket(
         form: false,
         stream: true,
         stream_usage: false,
+        unstored: false,
         path: "/v1/responses".to_string(),
         query: upstream_query(req.uri.query(), &["key", "model"]),
         resolved,

@@ -100,6 +100,8 @@ pub struct RouteState {
     pub stream: bool,
     /// An OpenAI chat stream whose client asked for the usage chunk.
     pub stream_usage: bool,
+    /// A Responses request with `"store": false`: its answer hands out no id to keep.
+    pub unstored: bool,
     /// The client's path (without query) and query with any `key=` removed.
     pub path: String,
     pub query: Option<String>,

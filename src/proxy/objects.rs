@@ -53,6 +53,21 @@ pub async fn admit_create(
         let named = named_model(session).or(form.model.clone());
         let asked = query_param(session, "provider");
         let (provider, resolved) = choose_provider(ctx, &key, named.as_deref(), asked)?;
+        let batch = form.purpose.as_deref() == Some("batch");
+        // A batch file's lines get one provider's model names, so it goes to that one:
+        // the model's weighted pick, without failing over to a provider they do not fit.
+        let (provider, resolved) = match resolved {
+            Some(r) if batch => {
+                let picked = r
+                    .route
+                    .pick_first()
+                    .and_then(|i| r.route.targets.get(i))
+                    .filter(|t| t.provider.kind == ProviderKind::OpenAi)
+                    .map(|t| t.provider.clone());
+                (picked.unwrap_or(provider), None)
+            }
+            other => (provider, other),
+        };
         // The provider's files API has no `model` field: the routing field is cut out.
         let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
         if let Some(part) = form.model_part.clone() {
@@ -60,7 +75,7 @@ pub async fn admit_create(
         }
         // A batch's requests run at the provider as written: their models are checked
         // against the key's scope and given the provider's names.
-        if let (Some("batch"), Some(span)) = (form.purpose.as_deref(), form.file_span.clone()) {
+        if let Some(span) = form.file_span.clone().filter(|_| batch) {
             let lines = batch_lines(ctx, &key, &provider, &body[span.clone()])?;
             edits.push((span, lines));
         }
@@ -437,6 +452,7 @@ fn forward(ctx: &RequestCtx, key: &ClientKey, out: Outgoing, to: Where) -> Admit
         form: op.takes_form(),
         stream: false,
         stream_usage: false,
+        unstored: false,
         path,
         query,
         resolved,
@@ -452,33 +468,22 @@ pub async fn pin_previous_response(
     ctx: &RequestCtx,
     state: &State,
     key: &ClientKey,
-    body: &[u8],
+    id: &str,
     candidates: Vec<Candidate>,
 ) -> Result<Vec<Candidate>, GatewayError> {
     let stored_anywhere = candidates
         .iter()
         .any(|c| c.provider().wire_protocol(Protocol::Responses) == Protocol::Responses);
     // On a translated route the translation refuses it, saying why.
-    if !stored_anywhere || memchr::memmem::find(body, b"\"previous_response_id\"").is_none() {
+    if !stored_anywhere {
         return Ok(candidates);
     }
-    #[derive(serde::Deserialize)]
-    struct Continues {
-        previous_response_id: Option<String>,
-    }
-    let Some(id) = serde_json::from_slice::<Continues>(body)
-        .ok()
-        .and_then(|c| c.previous_response_id)
-        .filter(|id| !id.is_empty())
-    else {
-        return Ok(candidates);
-    };
-    let (provider, credential) = owned(ctx, state, key, ObjectKind::Response, &id)
+    let (provider, credential) = owned(ctx, state, key, ObjectKind::Response, id)
         .await
         .map_err(|e| e.with_param("previous_response_id"))?;
     let pinned: Vec<Candidate> = candidates
         .into_iter()
-        .filter(|c| Arc::ptr_eq(c.provider(), &provider) || c.provider().name == provider.name)
+        .filter(|c| c.provider().name == provider.name)
         .map(|c| Candidate {
             credential: Some(credential),
             ..c
@@ -504,13 +509,15 @@ pub fn answered(
     if let Some(id) = ctx.response.forget.take() {
         state.objects.forget(&id, state.store());
     }
-    if let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) {
-        ctx.response.capture = capture_for(route, attempt);
-    }
     if let Some(allowed) = ctx.response.list_filter.take() {
+        // A list hands out nothing new: only what it shows is filtered.
         resp.remove_header(&http::header::CONTENT_LENGTH);
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         ctx.response.plan = super::response::BodyPlan::FilterList(ListFilter::new(allowed));
+        return Ok(());
+    }
+    if let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) {
+        ctx.response.capture = capture_for(route, attempt);
     }
     Ok(())
 }
@@ -524,9 +531,7 @@ fn capture_for(route: &RouteState, attempt: &super::ctx::Attempt) -> Option<capt
         Op::FilesCreate | Op::BatchesCreate | Op::Object(ObjectKind::Batch) => {
             Some(capture::Capture::json())
         }
-        Op::Responses
-            if attempt.provider.kind == ProviderKind::OpenAi && !unstored(&route.body) =>
-        {
+        Op::Responses if attempt.provider.kind == ProviderKind::OpenAi && !route.unstored => {
             Some(if route.stream {
                 capture::Capture::events()
             } else {
@@ -536,19 +541,6 @@ fn capture_for(route: &RouteState, attempt: &super::ctx::Attempt) -> Option<capt
         Op::PredictLongRunning => Some(capture::Capture::json()),
         _ => None,
     }
-}
-
-/// A Responses request with `"store": false` (Codex's): its response is kept nowhere,
-/// so there is no id to remember.
-fn unstored(body: &[u8]) -> bool {
-    if memchr::memmem::find(body, b"\"store\"").is_none() {
-        return false;
-    }
-    #[derive(serde::Deserialize)]
-    struct Store {
-        store: Option<bool>,
-    }
-    serde_json::from_slice::<Store>(body).is_ok_and(|s| s.store == Some(false))
 }
 
 /// At the end of the answer: the ids it handed out are remembered for the calling key, at

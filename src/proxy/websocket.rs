@@ -15,14 +15,11 @@ use bytes::{Buf, BytesMut};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
-use crate::auth::query_param;
+use crate::auth::{query_param, KEY_SUBPROTOCOL};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::protocol::Protocol;
 use crate::translate::model::Usage;
 use crate::upstream::ProviderKind;
-
-/// The subprotocol prefix browsers use to send a key (they cannot set headers).
-pub const KEY_SUBPROTOCOL: &str = "openai-insecure-api-key.";
 
 /// Largest message read for its usage (a `response.completed` holds the whole response).
 const MAX_MESSAGE: usize = 8 * 1024 * 1024;

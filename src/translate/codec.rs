@@ -208,7 +208,7 @@ pub struct Tally {
 // ---------------------------------------------------------------- wire facts
 
 /// What the gateway needs to know about a request body before routing it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestPeek {
     pub model: Option<String>,
     /// Byte range of the `model` value (quotes included) in the body.
@@ -220,6 +220,10 @@ pub struct RequestPeek {
     pub stream_usage: bool,
     /// Which of the fields some endpoint requires are in the body.
     pub present: Present,
+    /// Responses: `"store": false` (nothing kept at the provider, no id to remember).
+    pub unstored: bool,
+    /// Responses: the stored response this one continues.
+    pub previous_response_id: Option<String>,
 }
 
 /// Top-level request fields that an endpoint of some protocol requires, as a set (the
@@ -282,12 +286,15 @@ pub trait Wire: Sync {
 }
 
 /// The fields of a request a protocol's `peek_request` reads, by that protocol's names.
+#[derive(Default)]
 pub(crate) struct PeekedFields<'a> {
     pub model: Option<&'a RawValue>,
     pub stream: bool,
     pub max_output_tokens: Option<u64>,
     pub stream_usage: bool,
     pub present: Present,
+    pub unstored: bool,
+    pub previous_response_id: Option<String>,
 }
 
 /// `peek_request` for a protocol whose fields `F` names, read by `fields`: the body must
@@ -318,6 +325,8 @@ pub(crate) fn peek_request_with<'a, F: serde::Deserialize<'a>>(
         max_output_tokens: p.max_output_tokens,
         stream_usage: p.stream_usage,
         present: p.present,
+        unstored: p.unstored,
+        previous_response_id: p.previous_response_id,
     })
 }
 

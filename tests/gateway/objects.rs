@@ -242,6 +242,10 @@ fn two_providers(a: &MockProvider, b: &MockProvider) -> Config {
         .provider_with("b", Kind::OpenAi, &b.url(), "credentials: [cred-b1]")
         .model("m", "targets: [{ provider: a }, { provider: b }]")
         .model("on-a", "targets: [{ provider: a, model: a-real-model }]")
+        .model(
+            "spread",
+            "targets: [{ provider: a, model: a-name }, { provider: b, model: b-name }]",
+        )
         .key("k1", K1)
         .key("k2", K2)
         .key_with("k3", K3, "models: [m]")
@@ -398,6 +402,25 @@ async fn files_and_batches_go_back_to_where_they_were_made() {
         stored.contains(&line("m")),
         "an unchanged line keeps its bytes: {stored}"
     );
+    // Spread over two providers, each batch file carries the names of the one it went to.
+    let spread = line("spread");
+    let mut went = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let parts: &[(&str, Option<&str>, &str)] = &[
+            ("purpose", None, "batch"),
+            ("file", Some("b.jsonl"), &spread),
+        ];
+        let (status, v, p) = upload(&gw, "?model=spread", K1, parts).await;
+        assert_eq!(status, 200, "{v}");
+        let mock = if p == "a" { &a } else { &b };
+        let stored = String::from_utf8_lossy(&mock.last().body).to_string();
+        assert!(
+            stored.contains(&format!("\"model\":\"{p}-name\"")),
+            "{p}: {stored}"
+        );
+        went.insert(p);
+    }
+    assert_eq!(went.len(), 2, "batch files follow the model's weights too");
     let one = line("on-a");
     let narrow = &[
         ("purpose", None, "batch"),

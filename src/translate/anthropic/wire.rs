@@ -112,6 +112,7 @@ impl Wire for Anthropic {
                 (Present::MESSAGES, p.messages.is_some()),
                 (Present::MAX_TOKENS, p.max_tokens.is_some()),
             ]),
+            ..Default::default()
         })
     }
 

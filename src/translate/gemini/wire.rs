@@ -123,6 +123,7 @@ impl Wire for Gemini {
             ),
             stream_usage: false,
             present: Present::of(&[(Present::CONTENTS, p.contents.is_some())]),
+            ..Default::default()
         })
     }
 

@@ -83,6 +83,7 @@ impl Wire for OpenAi {
                 (Present::INPUT, p.input.is_some()),
                 (Present::VOICE, p.voice.is_some()),
             ]),
+            ..Default::default()
         })
     }
 

@@ -54,6 +54,10 @@ struct RequestFields<'a> {
     // Raw, so a wrongly typed value is left for the provider to report.
     #[serde(borrow)]
     max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    store: Option<&'a RawValue>,
+    #[serde(borrow)]
+    previous_response_id: Option<&'a RawValue>,
 }
 
 /// A response object (top level) or a stream event (`response.*` events nest it).
@@ -75,6 +79,11 @@ impl Wire for Responses {
             max_output_tokens: codec::raw_count(p.max_output_tokens),
             stream_usage: false,
             present: Present::default(),
+            unstored: p.store.is_some_and(|s| s.get() == "false"),
+            previous_response_id: p
+                .previous_response_id
+                .and_then(|id| serde_json::from_str::<String>(id.get()).ok())
+                .filter(|id| !id.is_empty()),
         })
     }
 
