@@ -88,11 +88,25 @@ struct Window {
 
 #[derive(Default)]
 struct ScopeSpend {
-    models: HashMap<String, ModelSpend>,
+    /// Indexes into `models` (entries are never removed, so an index stays valid).
+    model_index: HashMap<String, usize>,
+    models: Vec<ModelSpend>,
+    model_names: Vec<String>,
     window: Option<Window>,
     /// `key:NAME` / `team:NAME`, made once for the metrics.
     label: String,
+    /// Each budget's gauges, found once: a label lookup per request costs more than
+    /// the reservation itself.
+    gauges: Vec<(Arc<Budget>, BudgetGauges)>,
 }
+
+struct BudgetGauges {
+    remaining: prometheus::Gauge,
+    exceeded: prometheus::IntCounter,
+}
+
+/// More than this many cached budgets in one scope means reloads replaced them: start over.
+const MAX_CACHED_GAUGES: usize = 64;
 
 impl ScopeSpend {
     /// Moves the cached period sums to the periods holding `now` in `set`'s zone,
@@ -109,7 +123,7 @@ impl ScopeSpend {
             periods[i] = bounds(*p, now, &set.tz).unwrap_or((now, now + 1));
         }
         let hour_floor = |s: i64| s - s.rem_euclid(3600);
-        for m in self.models.values_mut() {
+        for m in &mut self.models {
             m.hours.retain(|h, _| *h >= now - KEEP_HOURS_SECS);
             for (i, (start, _)) in periods.iter().enumerate() {
                 let mut sum = Amount::default();
@@ -130,7 +144,7 @@ impl ScopeSpend {
     fn used(&self, budget: &Budget) -> (f64, f64) {
         let idx = Period::CALENDAR.iter().position(|p| *p == budget.period);
         let (mut used, mut reserved) = (0.0, 0.0);
-        for (model, m) in &self.models {
+        for (model, m) in self.model_names.iter().zip(&self.models) {
             if !budget.counts(model) {
                 continue;
             }
@@ -141,6 +155,36 @@ impl ScopeSpend {
             reserved += m.reserved.get(budget.unit);
         }
         (used, reserved)
+    }
+
+    fn model(&mut self, model: &str) -> usize {
+        if let Some(&i) = self.model_index.get(model) {
+            return i;
+        }
+        let i = self.models.len();
+        self.models.push(ModelSpend::default());
+        self.model_names.push(model.to_string());
+        self.model_index.insert(model.to_string(), i);
+        i
+    }
+
+    fn gauges(&mut self, b: &Arc<Budget>) -> &BudgetGauges {
+        let i = match self.gauges.iter().position(|(k, _)| Arc::ptr_eq(k, b)) {
+            Some(i) => i,
+            None => {
+                if self.gauges.len() >= MAX_CACHED_GAUGES {
+                    self.gauges.clear();
+                }
+                let labels = [self.label.as_str(), b.label.as_str()];
+                let g = BudgetGauges {
+                    remaining: metrics::BUDGET_REMAINING.with_label_values(&labels),
+                    exceeded: metrics::BUDGET_EXCEEDED.with_label_values(&labels),
+                };
+                self.gauges.push((b.clone(), g));
+                self.gauges.len() - 1
+            }
+        };
+        &self.gauges[i].1
     }
 
     fn resets_at(&self, period: Period) -> Option<i64> {
@@ -206,9 +250,32 @@ pub struct Ask<'a> {
     pub counted_elsewhere: bool,
 }
 
+/// Every scope's spend, found by an index so that a request holds numbers, not names.
+#[derive(Default)]
+struct Scopes {
+    index: HashMap<Scope, usize>,
+    spend: Vec<ScopeSpend>,
+}
+
+impl Scopes {
+    /// A scope's index, its spend created on first use (scopes are never removed).
+    fn find(&mut self, scope: &Scope) -> usize {
+        if let Some(&i) = self.index.get(scope) {
+            return i;
+        }
+        let i = self.spend.len();
+        self.spend.push(ScopeSpend {
+            label: scope.label(),
+            ..ScopeSpend::default()
+        });
+        self.index.insert(scope.clone(), i);
+        i
+    }
+}
+
 #[derive(Default)]
 pub struct BudgetBook {
-    scopes: Mutex<HashMap<Scope, ScopeSpend>>,
+    scopes: Mutex<Scopes>,
 }
 
 impl BudgetBook {
@@ -222,7 +289,10 @@ impl BudgetBook {
                 requests: r.requests as f64,
             };
             let mut add = |scope: Scope| {
-                let m = model_entry(scope_entry(&mut scopes, &scope), &r.model);
+                let i = scopes.find(&scope);
+                let s = &mut scopes.spend[i];
+                let m = s.model(&r.model);
+                let m = &mut s.models[m];
                 match r.hour {
                     Some(h) => m.hours.entry(h).or_default().add(&a),
                     None => m.total.add(&a),
@@ -233,12 +303,12 @@ impl BudgetBook {
                 add(Scope::Team(r.team.clone()));
             }
         }
-        for s in scopes.values_mut() {
+        for s in &mut scopes.spend {
             s.window = None;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, ScopeSpend>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scopes> {
         self.scopes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -250,37 +320,38 @@ impl BudgetBook {
         let mut scopes = self.lock();
         let mut tightest: Option<(f64, BudgetStatus)> = None;
         let mut shared = Vec::new();
-        let all = std::iter::once((key.clone(), ask.key_budgets)).chain(team.clone());
-        for (scope, set) in all {
+        let mut held = [None, None];
+        let all =
+            std::iter::once((&key, ask.key_budgets)).chain(team.as_ref().map(|(s, b)| (s, *b)));
+        for (n, (scope, set)) in all.enumerate() {
+            let si = scopes.find(scope);
+            let s = &mut scopes.spend[si];
+            held[n] = Some((si, s.model(ask.model)));
             if set.is_empty() {
                 continue;
             }
-            let s = scope_entry(&mut scopes, &scope);
             s.align(set, ask.now);
             for b in set.budgets.iter().filter(|b| b.counts(ask.model)) {
                 let (used, reserved) = s.used(b);
                 let remaining = (b.limit * ask.share - used - reserved).max(0.0);
-                let gauge = [s.label.as_str(), b.label.as_str()];
-                metrics::BUDGET_REMAINING
-                    .with_label_values(&gauge)
-                    .set(remaining);
+                let resets_at = s.resets_at(b.period);
+                let gauges = s.gauges(b);
+                gauges.remaining.set(remaining);
                 let status = || BudgetStatus {
                     scope: scope.clone(),
                     budget: b.clone(),
                     used,
                     reserved,
                     remaining,
-                    resets_at: s.resets_at(b.period),
+                    resets_at,
                 };
                 let needed = ask.worst.get(b.unit);
                 if ask.counted_elsewhere {
-                    let (kind, name) = match &scope {
+                    let (kind, name) = match scope {
                         Scope::Key(n) => ("k", n),
                         Scope::Team(n) => ("t", n),
                     };
-                    let period_end = s
-                        .resets_at(b.period)
-                        .map_or("total".to_string(), |t| t.to_string());
+                    let period_end = resets_at.map_or("total".to_string(), |t| t.to_string());
                     shared.push(SharedBudget {
                         id: format!("{kind}{}:{name}:{}:{period_end}", name.len(), b.label),
                         limit: b.limit,
@@ -290,7 +361,7 @@ impl BudgetBook {
                     });
                 }
                 if needed > remaining || remaining <= 0.0 {
-                    metrics::BUDGET_EXCEEDED.with_label_values(&gauge).inc();
+                    gauges.exceeded.inc();
                     return Err(Box::new(Refusal {
                         status: status(),
                         needed,
@@ -311,17 +382,12 @@ impl BudgetBook {
                 }
             }
         }
-        let mut held = vec![key];
-        held.extend(team.map(|(s, _)| s));
-        for scope in &held {
-            model_entry(scope_entry(&mut scopes, scope), ask.model)
-                .reserved
-                .add(&ask.worst);
+        for (si, mi) in held.iter().flatten() {
+            scopes.spend[*si].models[*mi].reserved.add(&ask.worst);
         }
         Ok(Reservation {
             book: self.clone(),
-            scopes: held,
-            model: ask.model.to_string(),
+            held,
             amount: ask.worst,
             settled: false,
             tightest: tightest.map(|(_, s)| s),
@@ -331,10 +397,14 @@ impl BudgetBook {
 
     fn settle(&self, r: &Reservation, actual: Option<(Amount, i64)>) {
         let mut scopes = self.lock();
-        for scope in &r.scopes {
-            let s = scope_entry(&mut scopes, scope);
+        for (si, mi) in r.held.iter().flatten() {
+            let Some(s) = scopes.spend.get_mut(*si) else {
+                continue;
+            };
             let window = s.window.as_ref().map(|w| w.periods);
-            let m = model_entry(s, &r.model);
+            let Some(m) = s.models.get_mut(*mi) else {
+                continue;
+            };
             m.reserved.sub(&r.amount);
             let Some((a, at)) = actual else { continue };
             let hour = at - at.rem_euclid(3600);
@@ -353,7 +423,8 @@ impl BudgetBook {
     /// Every budget of a scope, as it stands at `now`.
     pub fn status(&self, scope: &Scope, set: &BudgetSet, now: i64) -> Vec<BudgetStatus> {
         let mut scopes = self.lock();
-        let s = scope_entry(&mut scopes, scope);
+        let i = scopes.find(scope);
+        let s = &mut scopes.spend[i];
         s.align(set, now);
         set.budgets
             .iter()
@@ -372,26 +443,11 @@ impl BudgetBook {
     }
 }
 
-/// A scope's spend, created on first use.
-fn scope_entry<'a>(
-    scopes: &'a mut HashMap<Scope, ScopeSpend>,
-    scope: &Scope,
-) -> &'a mut ScopeSpend {
-    scopes.entry(scope.clone()).or_insert_with(|| ScopeSpend {
-        label: scope.label(),
-        ..ScopeSpend::default()
-    })
-}
-
-fn model_entry<'a>(s: &'a mut ScopeSpend, model: &str) -> &'a mut ModelSpend {
-    s.models.entry(model.to_string()).or_default()
-}
-
 /// A request's hold on its budgets, until `settle` (or drop, which releases it).
 pub struct Reservation {
     book: Arc<BudgetBook>,
-    scopes: Vec<Scope>,
-    model: String,
+    /// The key's and the team's (scope, model) entries in the book.
+    held: [Option<(usize, usize)>; 2],
     amount: Amount,
     settled: bool,
     /// The budget closest to running out, for the response headers.

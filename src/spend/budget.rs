@@ -108,6 +108,10 @@ impl Budget {
 
 /// An amount without trailing zeros: `50`, `37.7213`.
 pub fn fmt_amount(v: f64) -> String {
+    // Whole amounts (every requests and tokens budget) skip the float formatting.
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return (v as i64).to_string();
+    }
     let s = format!("{v:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s.is_empty() || s == "-0" {
@@ -182,8 +186,21 @@ pub fn bounds(period: Period, now: i64, tz: &TimeZone) -> Option<(i64, i64)> {
 
 /// RFC 3339 (UTC) of unix seconds.
 pub fn rfc3339(secs: i64) -> String {
+    // Written out rather than through strftime, which parses its pattern on every call
+    // (this is on every response of a key with budgets).
     Timestamp::from_second(secs)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .map(|t| {
+            let d = jiff::tz::Offset::UTC.to_datetime(t);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                d.year(),
+                d.month(),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second()
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -228,6 +245,11 @@ mod tests {
         assert_eq!(b.describe_limit(), "50 usd/month");
         assert_eq!(fmt_amount(37.72134), "37.7213");
         assert_eq!(fmt_amount(0.0), "0");
+        assert_eq!(fmt_amount(-0.0), "0");
+        assert_eq!(fmt_amount(999_999_999.0), "999999999");
+        assert_eq!(fmt_amount(0.00001), "0");
+        assert_eq!(rfc3339(at("2026-03-01T00:00:00Z")), "2026-03-01T00:00:00Z");
+        assert_eq!(rfc3339(at("1999-12-31T23:59:07Z")), "1999-12-31T23:59:07Z");
         let m = Budget::new(
             Unit::Usd,
             5.0,
