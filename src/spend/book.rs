@@ -88,10 +88,10 @@ struct Window {
 
 #[derive(Default)]
 struct ScopeSpend {
-    /// Indexes into `models` (entries are never removed, so an index stays valid).
+    /// Each public model's index into `models` (entries are never removed, so an index
+    /// a reservation holds stays valid).
     model_index: HashMap<String, usize>,
     models: Vec<ModelSpend>,
-    model_names: Vec<String>,
     window: Option<Window>,
     /// `key:NAME` / `team:NAME`, made once for the metrics.
     label: String,
@@ -144,7 +144,10 @@ impl ScopeSpend {
     fn used(&self, budget: &Budget) -> (f64, f64) {
         let idx = Period::CALENDAR.iter().position(|p| *p == budget.period);
         let (mut used, mut reserved) = (0.0, 0.0);
-        for (model, m) in self.model_names.iter().zip(&self.models) {
+        for (model, &i) in &self.model_index {
+            let Some(m) = self.models.get(i) else {
+                continue;
+            };
             if !budget.counts(model) {
                 continue;
             }
@@ -163,7 +166,6 @@ impl ScopeSpend {
         }
         let i = self.models.len();
         self.models.push(ModelSpend::default());
-        self.model_names.push(model.to_string());
         self.model_index.insert(model.to_string(), i);
         i
     }
