@@ -24,6 +24,9 @@ use crate::translate;
 pub enum Refused {
     Error(GatewayError),
     Io(Box<pingora::Error>),
+    /// A body without Content-Length too long for Pingora to replay: to be re-sent
+    /// with its length known (`relength`).
+    Relength(Bytes),
 }
 
 impl From<GatewayError> for Refused {
@@ -451,15 +454,12 @@ pub(super) async fn read_body(
             .map_err(Refused::Io)?;
     }
     match body::read_request_body(session, max).await {
+        Ok(b) if !body::replayable(session) => Err(Refused::Relength(b)),
         Ok(b) => Ok(b),
         Err(BodyError::TooLarge) => {
             session.set_keepalive(None);
             let msg = format!("the request body is larger than this gateway's limit of {max} bytes (server.max_body_bytes); retrying the same payload will not work");
             Err(GatewayError::new(ErrorCode::RequestTooLarge, msg).into())
-        }
-        Err(BodyError::UnknownLengthTooLarge) => {
-            let msg = "request bodies over 64 KiB need a Content-Length header (chunked uploads that large are not supported)";
-            Err(GatewayError::new(ErrorCode::LengthRequired, msg).into())
         }
         Err(BodyError::Read(e)) => Err(body::unreadable(session, &e).into()),
     }

@@ -11,13 +11,11 @@ use pingora::proxy::Session;
 use crate::errors::{ErrorCode, GatewayError};
 
 /// pingora-core's `BODY_BUF_LIMIT`.
-const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
+pub const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
 
 pub enum BodyError {
     /// Over `max_body_bytes` (declared or counted while reading).
     TooLarge,
-    /// A body without Content-Length larger than the replay buffer cannot be forwarded.
-    UnknownLengthTooLarge,
     Read(Box<pingora::Error>),
 }
 
@@ -57,10 +55,13 @@ pub async fn read_request_body(session: &mut Session, max: usize) -> Result<Byte
             Err(e) => return Err(BodyError::Read(e)),
         }
     }
-    if session.retry_buffer_truncated() {
-        return Err(BodyError::UnknownLengthTooLarge);
-    }
     Ok(buf.freeze())
+}
+
+/// Whether Pingora can hand the body just read to `request_body_filter` on each attempt;
+/// not so for a body without Content-Length over 64 KiB (see `relength`).
+pub fn replayable(session: &Session) -> bool {
+    !session.retry_buffer_truncated()
 }
 
 /// The answer to a body that could not be read (a malformed chunked encoding, a

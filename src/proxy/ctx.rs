@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub response: ResponseState,
     /// The gateway error answered with (or to answer with from `fail_to_proxy`).
     pub error: Option<GatewayError>,
+    /// Handed to a subrequest (`relength`), which reports it.
+    pub delegated: bool,
     _inflight: Option<InflightSlot>,
     _active: ActiveRequest,
 }
@@ -151,6 +153,7 @@ impl RequestCtx {
             spend: SpendState::default(),
             response: ResponseState::default(),
             error: None,
+            delegated: false,
             _inflight: None,
             _active: active,
         }
@@ -160,6 +163,12 @@ impl RequestCtx {
     pub fn set_key(&mut self, key: Arc<ClientKey>) {
         self._inflight = Some(InflightSlot::acquire(&key.name));
         self.key = Some(key);
+    }
+
+    /// The request is re-run as a subrequest, which counts and reports it.
+    pub fn delegate(&mut self) {
+        self.delegated = true;
+        self._inflight = None;
     }
 
     pub fn attempts(&self) -> u32 {

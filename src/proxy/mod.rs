@@ -20,6 +20,7 @@ mod local;
 mod management;
 mod objects;
 mod relay;
+mod relength;
 mod report;
 mod response;
 mod spend;
@@ -118,11 +119,11 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::connections::header_arrived();
-        Ok(())
+        relength::adopt(session)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -166,7 +167,12 @@ impl ProxyHttp for Gateway {
             }
             Err(Refused::Error(e)) => local::respond_error(session, ctx, e).await,
             Err(Refused::Io(e)) => Err(e),
+            Err(Refused::Relength(body)) => relength::resend(session, ctx, body).await,
         }
+    }
+
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        relength::may_need(session)
     }
 
     async fn upstream_peer(
@@ -436,6 +442,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.delegated {
+            return; // its subrequest reports it
+        }
         report::finish(session, ctx, &self.runtime.state);
     }
 }

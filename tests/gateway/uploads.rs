@@ -171,3 +171,130 @@ async fn bad_uploads_are_explained_in_the_clients_protocol() {
     );
     assert_eq!(mock.requests().len(), n, "nothing bad went out");
 }
+
+/// A chunked body (no Content-Length) longer than Pingora's 64 KiB replay buffer: an
+/// upload of 200 KB and a 100 KB chat. Each is routed, forwarded byte for byte, replayed
+/// to the second target when the first fails, answered in the client's protocol when it
+/// is refused, and counted once (a limit of 3 requests a minute holds, one
+/// requests_total each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_chunked_bodies_are_forwarded_and_replayed() {
+    let a = MockProvider::start("a").await;
+    a.reply(|_| Reply::Json(503, json!({"error": {"message": "busy"}})));
+    let b = MockProvider::start("b").await;
+    b.reply(|r| match r.uri.as_str() {
+        "/v1/audio/transcriptions" => Reply::Json(200, json!({"text": "hello"})),
+        _ => Reply::Json(200, chat_completion("gpt-4o", "hello from b")),
+    });
+    let cfg = Config::new()
+        .provider("a", Kind::OpenAi, &a.url())
+        .provider("b", Kind::OpenAi, &b.url())
+        .model(
+            "transcriber",
+            "targets: [{ provider: a, model: whisper-1 }, { provider: b, model: whisper-1, weight: 0 }]",
+        )
+        .model(
+            "gpt-4o",
+            "targets: [{ provider: a }, { provider: b, weight: 0 }]",
+        )
+        .key_with("k", KEY, "limits: { rpm: 3 }");
+    let gw = Gateway::start("  max_body_bytes: 1000000", &cfg.yaml()).await;
+    let chunked = |path: &str, body: &[u8], content_type: &str| {
+        let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(7000).map(|c| Ok(c.to_vec())).collect();
+        client()
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .header("content-type", content_type)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                parts,
+            )))
+    };
+    let form_type = format!("multipart/form-data; boundary={BOUNDARY}");
+
+    let audio: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let body = form(&[
+        ("file", Some("speech.wav"), &audio),
+        ("model", None, b"transcriber"),
+    ]);
+    let r = chunked("/v1/audio/transcriptions", &body, &form_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", gw.logs());
+    assert_eq!(r.headers()["x-modelgate-provider"], "b");
+    assert_eq!(r.headers()["x-modelgate-attempts"], "2");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["text"],
+        "hello"
+    );
+    let want = form(&[
+        ("file", Some("speech.wav"), &audio),
+        ("model", None, b"whisper-1"),
+    ]);
+    for got in [a.last(), b.last()] {
+        assert_eq!(got.uri, "/v1/audio/transcriptions");
+        assert!(got.body[..] == want[..], "the upload changed on the way");
+    }
+
+    let chat_body = serde_json::to_vec(&json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "y".repeat(100_000)}],
+    }))
+    .unwrap();
+    let r = chunked("/v1/chat/completions", &chat_body, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hello from b");
+    assert_eq!(
+        b.last().json()["messages"][0]["content"]
+            .as_str()
+            .map(str::len),
+        Some(100_000)
+    );
+
+    // Refused after the body was read: the error in the client's protocol.
+    let unknown = serde_json::to_vec(&json!({
+        "model": "no-such-model",
+        "messages": [{"role": "user", "content": "z".repeat(100_000)}],
+    }))
+    .unwrap();
+    let (s, code, _) = error_code(
+        chunked("/v1/chat/completions", &unknown, "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (404, "model_not_found"));
+    // Counted once each (an unknown model is refused before limits): the third passes,
+    // the fourth is refused.
+    let r = chunked("/v1/chat/completions", &chat_body, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, code, _) = error_code(
+        chunked("/v1/chat/completions", &chat_body, "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, code.as_str()),
+        (429, "rate_limit_exceeded"),
+        "{}",
+        gw.logs()
+    );
+    let m = gw.metrics().await;
+    let total: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("modelgate_requests_total{key=\"k\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 5.0, "{m}");
+}

@@ -3,6 +3,7 @@
 
 mod request;
 mod response;
+mod schema;
 mod stream;
 pub mod wire;
 

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::schema;
 use crate::translate::model::*;
 use crate::translate::{body_object, messages_array, Dropped, TranslateError};
 
@@ -301,10 +302,19 @@ pub fn encode_request(
             system.push("Respond with a single JSON object and nothing else.".into());
             dropped.add("response_format(emulated)");
         }
-        Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            system.push(format!("Respond with a single JSON object that matches this JSON Schema, and nothing else:\n{schema}"));
-            dropped.add("response_format(emulated)");
-        }
+        // Messages' native structured output, with the schema in the subset it takes.
+        Some(ResponseFormat::JsonSchema { schema, .. }) => match schema::to_output_schema(schema) {
+            Some(s) => {
+                out.insert(
+                    "output_config".into(),
+                    json!({"format": {"type": "json_schema", "schema": s}}),
+                );
+            }
+            None => {
+                system.push(format!("Respond with a single JSON object that matches this JSON Schema, and nothing else:\n{schema}"));
+                dropped.add("response_format(emulated)");
+            }
+        },
         _ => {}
     }
     if !system.is_empty() {

@@ -181,3 +181,46 @@ fn stream_error_is_a_named_error_event() {
         Bytes::from(format!("event: error\ndata: {body}\n\n"))
     );
 }
+
+#[test]
+fn structured_output_is_native_where_the_schema_fits() {
+    let schema =
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
+    let encode = |format: serde_json::Value| {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": format});
+        let req = codec::client(Protocol::OpenAi)
+            .decode_request(&body)
+            .unwrap()
+            .request;
+        let mut dropped = Dropped::default();
+        let (out, _) = codec::provider(Protocol::Anthropic)
+            .unwrap()
+            .encode_request(&req, "m", 4096, &mut dropped)
+            .unwrap();
+        (out, dropped)
+    };
+    let (out, dropped) = encode(json!({"type": "json_schema",
+        "json_schema": {"name": "place", "schema": schema, "strict": true}}));
+    assert_eq!(
+        out["output_config"],
+        json!({"format": {"type": "json_schema", "schema": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"],
+            "additionalProperties": false}}})
+    );
+    assert!(out.get("system").is_none(), "{out}");
+    assert_eq!(dropped, Dropped::default());
+    // No equivalent of JSON mode, and a schema outside the subset: emulated, and said so.
+    for format in [
+        json!({"type": "json_object"}),
+        json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {}}}}),
+    ] {
+        let (out, dropped) = encode(format);
+        assert!(out.get("output_config").is_none());
+        assert!(out["system"].as_str().unwrap().contains("JSON object"));
+        assert_eq!(
+            dropped.header_value().as_deref(),
+            Some("response_format(emulated)")
+        );
+    }
+}
