@@ -118,14 +118,13 @@ fn node(schema: &Value, depth: usize) -> Option<Value> {
                 out.insert("required".into(), r);
             }
         }
-        Some("string") => {
+        Some("string")
             if rest
                 .get("format")
                 .and_then(Value::as_str)
-                .is_some_and(|f| STRING_FORMATS.contains(&f))
-            {
-                out.insert("format".into(), rest.remove("format")?);
-            }
+                .is_some_and(|f| STRING_FORMATS.contains(&f)) =>
+        {
+            out.insert("format".into(), rest.remove("format")?);
         }
         Some("array") => {
             if let Some(items) = rest.remove("items") {
