@@ -359,7 +359,38 @@ async fn admit_limits(
             .as_ref()
             .map_or(&[][..], |r| r.shared.as_slice()),
     };
-    match state.limits.admit(&request).await {
+    let outcome = state.limits.admit(&request).await;
+    take_admission(ctx, outcome)
+}
+
+/// A call on a provider's objects (files, batches, stored responses, operations): it
+/// counts against the key's request limits (and those of the key's model group that
+/// `model` falls in); it uses no tokens and costs nothing.
+pub(super) async fn admit_object_call(
+    ctx: &mut RequestCtx,
+    state: &State,
+    key: &ClientKey,
+    model: Option<&str>,
+) -> Result<(), GatewayError> {
+    let request = LimitRequest {
+        key_name: &key.name,
+        key_limits: &key.limits,
+        model: model.unwrap_or_default(),
+        model_limits: None,
+        estimate: 0,
+        budgets: &[],
+    };
+    let outcome = state.limits.admit(&request).await;
+    take_admission(ctx, outcome)
+}
+
+/// Keeps an admission (its headers, and its counts to settle) or turns a refusal into
+/// the error the client gets.
+fn take_admission(
+    ctx: &mut RequestCtx,
+    outcome: Result<limits::Admission, Box<limits::Rejection>>,
+) -> Result<(), GatewayError> {
+    match outcome {
         Ok(admission) => {
             if let Some(status) = &admission.status {
                 ctx.limits.headers = status.headers();

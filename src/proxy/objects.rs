@@ -33,6 +33,8 @@ pub async fn admit_create(
 ) -> Result<Admitted, Refused> {
     let key = caller(ctx)?;
     let body = admission::read_body(session, ctx, op).await?;
+    // After the body: a long chunked one is re-run (`relength`) and counted there.
+    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     let what = if op == Op::FilesCreate {
         "a multipart/form-data form with 'file' and 'purpose'"
     } else {
@@ -130,6 +132,7 @@ pub async fn admit_call(
     let key = caller(ctx)?;
     let op = Op::Object(kind);
     let body = admission::read_body(session, ctx, op).await?;
+    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     let req = session.req_header();
     let path = canonical(req.uri.path());
     let deleting = req.method == http::Method::DELETE;

@@ -258,10 +258,13 @@ async fn gemini_cli_on_openai_and_anthropic_providers() {
         body["thinking"]["budget_tokens"].as_u64().unwrap() >= 16384,
         "thinkingLevel HIGH"
     );
-    assert!(
-        body["system"].as_str().unwrap().contains("JSON Schema"),
-        "structured output asked by instruction: {body}"
+    // Structured output as Messages' own field, the schema closed as Anthropic requires.
+    assert_eq!(
+        body["output_config"]["format"],
+        json!({"type": "json_schema", "schema": {"type": "object", "properties": {"summary": {"type": "string"}, "files": {"type": "array", "items": {"type": "string"}}}, "required": ["summary"], "additionalProperties": false}}),
+        "{body}"
     );
+    assert!(!body["system"].as_str().unwrap().contains("JSON Schema"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -662,3 +662,51 @@ async fn replicas_sharing_a_store_find_each_others_objects() {
         assert_eq!(status, 404);
     }
 }
+
+/// Calls on objects count against the key's request limits like any other request:
+/// with `rpm: 3`, an upload and two reads pass and the fourth call is refused in the
+/// OpenAI shape before it reaches the provider. (The provider has no credential: a file
+/// made there is found again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_calls_count_against_the_keys_limits() {
+    let a = MockProvider::start("a").await;
+    objects_api(&a, "a");
+    let cfg = Config::new()
+        // No credential at all (a local server): its files are found again too.
+        .provider("a", Kind::OpenAi, &a.url())
+        .model("m", "targets: [{ provider: a }]")
+        .key_with("k1", K1, "limits: { rpm: 3 }")
+        .key("k2", K2);
+    let gw = Gateway::start("", &cfg.yaml()).await;
+    let parts = [
+        ("purpose", None, "assistants"),
+        ("file", Some("notes.txt"), "hello"),
+    ];
+    let (status, v, _) = upload(&gw, "?model=m", K1, &parts).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let (status, v, _) = call(&gw, reqwest::Method::GET, &format!("/v1/files/{id}"), K1).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let seen = a.requests().len();
+    let r = client()
+        .get(format!("{}/v1/files/{id}", gw.url))
+        .bearer_auth(K1)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, code, _) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (429, "rate_limit_exceeded"));
+    let (status, _, _) = call(&gw, reqwest::Method::GET, "/v1/files?model=m", K1).await;
+    assert_eq!(status, 429, "a list is a call too");
+    assert_eq!(
+        a.requests().len(),
+        seen,
+        "refused calls never reach the provider"
+    );
+    // Another key's calls are its own.
+    let (status, _, _) = call(&gw, reqwest::Method::GET, "/v1/files?model=m", K2).await;
+    assert_eq!(status, 200);
+}
