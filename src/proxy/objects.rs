@@ -33,8 +33,6 @@ pub async fn admit_create(
 ) -> Result<Admitted, Refused> {
     let key = caller(ctx)?;
     let body = admission::read_body(session, ctx, op).await?;
-    // After the body: a long chunked one is re-run (`relength`) and counted there.
-    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     let what = if op == Op::FilesCreate {
         "a multipart/form-data form with 'file' and 'purpose'"
     } else {
@@ -88,6 +86,7 @@ pub async fn admit_create(
             path,
             query,
         };
+        admission::admit_object_call(ctx, state, &key, named.as_deref()).await?;
         return Ok(forward(ctx, &key, out, Where::Route(provider, resolved)));
     }
     // A batch goes where its input file lives.
@@ -118,6 +117,7 @@ pub async fn admit_create(
         path,
         query,
     };
+    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     Ok(forward(ctx, &key, out, Where::Object(provider, credential)))
 }
 
@@ -132,7 +132,6 @@ pub async fn admit_call(
     let key = caller(ctx)?;
     let op = Op::Object(kind);
     let body = admission::read_body(session, ctx, op).await?;
-    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     let req = session.req_header();
     let path = canonical(req.uri.path());
     let deleting = req.method == http::Method::DELETE;
@@ -169,6 +168,8 @@ pub async fn admit_call(
             Where::Object(provider, credential)
         }
     };
+    // Last, as for model requests: a call refused for its id or model uses no quota.
+    admission::admit_object_call(ctx, state, &key, named_model(session).as_deref()).await?;
     Ok(forward(ctx, &key, out, to))
 }
 

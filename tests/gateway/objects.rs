@@ -664,9 +664,9 @@ async fn replicas_sharing_a_store_find_each_others_objects() {
 }
 
 /// Calls on objects count against the key's request limits like any other request:
-/// with `rpm: 3`, an upload and two reads pass and the fourth call is refused in the
-/// OpenAI shape before it reaches the provider. (The provider has no credential: a file
-/// made there is found again.)
+/// with `rpm: 3`, an upload and two reads pass (a call on an unknown id is not counted)
+/// and the fourth call is refused in the OpenAI shape before it reaches the provider.
+/// (The provider has no credential: a file made there is found again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_calls_count_against_the_keys_limits() {
     let a = MockProvider::start("a").await;
@@ -685,6 +685,9 @@ async fn object_calls_count_against_the_keys_limits() {
     let (status, v, _) = upload(&gw, "?model=m", K1, &parts).await;
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
+    // Refused for its id before the limits: it uses no quota.
+    let (status, _, _) = call(&gw, reqwest::Method::GET, "/v1/files/file-never-made", K1).await;
+    assert_eq!(status, 404);
     for _ in 0..2 {
         let (status, v, _) = call(&gw, reqwest::Method::GET, &format!("/v1/files/{id}"), K1).await;
         assert_eq!(status, 200, "{v}");
