@@ -262,28 +262,18 @@ async fn long_chunked_bodies_are_forwarded_and_replayed() {
         "messages": [{"role": "user", "content": "z".repeat(100_000)}],
     }))
     .unwrap();
-    let (s, code, _) = error_code(
-        chunked("/v1/chat/completions", &unknown, "application/json")
+    let send_chat = async |body: &[u8]| {
+        chunked("/v1/chat/completions", body, "application/json")
             .send()
             .await
-            .unwrap(),
-    )
-    .await;
+            .unwrap()
+    };
+    let (s, code, _) = error_code(send_chat(&unknown).await).await;
     assert_eq!((s, code.as_str()), (404, "model_not_found"));
     // Counted once each (an unknown model is refused before limits): the third passes,
     // the fourth is refused.
-    let r = chunked("/v1/chat/completions", &chat_body, "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let (s, code, _) = error_code(
-        chunked("/v1/chat/completions", &chat_body, "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(send_chat(&chat_body).await.status(), 200);
+    let (s, code, _) = error_code(send_chat(&chat_body).await).await;
     assert_eq!(
         (s, code.as_str()),
         (429, "rate_limit_exceeded"),
