@@ -4,10 +4,13 @@
 # the body. Prints the gateway's peak RSS (VmHWM) and its RSS when idle before and after.
 # Loopback only; bounded: one round of N uploads, each with a 120 s timeout.
 #
-# Usage: benches/upload_memory.sh [BIN=target/release/modelgate] [N=20] [SIZE_MB=50] [LIMIT_MB=100]
+# Usage: benches/upload_memory.sh [BIN=target/release/modelgate] [N=20] [SIZE_MB=50] [LIMIT_MB=100] [length|chunked]
+# `chunked` sends the forms without a Content-Length (Transfer-Encoding: chunked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-target/release/modelgate} N=${2:-20} SIZE=${3:-50} LIMIT=${4:-100}
+BIN=${1:-target/release/modelgate} N=${2:-20} SIZE=${3:-50} LIMIT=${4:-100} MODE=${5:-length}
+framing=()
+[ "$MODE" = chunked ] && framing=(-H 'Transfer-Encoding: chunked')
 OUT=benches/out/upload_memory
 rm -rf "$OUT"; mkdir -p "$OUT"
 # shellcheck source=lib/memory.sh
@@ -40,12 +43,12 @@ echo "idle RSS before: $(( $(rss VmRSS) / 1024 )) MiB"
 start=$(date +%s.%N)
 for i in $(seq "$N"); do
   curl -s -m 120 -o "$OUT/answer.$i" -w '%{http_code}\n' "http://127.0.0.1:$GW_PORT/v1/audio/transcriptions" \
-    -H 'Authorization: Bearer sk-upload-bench-1' -F file=@"$OUT/audio.bin" -F model=whisper > "$OUT/status.$i" &
+    -H 'Authorization: Bearer sk-upload-bench-1' "${framing[@]}" -F file=@"$OUT/audio.bin" -F model=whisper > "$OUT/status.$i" &
 done
 wait $(jobs -p | grep -v -e "^$GW\$" -e "^$MOCK\$") 2>/dev/null || true
 end=$(date +%s.%N)
 ok=$(cat "$OUT"/status.* | grep -c '^200$' || true)
-echo "$N uploads of $SIZE MiB (max_body_bytes $LIMIT MiB): $ok answered 200 in $(echo "$end - $start" | bc) s"
+echo "$N uploads of $SIZE MiB, $MODE (max_body_bytes $LIMIT MiB): $ok answered 200 in $(echo "$end - $start" | bc) s"
 echo "peak RSS (VmHWM): $(( $(rss VmHWM) / 1024 )) MiB"
 for wait in 1 10; do
   sleep "$wait"

@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use memchr::memmem;
 
 #[derive(Debug, Default, PartialEq)]
@@ -43,17 +44,23 @@ pub fn is_form(content_type: Option<&str>) -> bool {
 pub async fn peek(content_type: &str, body: &Bytes) -> Result<FormPeek, String> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| format!("the multipart/form-data body cannot be read: {e}"))?;
-    // multer copies what it is fed into its own buffer: fed in slices (no copy) it holds
-    // one slice at a time, not a second copy of a large upload.
+    // multer copies what it is fed into its own buffer, and takes all a stream has ready
+    // before it parses: fed one slice at a time (each slice no copy; the stream is not
+    // ready again until multer has looked at it), it holds one slice, not a second copy
+    // of a large upload.
     let slices: Vec<Bytes> = (0..body.len())
         .step_by(FEED)
         .map(|at| body.slice(at..body.len().min(at + FEED)))
         .collect();
-    let stream = futures_util::stream::iter(
-        slices
-            .into_iter()
-            .map(Ok::<Bytes, std::convert::Infallible>),
-    );
+    // The first slice is ready at once: multer gives up on a form whose first poll finds
+    // nothing and whose second reaches the end.
+    let stream =
+        futures_util::stream::iter(slices.into_iter().enumerate()).then(|(i, slice)| async move {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            Ok::<Bytes, std::convert::Infallible>(slice)
+        });
     let mut form = multer::Multipart::new(stream, boundary.clone());
     let mut out = FormPeek::default();
     loop {

@@ -484,7 +484,8 @@ pub(super) async fn read_body(
             .await
             .map_err(Refused::Io)?;
     }
-    match body::read_request_body(session, max).await {
+    let known = super::relength::known_body(session);
+    match body::read_request_body(session, max, known).await {
         Ok(b) if !body::replayable(session) => Err(Refused::Relength(b)),
         Ok(b) => Ok(b),
         Err(BodyError::TooLarge) => {

@@ -28,17 +28,29 @@ pub fn declared_length(session: &Session) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-pub async fn read_request_body(session: &mut Session, max: usize) -> Result<Bytes, BodyError> {
+/// Reads the body to its end. With `known` (a subrequest's body, already in memory: see
+/// `relength`) the chunks still pass through Pingora, which must see them to forward the
+/// body, but are not copied again: `known` is the body.
+pub async fn read_request_body(
+    session: &mut Session,
+    max: usize,
+    known: Option<Bytes>,
+) -> Result<Bytes, BodyError> {
     let declared = declared_length(session);
     if declared.is_some_and(|n| n > max) {
         return Err(BodyError::TooLarge);
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(max));
+    let capacity = match known {
+        Some(_) => 0,
+        None => declared.unwrap_or(8 * 1024).min(max),
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
+    let mut seen = 0usize;
     let mut buffering = false;
     loop {
         if !buffering {
             // Unknown length: buffer from the start (works for bodies up to the limit).
-            let remaining = declared.map(|n| n.saturating_sub(buf.len()));
+            let remaining = declared.map(|n| n.saturating_sub(seen));
             if remaining.is_none_or(|r| r > 0 && r <= RETRY_BUFFER_LIMIT) {
                 session.enable_retry_buffering();
                 buffering = true;
@@ -46,16 +58,26 @@ pub async fn read_request_body(session: &mut Session, max: usize) -> Result<Byte
         }
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > max {
+                seen = seen.saturating_add(chunk.len());
+                if seen > max {
                     return Err(BodyError::TooLarge);
                 }
-                buf.extend_from_slice(&chunk);
+                if known.is_none() {
+                    buf.extend_from_slice(&chunk);
+                }
             }
             Ok(None) => break,
             Err(e) => return Err(BodyError::Read(e)),
         }
     }
-    Ok(buf.freeze())
+    match known {
+        Some(body) if body.len() == seen => Ok(body),
+        Some(_) => Err(BodyError::Read(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "a subrequest's body differs in length from the one it was given",
+        ))),
+        None => Ok(buf.freeze()),
+    }
 }
 
 /// Whether Pingora can hand the body just read to `request_body_filter` on each attempt;

@@ -184,7 +184,7 @@ async fn read_json(
     empty_ok: bool,
 ) -> Result<std::result::Result<Map<String, Value>, GatewayError>> {
     let max = ctx.config.server.max_body_bytes;
-    let bytes = match body::read_request_body(session, max).await {
+    let bytes = match body::read_request_body(session, max, None).await {
         Ok(b) => b,
         Err(BodyError::Read(e)) => return Ok(Err(body::unreadable(session, &e))),
         Err(_) => {

@@ -100,7 +100,7 @@ pub async fn handle(
 /// the request was answered with an error instead.
 async fn text_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<String, Result<bool>> {
     let max = ctx.config.server.max_body_bytes;
-    let text = match body::read_request_body(session, max).await {
+    let text = match body::read_request_body(session, max, None).await {
         Ok(b) => String::from_utf8(b.to_vec()),
         Err(BodyError::Read(e)) => {
             let err = body::unreadable(session, &e);

@@ -30,20 +30,30 @@ pub fn may_need(session: &Session) -> bool {
     ) && !req.headers.contains_key(http::header::CONTENT_LENGTH)
 }
 
-/// What the outer request tells its subrequest: the length of the body it will send.
-struct Declared(usize);
+/// What the outer request hands its subrequest: the body it will send through the pipe,
+/// shared (the pipe's parts are slices of the same memory), so the subrequest need not
+/// copy what it reads and a long body is held once, not twice.
+struct Declared(Bytes);
+
+fn declared(session: &Session) -> Option<&Bytes> {
+    session
+        .subrequest_ctx
+        .as_ref()
+        .and_then(|c| c.user_ctx())
+        .and_then(|u| u.downcast_ref::<Declared>())
+        .map(|d| &d.0)
+}
+
+/// In a subrequest made by `resend`: the body it is about to read, already in memory.
+pub fn known_body(session: &Session) -> Option<Bytes> {
+    declared(session).cloned()
+}
 
 /// In a subrequest made by `resend`: its header is the client's as read from the wire
 /// (Pingora copies the raw bytes), so the length is declared here, before anything reads
 /// the body. Called first thing in `early_request_filter`.
 pub fn adopt(session: &mut Session) -> Result<()> {
-    let declared = session
-        .subrequest_ctx
-        .as_ref()
-        .and_then(|c| c.user_ctx())
-        .and_then(|u| u.downcast_ref::<Declared>())
-        .map(|d| d.0);
-    if let Some(len) = declared {
+    if let Some(len) = declared(session).map(Bytes::len) {
         let req = session.req_header_mut();
         req.remove_header(&http::header::TRANSFER_ENCODING);
         // The client's 100-continue was answered by the outer request.
@@ -64,7 +74,7 @@ pub async fn resend(session: &mut Session, ctx: &mut RequestCtx, body: Bytes) ->
     ctx.delegate();
     let sub_ctx = SubrequestCtx::builder()
         .body_mode(BodyMode::ExpectBody)
-        .user_ctx(Box::new(Declared(body.len())))
+        .user_ctx(Box::new(Declared(body.clone())))
         .build();
     let (subrequest, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
     let result = pipe_subrequest(
