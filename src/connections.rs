@@ -15,12 +15,16 @@
 //! closed connection instead of an answer. Waiting `FIRST_REQUEST_GRACE` first lets
 //! their requests in (answered with `Connection: close`); idle keep-alive connections
 //! are closed after it as before.
+//!
+//! **Refusals.** The stream is wrapped so that Pingora's own 400s and 405s, sent before
+//! any proxy phase, reach the client as the gateway's errors (see `malformed`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
@@ -68,12 +72,25 @@ impl ServerApp for Connections {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let options = self.proxy.server_options();
+        if stream.selected_alpn_proto().is_some()
+            || options.is_some_and(|o| o.h2c || o.force_custom)
+        {
+            // HTTP/2 and custom protocols (not configured today) keep Pingora's own loop.
+            return self.proxy.process_new(stream, shutdown).await;
+        }
         let seen = Arc::new(AtomicBool::new(false));
-        let mut stream = stream;
+        let stream = crate::malformed::Guarded::wrap(stream, seen.clone());
+        // Pingora's HTTP/1 keep-alive loop, here so that every request on the connection
+        // (not only the first) has its header deadline and its refusals shaped.
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
         let mut allowance = self.header_timeout;
         loop {
             seen.store(false, Ordering::Relaxed);
-            let turn = HEADER_SEEN.scope(seen.clone(), self.proxy.process_new(stream, shutdown));
+            let turn =
+                HEADER_SEEN.scope(seen.clone(), self.proxy.process_new_http(session, shutdown));
             tokio::pin!(turn);
             let reusable = tokio::select! {
                 r = &mut turn => r,
@@ -86,7 +103,11 @@ impl ServerApp for Connections {
                     turn.await
                 }
             };
-            stream = reusable?;
+            let (stream, settings) = reusable?.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
             allowance = KEEPALIVE_IDLE + self.header_timeout;
         }
     }

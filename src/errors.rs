@@ -153,7 +153,7 @@ pub fn error_body(
             "type": anthropic_type(status),
             "message": message,
             "code": code,
-        }}),
+        }, "request_id": null}),
         Protocol::Gemini => json!({"error": {
             "code": status,
             "message": message,

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod logging;
+pub mod malformed;
 pub mod metrics;
 pub mod objects;
 pub mod protocol;

@@ -29,6 +29,13 @@ const UNKNOWN_ID_RECHECK: Duration = Duration::from_millis(200);
 /// How often (in ids remembered) expired rows are purged from the store.
 const PURGE_EVERY: u64 = 512;
 
+/// How long a deleted id stays unknown here whatever the store says: its row is deleted
+/// off the request path, and until that write lands the store would still find it.
+const DELETED_TTL_MS: i64 = 600_000;
+
+/// Deleted ids kept at most; past it the oldest go (the store's delete has long landed).
+const MAX_DELETED: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
     File,
@@ -103,6 +110,9 @@ impl Owner {
 #[derive(Default)]
 pub struct Objects {
     recent: DashMap<String, Owner>,
+    /// Ids this process deleted, with when: unknown at once, not only once the store's
+    /// delete lands.
+    deleted: DashMap<String, i64>,
     remembered: AtomicU64,
 }
 
@@ -143,6 +153,7 @@ impl Objects {
                 expires_ms: expires,
             };
             rows_out.push(owner.row(&f.id));
+            self.deleted.remove(&f.id);
             self.recent.insert(f.id, owner);
         }
         let Some(store) = store else { return };
@@ -172,6 +183,9 @@ impl Objects {
         if let Some(o) = self.recent.get(id).filter(|o| o.expires_ms > now) {
             return Ok(Some(o.clone()));
         }
+        if self.was_deleted(id, now) {
+            return Ok(None);
+        }
         let Some(store) = store else { return Ok(None) };
         let pool = store.pool();
         let key = id.to_string();
@@ -191,6 +205,10 @@ impl Objects {
         let Some((id, owner)) = row.and_then(Owner::from_row) else {
             return Ok(None);
         };
+        if self.was_deleted(&id, now_ms()) {
+            // Deleted here while the store was being read.
+            return Ok(None);
+        }
         self.recent.insert(id, owner.clone());
         Ok(Some(owner))
     }
@@ -198,6 +216,14 @@ impl Objects {
     /// Forgets `id` after the client deleted it.
     pub fn forget(&self, id: &str, store: Option<Arc<Store>>) {
         self.recent.remove(id);
+        let now = now_ms();
+        if self.deleted.len() >= MAX_DELETED {
+            self.deleted.retain(|_, at| now - *at < DELETED_TTL_MS);
+            if self.deleted.len() >= MAX_DELETED {
+                self.deleted.clear();
+            }
+        }
+        self.deleted.insert(id.to_string(), now);
         if let Some(store) = store {
             let (pool, id) = (store.pool(), id.to_string());
             store.spawn(async move {
@@ -206,6 +232,12 @@ impl Objects {
                 }
             });
         }
+    }
+
+    fn was_deleted(&self, id: &str, now: i64) -> bool {
+        self.deleted
+            .get(id)
+            .is_some_and(|at| now.saturating_sub(*at) < DELETED_TTL_MS)
     }
 
     /// The ids of `kind` that `key` made on `provider`: what a list may show that key.
@@ -233,7 +265,7 @@ impl Objects {
                 .run(async move { rows::ids_of(&pool, &key, kind.as_str(), &provider, now).await })
                 .await?
                 .map_err(|e| e.to_string())?;
-            ids.extend(stored);
+            ids.extend(stored.into_iter().filter(|id| !self.was_deleted(id, now)));
         }
         Ok(ids)
     }

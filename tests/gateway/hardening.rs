@@ -42,7 +42,9 @@ async fn fallbacks_stay_inside_the_keys_scope() {
             .all(|q| q.json()["model"] != "premium-up"),
         "the out-of-scope fallback was called"
     );
-    // A key that may use both still falls back.
+    // A key that may use both still falls back (once the primary's 1 ms cooldown is over,
+    // or it would be skipped, not tried).
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let r = gw.chat("sk-wide-scope-001", "primary").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-modelgate-attempts"], "2");
@@ -525,4 +527,93 @@ async fn a_header_sent_a_byte_at_a_time_is_cut_at_the_deadline() {
         metric_value(&m, "modelgate_header_timeouts_total", &[]),
         Some(1.0)
     );
+}
+
+/// Sends `raw` on a new connection and reads the answer until the gateway closes it.
+async fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).to_string()
+}
+
+/// The JSON body of a raw answer.
+fn raw_body(answer: &str) -> Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// Pingora refuses an unparsable header (400) and CONNECT (405) before the gateway sees
+/// the request; the client still gets the gateway's error in its protocol, with a
+/// request id, and the next connection is served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pingoras_own_refusals_are_the_gateways_errors() {
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::basic(&mock.url()).key("k", "sk-refusals-test-01");
+    let gw = Gateway::start("", &cfg.yaml()).await;
+
+    let a = raw_exchange(
+        &gw,
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: sk-refusals-test-01\r\nBad Header Line\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 400 "), "{a}");
+    let lower = a.to_ascii_lowercase();
+    assert!(lower.contains("\r\nx-request-id: "), "{a}");
+    assert!(lower.contains("\r\nconnection: close"), "{a}");
+    let v = raw_body(&a);
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("invalid_request_error")),
+        "{a}"
+    );
+    assert!(!a.contains("sk-refusals"), "the key is not echoed: {a}");
+
+    let a = raw_exchange(
+        &gw,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 400 "), "{a}");
+    assert_eq!(raw_body(&a)["error"]["code"], "invalid_request", "{a}");
+
+    let a = raw_exchange(
+        &gw,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nx-request-id: connect-1\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 405 "), "{a}");
+    assert!(a.contains("x-request-id: connect-1\r\n"), "{a}");
+    assert_eq!(raw_body(&a)["error"]["code"], "method_not_allowed", "{a}");
+
+    // A kept-alive connection: the first request served, the next refused as ours.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = gw.url.trim_start_matches("http://").to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+        s.write_all(b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nBroken\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        let a = String::from_utf8_lossy(&answer);
+        assert!(a.starts_with("HTTP/1.1 400 "), "{a}");
+        assert_eq!(raw_body(&a)["error"]["status"], "INVALID_ARGUMENT", "{a}");
+    }
+
+    assert_eq!(gw.chat_status("sk-refusals-test-01", "m").await, 200);
+    assert!(mock.requests().len() == 1);
 }

@@ -206,6 +206,15 @@ async fn metrics_count_requests_and_stay_off_the_public_port() {
         assert_eq!(gw.chat_status("sk-key-a-000001", "m").await, 200);
     }
     assert_eq!(gw.chat_status("wrong-key-000001", "m").await, 401);
+    // Requests are counted in the logging phase, after the client has its answer.
+    wait_metric(&gw, "modelgate_requests_total", &[("status", "401")], 1.0).await;
+    wait_metric(
+        &gw,
+        "modelgate_request_duration_seconds_count",
+        &[("model", "m")],
+        3.0,
+    )
+    .await;
     let m = gw.metrics().await;
     let labels = [
         ("model", "m"),

@@ -54,3 +54,23 @@ DEMO_BUDGET_KEY = "sk-modelgate-demo-budget"  # a budget of 2 requests a day
 
 # One demo model per provider kind: every SDK test runs against each.
 MODELS_BY_KIND = ["gpt-4o-mini", "claude-demo", "gemini-demo"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The wire-conformance table (test_conformance.py), when that suite ran."""
+    import sys
+
+    rep = sys.modules.get("conformance.report")
+    if rep is None or not rep.EXCHANGES:
+        return
+    elapsed = time.time() - rep.STARTED_AT[0] if rep.STARTED_AT else None
+    path = rep.write(elapsed)
+    t = rep.totals()
+    terminalreporter.section("wire conformance")
+    for line in rep.table().splitlines():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(
+        f"{t['exchanges']} exchanges, {t['documents']} documents validated; exchanges failing client side: "
+        f"{t['client_fail']}, provider side: {t['provider_fail']}; warnings: {t['warnings']}; "
+        f"distinct violations: {len(rep.distinct('fail'))} (details: {path})"
+    )

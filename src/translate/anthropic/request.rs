@@ -230,6 +230,8 @@ pub(super) fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Drop
         .iter()
         .filter_map(|p| match p {
             Part::Text(t) if t.is_empty() => None,
+            // A response's blocks carry every field the SDKs' types require.
+            Part::Text(t) if !to_provider => Some(json!({"type": "text", "text": t, "citations": null})),
             Part::Text(t) => Some(json!({"type": "text", "text": t})),
             Part::Image(Image::Base64 { media_type, data }) => {
                 Some(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}))
@@ -240,7 +242,11 @@ pub(super) fn encode_parts(parts: &[Part], to_provider: bool, dropped: &mut Drop
                     .ok()
                     .filter(Value::is_object)
                     .unwrap_or_else(|| json!({}));
-                Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
+                let mut b = json!({"type": "tool_use", "id": id, "name": name, "input": input});
+                if !to_provider {
+                    b["caller"] = json!({"type": "direct"});
+                }
+                Some(b)
             }
             Part::ToolResult { id, content, is_error, .. } => {
                 let mut b = json!({"type": "tool_result", "tool_use_id": id});

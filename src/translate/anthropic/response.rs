@@ -66,6 +66,9 @@ pub fn encode_response(r: &ChatResponse, public_model: &str) -> Value {
         }).collect::<Vec<_>>(), false, &mut dropped),
         "stop_reason": finish_str(r.finish.unwrap_or(FinishReason::Stop)),
         "stop_sequence": null,
+        "stop_details": null,
+        "container": null,
+        "diagnostics": null,
         "usage": usage_json(&r.usage.unwrap_or_default()),
     })
 }

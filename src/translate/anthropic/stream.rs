@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::response::{finish_from, finish_str, message_id};
-use super::wire::WireUsage;
+use super::wire::{delta_usage_json, usage_json, WireUsage};
 use crate::translate::codec::{Envelope, StreamDecode, StreamEncode, Tally};
 use crate::translate::model::*;
 
@@ -159,8 +159,12 @@ impl StreamEncoder {
             "message_start",
             json!({"type": "message_start", "message": {
             "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": self.tally.usage.map(|u| u.prompt_tokens).unwrap_or(0), "output_tokens": 0}}}),
+            "stop_reason": null, "stop_sequence": null, "stop_details": null,
+            "container": null, "diagnostics": null,
+            "usage": usage_json(&Usage {
+                prompt_tokens: self.tally.usage.map(|u| u.prompt_tokens).unwrap_or(0),
+                ..Usage::default()
+            })}}),
         );
     }
 
@@ -225,7 +229,11 @@ impl StreamEncode for StreamEncoder {
             StreamEvent::TextDelta(t) => {
                 self.ensure_started(out);
                 if self.block != Block::Text {
-                    self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
+                    self.open_block(
+                        Block::Text,
+                        json!({"type": "text", "text": "", "citations": null}),
+                        out,
+                    );
                 }
                 self.delta(json!({"type": "text_delta", "text": t}), out);
             }
@@ -259,7 +267,7 @@ impl StreamEncode for StreamEncoder {
                 self.ensure_started(out);
                 self.open_block(
                     Block::Tool(*index),
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}, "caller": {"type": "direct"}}),
                     out,
                 );
             }
@@ -278,7 +286,7 @@ impl StreamEncode for StreamEncoder {
                 event(
                     out,
                     "error",
-                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                    json!({"type": "error", "error": {"type": "api_error", "message": message}, "request_id": null}),
                 );
                 self.tally.done = true;
             }
@@ -294,19 +302,13 @@ impl StreamEncode for StreamEncoder {
         self.ensure_started(out);
         self.close_block(out);
         let u = self.tally.usage.unwrap_or_default();
-        let cached = u.cached_tokens.unwrap_or(0);
-        let written = u.cache_write_tokens.unwrap_or(0);
-        let input = u
-            .prompt_tokens
-            .saturating_sub(cached)
-            .saturating_sub(written);
         event(
             out,
             "message_delta",
             json!({"type": "message_delta",
-            "delta": {"stop_reason": finish_str(self.tally.finish.unwrap_or(FinishReason::Stop)), "stop_sequence": null},
-            "usage": {"input_tokens": input, "output_tokens": u.completion_tokens,
-                      "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}}),
+            "delta": {"stop_reason": finish_str(self.tally.finish.unwrap_or(FinishReason::Stop)),
+                      "stop_sequence": null, "stop_details": null, "container": null},
+            "usage": delta_usage_json(&u)}),
         );
         event(out, "message_stop", json!({"type": "message_stop"}));
         self.tally.done = true;

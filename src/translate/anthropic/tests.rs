@@ -89,11 +89,14 @@ fn responses_round_trip() {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
         "content": [
             {"type": "thinking", "thinking": "hmm", "signature": "EqQBCg"},
-            {"type": "text", "text": "Looking."},
-            {"type": "tool_use", "id": "t1", "name": "ls", "input": {}}],
-        "stop_reason": "tool_use", "stop_sequence": null,
+            {"type": "text", "text": "Looking.", "citations": null},
+            {"type": "tool_use", "id": "t1", "name": "ls", "input": {}, "caller": {"type": "direct"}}],
+        "stop_reason": "tool_use", "stop_sequence": null, "stop_details": null,
+        "container": null, "diagnostics": null,
         "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4,
-                  "cache_creation_input_tokens": 0},
+                  "cache_creation_input_tokens": 0, "cache_creation": null,
+                  "inference_geo": null, "output_tokens_details": null,
+                  "server_tool_use": null, "service_tier": null, "speed": null},
     });
     let resp = codec::provider(Protocol::Anthropic)
         .unwrap()

@@ -67,7 +67,18 @@ pub fn usage_from(u: &Value) -> Option<Usage> {
 }
 
 /// A response body's usage object.
+/// A message's `usage`, every field the SDKs' `Usage` requires; what other providers do
+/// not report (cache lifetimes, geography, tier, server tools) is null.
 pub fn usage_json(u: &Usage) -> Value {
+    let mut v = delta_usage_json(u);
+    for k in ["cache_creation", "inference_geo", "service_tier", "speed"] {
+        v[k] = Value::Null;
+    }
+    v
+}
+
+/// A `message_delta` event's usage (the SDKs' `MessageDeltaUsage`).
+pub fn delta_usage_json(u: &Usage) -> Value {
     let cached = u.cached_tokens.unwrap_or(0);
     let written = u.cache_write_tokens.unwrap_or(0);
     json!({
@@ -75,6 +86,8 @@ pub fn usage_json(u: &Usage) -> Value {
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
+        "output_tokens_details": u.reasoning_tokens.map(|t| json!({"thinking_tokens": t})),
+        "server_tool_use": null,
     })
 }
 

@@ -70,11 +70,13 @@ pub(super) fn response_object(
         "tools": [],
         "top_p": null,
         "truncation": "disabled",
-        "usage": usage.map(usage_json),
-        "user": null,
         "metadata": {},
     });
     if let Some(o) = v.as_object_mut() {
+        // The schema's `usage` is not nullable and `user` is deprecated: absent until known.
+        if let Some(u) = usage {
+            o.insert("usage".into(), usage_json(u));
+        }
         for (k, val) in env.echo {
             // Objects (`text`, `reasoning`) merge over the defaults, so `text.format` stays
             // when the client only set `text.verbosity`.
