@@ -25,6 +25,7 @@ BODY = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1
   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body are two writes: no 40 ms delayed-ACK stall
     def setup(self):
         global accepted
         super().setup()
@@ -41,6 +42,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
 python3 "$OUT/mock.py" "$MOCK_PORT" & MOCK=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$MOCK_PORT/count" >/dev/null && break; sleep 0.1; done
 write_config "$OUT/gw.yaml" "$GW_PORT" "$MOCK_PORT" m sk-reuse-bench-0001 "  threads: $THREADS"
 "$BIN" -c "$OUT/gw.yaml" 2> "$OUT/gw.log" & GW=$!
 trap 'kill $GW $MOCK 2>/dev/null || true' EXIT
@@ -53,7 +55,7 @@ wrk.headers["Authorization"] = "Bearer sk-reuse-bench-0001"
 LUA
 wrk -t1 -c1 -d"${SECONDS_}s" -s "$OUT/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" > "$OUT/wrk.txt"
 requests=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
-conns=$(( $(curl -s "http://127.0.0.1:$MOCK_PORT/count") - 1 ))   # less this query's own
+conns=$(( $(curl -s "http://127.0.0.1:$MOCK_PORT/count") - 2 ))   # less the readiness and this query
 misses=$(grep -c "failed to acquire reusable stream" "$OUT/gw.log" || true)
 echo "$requests sequential requests (threads: $THREADS): $conns upstream connections, $misses failed pool pick-ups"
 grep -E "Non-2xx|Socket errors" "$OUT/wrk.txt" || true

@@ -137,7 +137,7 @@ pub fn refusal(status: u16, head: &[u8]) -> Bytes {
     } else {
         GatewayError::new(
             ErrorCode::InvalidRequest,
-            "the request is not valid HTTP/1.1: its request line or a header could not be parsed",
+            "the request is not valid HTTP/1.1: its request line or a header could not be parsed, or it has too many headers",
         )
     };
     let id = crate::proxy::request_id(headers.get("x-request-id"));

@@ -20,6 +20,7 @@ mod local;
 mod management;
 mod objects;
 mod relay;
+pub use relay::Relay;
 mod relength;
 mod report;
 mod response;
