@@ -12,6 +12,7 @@
 # STREAM_EVENTS=N: the mock streams N chunks (and the usage chunk) to every request.
 # TARGET_MODEL names the provider's model (both binaries): a name other than the public
 # one makes the gateway rename the model in every response body.
+# BEFORE_CONFIG: sections for the before binary only (e.g. `store: { url: memory }`).
 # KEY_FIELDS and CONFIG (same forms) apply to both binaries, e.g. limits and budgets
 # when AFTER_CONFIG turns cluster mode on for the after one only.
 # AFTER_KEYS=N adds N more config keys to the after config; AFTER_API_KEYS=N makes N keys
@@ -81,7 +82,8 @@ EOF
   printf '%s\n' "${3//\$OUT/$OUT}"
 }
 AFTER_FIELDS="${KEY_FIELDS:-}${KEY_FIELDS:+${AFTER_KEY:+, }}${AFTER_KEY:-}"
-config "${KEY_FIELDS:-}" 0 "${CONFIG:-}" > "$OUT/modelgate.yaml"
+config "${KEY_FIELDS:-}" 0 "${CONFIG:-}
+${BEFORE_CONFIG:-}" > "$OUT/modelgate.yaml"
 config "$AFTER_FIELDS" "${AFTER_KEYS:-0}" "${CONFIG:-}
 ${AFTER_CONFIG:-}" > "$OUT/modelgate.after.yaml"
 cat > "$OUT/post.lua" <<'EOF'

@@ -146,7 +146,8 @@ pub struct ProviderSpec {
     pub anthropic_version: String,
 }
 
-/// Anthropic client headers, kept only for Anthropic providers.
+/// Anthropic's version and beta flags, which mean nothing to other providers (whose own
+/// checks may trip on them): removed for them.
 const ANTHROPIC_REQUEST_HEADERS: [&str; 3] = [
     "anthropic-version",
     "anthropic-beta",
@@ -373,23 +374,28 @@ impl Provider {
         credential: usize,
         client_sets_version: bool,
     ) -> pingora::Result<()> {
-        for h in STRIPPED_REQUEST_HEADERS {
+        // One pass over the client's few headers, each compared by name, rather than a
+        // lookup (a parse and a hash) per name on the lists, present or not.
+        let anthropic = self.kind == ProviderKind::Anthropic;
+        let stripped: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| {
+                let n = n.as_str();
+                STRIPPED_REQUEST_HEADERS.contains(&n)
+                    || (!anthropic && ANTHROPIC_REQUEST_HEADERS.contains(&n))
+            })
+            .cloned()
+            .collect();
+        for h in &stripped {
             req.remove_header(h);
         }
         req.insert_header(http::header::HOST, self.host_header.as_str())?;
         if let Some(cred) = self.credential(credential) {
             req.insert_header(self.auth_header(), cred.clone())?;
         }
-        if self.kind == ProviderKind::Anthropic {
-            if !client_sets_version {
-                req.insert_header("anthropic-version", self.anthropic_version.as_str())?;
-            }
-        } else {
-            // Anthropic's version and beta flags mean nothing to other providers (whose
-            // own checks may trip on them).
-            for h in ANTHROPIC_REQUEST_HEADERS {
-                req.remove_header(h);
-            }
+        if anthropic && !client_sets_version {
+            req.insert_header("anthropic-version", self.anthropic_version.as_str())?;
         }
         for (k, v) in &self.headers {
             req.insert_header(k.clone(), v.clone())?;

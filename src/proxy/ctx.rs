@@ -78,6 +78,8 @@ pub struct ResponseState {
     pub ttfb: Option<Duration>,
     /// How the provider's body becomes the client's, chosen once per response.
     pub plan: BodyPlan,
+    /// Some of the body has been handed to Pingora to write.
+    pub emitted: bool,
     /// Token usage of the response, when known.
     pub usage: Option<Usage>,
     /// Status sent to the client (set for locally written responses).

@@ -27,6 +27,7 @@ mod response;
 mod spend;
 mod usage_api;
 mod websocket;
+mod whole_body;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +114,11 @@ impl Gateway {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        // In place of Pingora's default, a compression module it adds disabled.
+        modules.add_module(Box::new(whole_body::Builder));
+    }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(self.runtime.config(), self.runtime.track_request())
@@ -320,7 +326,7 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -335,6 +341,11 @@ impl ProxyHttp for Gateway {
             websocket::within_duration(ctx)?;
         }
         let (out, usage) = ctx.response.plan.feed(body.take(), end_of_stream);
+        let len = out.as_ref().map_or(0, Bytes::len);
+        if end_of_stream && !ctx.response.emitted {
+            whole_body::declare(session, len);
+        }
+        ctx.response.emitted |= len > 0;
         *body = out;
         if usage.is_some() {
             ctx.response.usage = usage;

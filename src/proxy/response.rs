@@ -106,9 +106,39 @@ fn kind(resp: &ResponseHeader) -> Kind {
     }
 }
 
+/// Forgets the original case of the provider's header names. Pingora keeps it in a second
+/// map that each of the gateway's dozen inserts (ids, limits, budgets) then updates too,
+/// parsing and hashing every name twice; HTTP/1 names are case-insensitive, and without
+/// it standard names go out in their usual capitals, the others in lower case (HTTP/2
+/// sends all in lower case either way).
+fn without_case(resp: &mut ResponseHeader) {
+    if resp.has_case() {
+        let (empty, ()) = http::Response::new(()).into_parts();
+        let parts: http::response::Parts =
+            std::mem::replace(resp, ResponseHeader::from(empty)).into();
+        *resp = ResponseHeader::from(parts);
+    }
+}
+
 /// The gateway's headers on every proxied response.
 pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
-    for h in PROVIDER_ACCOUNT_HEADERS {
+    without_case(resp);
+    // The key's limits replace the provider's (those describe the gateway's account), in
+    // every provider's naming (`x-ratelimit-*`, `anthropic-ratelimit-*`). One pass over
+    // the provider's headers finds all that go, each compared by name.
+    let limited = !ctx.limits.headers.is_empty();
+    let dropped: Vec<http::HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            PROVIDER_ACCOUNT_HEADERS.contains(&n)
+                || (limited
+                    && (n.starts_with("x-ratelimit-") || n.starts_with("anthropic-ratelimit-")))
+        })
+        .cloned()
+        .collect();
+    for h in &dropped {
         resp.remove_header(h);
     }
     resp.insert_header("x-request-id", ctx.request_id.as_str())?;
@@ -116,24 +146,8 @@ pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::R
         resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
     }
     resp.insert_header("x-modelgate-attempts", ctx.attempts().to_string())?;
-    if !ctx.limits.headers.is_empty() {
-        // The key's limits replace the provider's (those describe the gateway's account),
-        // in every provider's naming (`x-ratelimit-*`, `anthropic-ratelimit-*`).
-        let provider_limits: Vec<http::HeaderName> = resp
-            .headers
-            .keys()
-            .filter(|n| {
-                let n = n.as_str();
-                n.starts_with("x-ratelimit-") || n.starts_with("anthropic-ratelimit-")
-            })
-            .cloned()
-            .collect();
-        for h in provider_limits {
-            resp.remove_header(&h);
-        }
-        for (k, v) in &ctx.limits.headers {
-            resp.insert_header(*k, v.as_str())?;
-        }
+    for (k, v) in &ctx.limits.headers {
+        resp.insert_header(*k, v.as_str())?;
     }
     for (k, v) in &ctx.spend.headers {
         resp.insert_header(*k, v.as_str())?;

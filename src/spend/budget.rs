@@ -186,8 +186,22 @@ pub fn bounds(period: Period, now: i64, tz: &TimeZone) -> Option<(i64, i64)> {
 
 /// RFC 3339 (UTC) of unix seconds.
 pub fn rfc3339(secs: i64) -> String {
-    // Written out rather than through strftime, which parses its pattern on every call
-    // (this is on every response of a key with budgets).
+    thread_local! {
+        /// The last time written: a budget's reset time is the same on every response of
+        /// its period, so it is formatted once per period and thread, not per response.
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *text = format_rfc3339(secs);
+            *at = secs;
+        }
+        text.clone()
+    })
+}
+
+fn format_rfc3339(secs: i64) -> String {
+    // Written out rather than through strftime, which parses its pattern on every call.
     Timestamp::from_second(secs)
         .map(|t| {
             let d = jiff::tz::Offset::UTC.to_datetime(t);

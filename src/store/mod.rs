@@ -193,6 +193,11 @@ impl Drop for Store {
     }
 }
 
+/// Prepared statements kept per connection: the ledger writes each table with up to 11
+/// (`usage::statement_chunks`), the readers add their own; sqlx's default of 100 would
+/// evict some and re-parse them (a 19,000-placeholder insert costs milliseconds).
+const STATEMENT_CACHE: usize = 256;
+
 async fn connect(url: &StoreUrl) -> Result<Pool, String> {
     match url {
         StoreUrl::Memory => {
@@ -225,7 +230,8 @@ async fn connect(url: &StoreUrl) -> Result<Pool, String> {
                 .journal_mode(SqliteJournalMode::Wal)
                 // WAL + NORMAL: durable across process crashes, one fsync per checkpoint.
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_secs(5))
+                .statement_cache_capacity(STATEMENT_CACHE);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(opts)
@@ -234,8 +240,9 @@ async fn connect(url: &StoreUrl) -> Result<Pool, String> {
             Ok(Pool::Sqlite(pool))
         }
         StoreUrl::Postgres(u) => {
-            let opts =
-                PgConnectOptions::from_str(u).map_err(|e| redact_url_error(&e.to_string()))?;
+            let opts = PgConnectOptions::from_str(u)
+                .map_err(|e| redact_url_error(&e.to_string()))?
+                .statement_cache_capacity(STATEMENT_CACHE);
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(5))

@@ -21,10 +21,14 @@ fn events(sse: &str) -> Vec<String> {
 }
 
 async fn gateway(mock: &MockProvider) -> Gateway {
-    let url = mock.url();
+    gateway_at(&mock.url()).await
+}
+
+/// Both providers at `url`.
+async fn gateway_at(url: &str) -> Gateway {
     let cfg = Config::new()
-        .provider_with("ant", Kind::Anthropic, &url, "credentials: [cred-ant]")
-        .provider_with("oai", Kind::OpenAi, &url, "credentials: [cred-oai]")
+        .provider_with("ant", Kind::Anthropic, url, "credentials: [cred-ant]")
+        .provider_with("oai", Kind::OpenAi, url, "credentials: [cred-oai]")
         .model(
             "claude-sonnet-4",
             "targets: [{ provider: ant, model: claude-sonnet-4-20250514 }], max_tokens: 8192",
@@ -609,4 +613,101 @@ async fn a_cut_responses_stream_fails_the_response_it_announced() {
     assert_eq!(r["model"], "gpt-5", "the public name, as in every event");
     assert_eq!(r["status"], "failed");
     assert_eq!(r["error"]["code"], "server_error");
+}
+
+/// A provider that writes its header, then its JSON body `gap` later, over raw sockets.
+async fn split_writer(body: String, gap: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // The request: its header, then its declared length of body.
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            break;
+                        }
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.flush().await;
+                tokio::time::sleep(gap).await;
+                let _ = s.write_all(body.as_bytes()).await;
+                let _ = s.flush().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    url
+}
+
+/// A translated JSON answer whose provider body came with its header goes out with a
+/// Content-Length (one write, not header, chunk and terminator); one whose body came
+/// later is sent chunked, just as correct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_answer_complete_at_once_has_its_length() {
+    let mock = MockProvider::start("ant").await;
+    let answer = fixture("openai_to_anthropic", "response.provider.json");
+    let parsed: Value = serde_json::from_str(&answer).unwrap();
+    mock.reply(move |_| Reply::Json(200, parsed.clone()));
+    let gw = gateway(&mock).await;
+    let client_req: Value =
+        serde_json::from_str(&fixture("openai_to_anthropic", "request.client.json")).unwrap();
+    let r = gw
+        .post("/v1/chat/completions", KEY, client_req.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("transfer-encoding").is_none(), "{r:?}");
+    let declared: usize = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(declared, body.len());
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "claude-sonnet-4");
+
+    // The same answer, its body 200 ms after its header.
+    let slow = split_writer(answer, Duration::from_millis(200)).await;
+    let gw = gateway_at(&slow).await;
+    let r = gw
+        .post("/v1/chat/completions", KEY, client_req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    assert!(r.headers().get("content-length").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["usage"]["prompt_tokens"], 120);
 }
