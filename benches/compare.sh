@@ -25,6 +25,8 @@
 # BARE_NO_STEAL=1 (one runtime per worker thread, as modelgate does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/nginx.sh
+. benches/lib/nginx.sh
 BEFORE=$1 AFTER=$2 BARE=$3
 ROUNDS=${4:-3} DURATION=${5:-10}
 OUT=benches/out/compare
@@ -49,22 +51,7 @@ if [ -n "${STREAM_EVENTS:-}" ]; then
     printf 'data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":%s,"total_tokens":%s}}\n\ndata: [DONE]\n\n' "$STREAM_EVENTS" "$((STREAM_EVENTS + 9))"
   )
 fi
-cat > "$OUT/mock.conf" <<EOF
-worker_processes 1;
-pid $OUT/mock.pid;
-error_log $OUT/mock.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $OUT/tmp; proxy_temp_path $OUT/tmp; fastcgi_temp_path $OUT/tmp;
-  uwsgi_temp_path $OUT/tmp; scgi_temp_path $OUT/tmp;
-  keepalive_requests 1000000; keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$MOCK backlog=4096;
-    location /v1/chat/completions { default_type $CTYPE; return 200 '$CHAT'; }
-  }
-}
-EOF
+nginx_mock_conf "$OUT" "$MOCK" "$CTYPE" "$CHAT"
 # The config of each binary: the bench key with its fields, more keys, more sections.
 config() { # KEY_FIELDS EXTRA_KEYS SECTIONS
   cat <<EOF

@@ -68,9 +68,10 @@ impl Relay {
         self
     }
 
-    /// Whether the body changes (its length is then unknown in advance).
-    pub fn renames(&self) -> bool {
-        self.rename.is_some()
+    /// Whether the body changes (its length is then unknown in advance): a model name put
+    /// back, or a usage chunk kept from the client.
+    pub fn changes_length(&self) -> bool {
+        self.rename.is_some() || self.hide_usage_chunk
     }
 
     /// Feeds one chunk; returns what goes to the client now, and the usage at the end.

@@ -244,7 +244,7 @@ pub fn plan(
     if sse && attempt.asks_stream_usage {
         relay = relay.hiding_usage_chunk();
     }
-    if relay.renames() {
+    if relay.changes_length() {
         resp.remove_header(&http::header::CONTENT_LENGTH);
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }

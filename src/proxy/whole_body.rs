@@ -57,6 +57,10 @@ impl HttpModule for WholeBody {
         resp: &mut ResponseHeader,
         _end_of_stream: bool,
     ) -> Result<()> {
+        if resp.status.is_informational() {
+            // A 100 Continue or 103 Early Hints: the answer's own header is still to come.
+            return Ok(());
+        }
         self.header_written = true;
         let Some(len) = self.length else {
             return Ok(());

@@ -87,6 +87,39 @@ async fn streams_arrive_chunk_by_chunk() {
     assert!(r.headers().get("x-modelgate-usage").is_none());
 }
 
+/// A provider that sends its whole event stream with a Content-Length (a buffering
+/// server, or one behind a proxy that buffers): the usage chunk the gateway asked for is
+/// kept from the client, so the body the client gets is shorter and is sent chunked,
+/// never under the provider's length (the client would wait for bytes that never come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_its_usage_chunk_hidden_does_not_keep_the_providers_length() {
+    let mock = MockProvider::start("p").await;
+    mock.reply(|_| {
+        let mut events = chat_stream_events("gpt-4o", &["one", "two"]);
+        let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+        events.insert(events.len() - 1, format!("data: {usage}\n\n"));
+        Reply::Raw(200, "text/event-stream", events.concat())
+    });
+    let gw = gateway_for(&mock, "", "").await;
+    let mut body = chat("gpt-4o");
+    body["stream"] = true.into();
+    let r = gw
+        .post("/v1/chat/completions", KEY, body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none(), "{r:?}");
+    let text = tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .expect("the body ends")
+        .unwrap();
+    assert!(!text.contains("\"usage\""), "{text}");
+    assert_eq!(text.matches("data: ").count(), 4, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413_declared_or_chunked() {
     let mock = MockProvider::start("p").await;
