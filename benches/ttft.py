@@ -35,7 +35,7 @@ async def read_response(reader):
     first = None
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0]
-    if " 200 " not in status + " ":
+    if status.split(" ")[1:2] != ["200"]:
         raise RuntimeError(f"answered {status}")
     headers = {}
     for line in lines[1:]:

@@ -15,6 +15,11 @@ fn fixture(name: &str, file: &str) -> String {
     .unwrap()
 }
 
+/// A JSON fixture, parsed.
+fn json_fixture(name: &str, file: &str) -> Value {
+    serde_json::from_str(&fixture(name, file)).unwrap()
+}
+
 /// Splits an SSE fixture into its events, to be written one by one.
 fn events(sse: &str) -> Vec<String> {
     sse.split_inclusive("\n\n").map(String::from).collect()
@@ -51,14 +56,12 @@ async fn openai_client_on_an_anthropic_provider() {
         } else {
             Reply::Json(
                 200,
-                serde_json::from_str(&fixture("openai_to_anthropic", "response.provider.json"))
-                    .unwrap(),
+                json_fixture("openai_to_anthropic", "response.provider.json"),
             )
         }
     });
     let gw = gateway(&mock).await;
-    let client_req: Value =
-        serde_json::from_str(&fixture("openai_to_anthropic", "request.client.json")).unwrap();
+    let client_req: Value = json_fixture("openai_to_anthropic", "request.client.json");
     let r = gw
         .post("/v1/chat/completions", KEY, client_req.clone())
         .send()
@@ -77,8 +80,7 @@ async fn openai_client_on_an_anthropic_provider() {
     assert_eq!(got.header("x-api-key"), Some("cred-ant"));
     assert_eq!(got.header("anthropic-version"), Some("2026-10-21"));
     assert!(got.header("authorization").is_none());
-    let expected: Value =
-        serde_json::from_str(&fixture("openai_to_anthropic", "request.provider.json")).unwrap();
+    let expected: Value = json_fixture("openai_to_anthropic", "request.provider.json");
     assert_eq!(got.json(), expected);
 
     let mut streamed = client_req;
@@ -130,14 +132,12 @@ async fn anthropic_client_on_an_openai_provider() {
         } else {
             Reply::Json(
                 200,
-                serde_json::from_str(&fixture("anthropic_to_openai", "response.provider.json"))
-                    .unwrap(),
+                json_fixture("anthropic_to_openai", "response.provider.json"),
             )
         }
     });
     let gw = gateway(&mock).await;
-    let client_req: Value =
-        serde_json::from_str(&fixture("anthropic_to_openai", "request.client.json")).unwrap();
+    let client_req: Value = json_fixture("anthropic_to_openai", "request.client.json");
     let r = client()
         .post(format!("{}/v1/messages?beta=true", gw.url))
         .header("x-api-key", KEY)
@@ -266,13 +266,11 @@ async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
         ),
         ("/v1/messages", false) => Reply::Json(
             200,
-            serde_json::from_str(&fixture("responses_to_anthropic", "response.provider.json"))
-                .unwrap(),
+            json_fixture("responses_to_anthropic", "response.provider.json"),
         ),
         ("/v1/chat/completions", _) => Reply::Json(
             200,
-            serde_json::from_str(&fixture("responses_to_openai", "response.provider.json"))
-                .unwrap(),
+            json_fixture("responses_to_openai", "response.provider.json"),
         ),
         _ => Reply::Json(
             200,
@@ -298,8 +296,7 @@ async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
     let gw = Gateway::start("", &cfg).await;
 
     // Codex's request, streamed, to an Anthropic provider.
-    let codex: Value =
-        serde_json::from_str(&fixture("responses_to_anthropic", "request.client.json")).unwrap();
+    let codex: Value = json_fixture("responses_to_anthropic", "request.client.json");
     let r = gw
         .post("/v1/responses", KEY, codex.clone())
         .send()
@@ -314,8 +311,7 @@ async fn responses_clients_reach_every_kind_and_pass_through_where_spoken() {
     let text = r.text().await.unwrap();
     let got = mock.last();
     assert_eq!(got.uri, "/v1/messages");
-    let expected: Value =
-        serde_json::from_str(&fixture("responses_to_anthropic", "request.provider.json")).unwrap();
+    let expected: Value = json_fixture("responses_to_anthropic", "request.provider.json");
     assert_eq!(got.json(), expected);
     let datas: Vec<Value> = text
         .lines()
@@ -676,8 +672,7 @@ async fn a_translated_answer_complete_at_once_has_its_length() {
     let parsed: Value = serde_json::from_str(&answer).unwrap();
     mock.reply(move |_| Reply::Json(200, parsed.clone()));
     let gw = gateway(&mock).await;
-    let client_req: Value =
-        serde_json::from_str(&fixture("openai_to_anthropic", "request.client.json")).unwrap();
+    let client_req: Value = json_fixture("openai_to_anthropic", "request.client.json");
     let r = gw
         .post("/v1/chat/completions", KEY, client_req.clone())
         .send()
