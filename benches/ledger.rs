@@ -198,12 +198,14 @@ fn queries(dir: &std::path::Path, total: u64) {
             ..RecordsQuery::default()
         };
         timed("records, by request_id", &store, usage::records(&pool, &q)).unwrap();
+        let mut load = modelgate::spend::SpendLoad::default();
         timed(
             "spend since 33 days (budgets at start)",
             &store,
-            usage::spend(&pool, START_MS / 1000 - 86_400),
+            usage::spend(&pool, START_MS / 1000 - 86_400, |r| load.add(r)),
         )
         .unwrap();
+        println!("  ({} spend rows)", load.rows());
     }
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("database file: {:.0} MiB", size as f64 / 1048576.0);

@@ -4,8 +4,8 @@
 //! **Header deadline.** Pingora's read timeout restarts with every byte, so a client
 //! sending one header byte a second (slowloris) held its connection for as long as it
 //! liked. Here each request must have its header read within `server.header_timeout`
-//! of the connection's turn starting (on a reused connection, after the idle allowance
-//! for keep-alive as well); past that the connection is closed. The proxy notes that a
+//! of the connection opening (on a reused connection, of the request's first byte);
+//! past that the connection is closed. The proxy notes that a
 //! header arrived (`header_arrived`, from its first phase) through a task-local flag:
 //! Pingora reads the header and runs the phases in the task this handler awaits.
 //!
@@ -16,14 +16,22 @@
 //! their requests in (answered with `Connection: close`); idle keep-alive connections
 //! are closed after it as before.
 //!
+//! **Idle connections.** Pingora's future for a request turn is some 20 KiB; made while
+//! waiting for a request, every idle kept-alive connection held one. Here a connection
+//! waits for its next request's first byte holding only its stream (the byte is peeked,
+//! so Pingora still reads the request whole), and the turn starts when it is in: an idle
+//! connection costs 35 KiB instead of 49 (BENCHMARKS.md, 2026-12-04). A connection that
+//! sends nothing within `header_timeout` of opening, or within `KEEPALIVE_IDLE` of its
+//! last answer, is closed.
+//!
 //! **Refusals.** The stream is wrapped so that Pingora's own 400s and 405s, sent before
 //! any proxy phase, reach the client as the gateway's errors (see `malformed`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
@@ -36,8 +44,8 @@ use crate::proxy::Gateway;
 /// first request (at most half the grace period).
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-/// How long a kept-alive connection may wait for its next request before the header
-/// deadline starts counting: Pingora's own idle read timeout closes it at 60 s.
+/// How long a kept-alive connection may wait for its next request (its header deadline
+/// counts from the request's first byte).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 tokio::task_local! {
@@ -65,6 +73,56 @@ impl Connections {
     }
 }
 
+/// How the wait for a connection's next request ended.
+enum Wait {
+    /// Its first byte is in (or the stream cannot be watched: the turn reads it).
+    Arrived,
+    TimedOut,
+    /// The client closed the connection, or it failed.
+    Closed,
+}
+
+impl Connections {
+    /// Waits up to `wait` for the next request's first byte, holding only the stream. At
+    /// shutdown the wait is cut to the grace for first requests.
+    async fn next_request(
+        &self,
+        stream: &mut Stream,
+        shutdown: &mut ShutdownWatch,
+        wait: Duration,
+    ) -> Wait {
+        let grace = |deadline: Instant| deadline.min(Instant::now() + self.shutdown_grace);
+        let mut deadline = Instant::now() + wait;
+        if *shutdown.borrow() {
+            deadline = grace(deadline);
+        }
+        // The byte is read into the connection's buffer and put back (`Peek`), so the
+        // request is read whole by Pingora with no extra read from the socket.
+        let mut byte = [0u8; 1];
+        let peek = stream.try_peek(&mut byte);
+        tokio::pin!(peek);
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
+        let mut watching = !*shutdown.borrow();
+        loop {
+            tokio::select! {
+                r = &mut peek => return match r {
+                    Ok(_) => Wait::Arrived,
+                    Err(_) => Wait::Closed,
+                },
+                _ = &mut sleep => return Wait::TimedOut,
+                changed = shutdown.changed(), if watching => {
+                    // A dropped sender means the server is going away as well.
+                    if changed.is_err() || *shutdown.borrow() {
+                        watching = false;
+                        sleep.as_mut().reset(grace(deadline).into());
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl ServerApp for Connections {
     async fn process_new(
@@ -80,17 +138,54 @@ impl ServerApp for Connections {
             return self.proxy.process_new(stream, shutdown).await;
         }
         let seen = Arc::new(AtomicBool::new(false));
-        let stream = crate::malformed::Guarded::wrap(stream, seen.clone());
+        let mut stream = crate::malformed::Guarded::wrap(stream, seen.clone());
+        let mut shutdown = shutdown.clone();
         // Pingora's HTTP/1 keep-alive loop, here so that every request on the connection
         // (not only the first) has its header deadline and its refusals shaped.
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
-        let mut allowance = self.header_timeout;
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
+            // Between requests only the stream is held: Pingora's future for a turn is
+            // some 20 KiB, made once the next request's first byte is in.
+            let wait = if first {
+                self.header_timeout
+            } else {
+                KEEPALIVE_IDLE
+            };
+            let waiting = Instant::now();
+            match self.next_request(&mut stream, &mut shutdown, wait).await {
+                Wait::Arrived => {}
+                Wait::TimedOut if first => {
+                    log::debug!("closing a connection that sent nothing for {wait:?}");
+                    crate::metrics::HEADER_TIMEOUTS.inc();
+                    return None;
+                }
+                Wait::TimedOut | Wait::Closed => return None,
+            }
+            // The first request's header is due `header_timeout` after the connection
+            // opened; a later one's, after its first byte.
+            let allowance = if first {
+                self.header_timeout.saturating_sub(waiting.elapsed())
+            } else {
+                self.header_timeout
+            };
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    let options = self.proxy.server_options();
+                    session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+                    session.set_keepalive_reuses_remaining(
+                        options.and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            first = false;
             seen.store(false, Ordering::Relaxed);
-            let turn =
-                HEADER_SEEN.scope(seen.clone(), self.proxy.process_new_http(session, shutdown));
+            let turn = HEADER_SEEN.scope(
+                seen.clone(),
+                self.proxy.process_new_http(session, &shutdown),
+            );
             tokio::pin!(turn);
             let reusable = tokio::select! {
                 r = &mut turn => r,
@@ -103,12 +198,9 @@ impl ServerApp for Connections {
                     turn.await
                 }
             };
-            let (stream, settings) = reusable?.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            allowance = KEEPALIVE_IDLE + self.header_timeout;
+            let (next, persistent) = reusable?.consume();
+            stream = next;
+            settings = persistent;
         }
     }
 

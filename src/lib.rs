@@ -17,6 +17,7 @@ pub mod connections;
 pub mod console;
 pub mod demo;
 pub mod errors;
+pub mod gateway_headers;
 pub mod health;
 pub mod keys;
 pub mod ledger;

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::keys::ApiKeys;
 use crate::ledger::Ledger;
 use crate::runtime::{ConfigReloader, DrainingShutdown, Runtime, State};
-use crate::spend::BudgetBook;
+use crate::spend::{BudgetBook, SpendLoad};
 use crate::store::{usage as store_usage, Store, StoreUrl};
 use crate::{demo, metrics, proxy};
 
@@ -90,10 +90,12 @@ pub fn load_spend(store: &Store, book: &BudgetBook) -> Result<(), String> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let since = now - 33 * 86_400;
-    let rows = store
-        .block_on(store_usage::spend(&store.pool(), since))?
+    let mut load = SpendLoad::default();
+    store
+        .block_on(store_usage::spend(&store.pool(), since, |r| load.add(r)))?
         .map_err(|e| format!("cannot read spend from the store: {e}"))?;
-    book.load(&rows);
+    log::debug!("spend loaded from {} ledger rows", load.rows());
+    book.install(load);
     Ok(())
 }
 

@@ -16,8 +16,8 @@ use wildmatch::WildMatch;
 
 pub use local::LocalBackend;
 
-use crate::metrics;
 use crate::spend::SharedBudget;
+use crate::{gateway_headers, metrics};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
@@ -74,26 +74,25 @@ pub struct RateStatus {
 
 impl RateStatus {
     /// OpenAI's header names and formats (`reset` as a duration like `1s` or `6m0s`).
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    pub fn headers(&self) -> gateway_headers::Headers {
+        use gateway_headers as n;
         let mut h = Vec::with_capacity(6);
         if let Some(l) = self.limit_requests {
-            h.push(("x-ratelimit-limit-requests", l.to_string()));
+            h.push((n::LIMIT_REQUESTS.clone(), l.into()));
             h.push((
-                "x-ratelimit-remaining-requests",
-                self.remaining_requests.to_string(),
+                n::REMAINING_REQUESTS.clone(),
+                self.remaining_requests.into(),
             ));
-            h.push((
-                "x-ratelimit-reset-requests",
+            n::push(
+                &mut h,
+                &n::RESET_REQUESTS,
                 reset_format(self.reset_requests),
-            ));
+            );
         }
         if let Some(l) = self.limit_tokens {
-            h.push(("x-ratelimit-limit-tokens", l.to_string()));
-            h.push((
-                "x-ratelimit-remaining-tokens",
-                self.remaining_tokens.to_string(),
-            ));
-            h.push(("x-ratelimit-reset-tokens", reset_format(self.reset_tokens)));
+            h.push((n::LIMIT_TOKENS.clone(), l.into()));
+            h.push((n::REMAINING_TOKENS.clone(), self.remaining_tokens.into()));
+            n::push(&mut h, &n::RESET_TOKENS, reset_format(self.reset_tokens));
         }
         h
     }

@@ -58,7 +58,7 @@ pub struct LimitState {
     /// Slots and reservations (released on drop, settled in `logging`).
     pub admission: Option<Admission>,
     /// `x-ratelimit-*` headers for keys with limits, on every response.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: crate::gateway_headers::Headers,
 }
 
 /// The request's hold on its budgets.
@@ -67,7 +67,7 @@ pub struct SpendState {
     /// Released on drop, settled in `logging`.
     pub reservation: Option<crate::spend::Reservation>,
     /// `x-modelgate-budget-*` for keys with budgets, on every response.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: crate::gateway_headers::Headers,
     /// The prompt's token estimate (from its size), used when a provider reports none.
     pub prompt_estimate: u64,
 }

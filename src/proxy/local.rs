@@ -130,8 +130,11 @@ pub async fn respond(
     h.insert_header("content-type", content_type)?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    for (k, v) in extra.iter().chain(gateway_headers) {
+    for (k, v) in extra {
         h.insert_header(*k, v.as_str())?;
+    }
+    for (k, v) in gateway_headers {
+        h.insert_header(k, v.clone())?;
     }
     // A model request the gateway ends itself (a 502/503/504 after its attempts) says
     // how far it got, like a proxied answer.

@@ -13,7 +13,7 @@
 mod admission;
 mod attempt;
 mod body;
-mod ctx;
+pub mod ctx;
 mod failover;
 mod keys_api;
 mod local;
@@ -307,7 +307,7 @@ impl ProxyHttp for Gateway {
         if let Some(r) = ctx.route.as_mut() {
             r.failover.response_started = true;
         }
-        response::client_headers(ctx, resp)?;
+        response::client_headers(ctx, resp);
         let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Ok(());
         };

@@ -9,6 +9,7 @@ use pingora::http::ResponseHeader;
 use super::ctx::{Attempt, RequestCtx, RouteState};
 use super::relay::Relay;
 use crate::errors::{self, ErrorCode, GatewayError};
+use crate::gateway_headers;
 use crate::protocol::{Op, Protocol};
 use crate::translate::model::Usage;
 use crate::translate::{self, ResponseTranslator, Translated};
@@ -106,29 +107,22 @@ fn kind(resp: &ResponseHeader) -> Kind {
     }
 }
 
-/// Forgets the original case of the provider's header names. Pingora keeps it in a second
-/// map that each of the gateway's dozen inserts (ids, limits, budgets) then updates too,
-/// parsing and hashing every name twice; HTTP/1 names are case-insensitive, and without
-/// it standard names go out in their usual capitals, the others in lower case (HTTP/2
-/// sends all in lower case either way).
-fn without_case(resp: &mut ResponseHeader) {
-    if resp.has_case() {
-        let (empty, ()) = http::Response::new(()).into_parts();
-        let parts: http::response::Parts =
-            std::mem::replace(resp, ResponseHeader::from(empty)).into();
-        *resp = ResponseHeader::from(parts);
-    }
-}
-
-/// The gateway's headers on every proxied response.
-pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
-    without_case(resp);
+/// The provider's header is taken apart into its `http` parts: that forgets the original
+/// case of its names, which Pingora keeps in a second map each insert would update too
+/// (HTTP/1 names are case-insensitive; without it standard names go out in their usual
+/// capitals, the others in lower case, and HTTP/2 sends all in lower case anyway), and
+/// lets the gateway's headers go straight into the map, their names parsed once
+/// (`gateway_headers`).
+pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) {
+    let (empty, ()) = http::Response::new(()).into_parts();
+    let mut parts: http::response::Parts =
+        std::mem::replace(resp, ResponseHeader::from(empty)).into();
+    let h = &mut parts.headers;
     // The key's limits replace the provider's (those describe the gateway's account), in
     // every provider's naming (`x-ratelimit-*`, `anthropic-ratelimit-*`). One pass over
     // the provider's headers finds all that go, each compared by name.
     let limited = !ctx.limits.headers.is_empty();
-    let dropped: Vec<http::HeaderName> = resp
-        .headers
+    let dropped: Vec<http::HeaderName> = h
         .keys()
         .filter(|n| {
             let n = n.as_str();
@@ -138,21 +132,21 @@ pub fn client_headers(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::R
         })
         .cloned()
         .collect();
-    for h in &dropped {
-        resp.remove_header(h);
+    for name in &dropped {
+        h.remove(name);
     }
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    gateway_headers::set(h, &gateway_headers::REQUEST_ID, &ctx.request_id);
     if let Some(a) = &ctx.attempt {
-        resp.insert_header("x-modelgate-provider", a.provider.name.as_str())?;
+        gateway_headers::set(h, &gateway_headers::PROVIDER, &a.provider.name);
     }
-    resp.insert_header("x-modelgate-attempts", ctx.attempts().to_string())?;
-    for (k, v) in &ctx.limits.headers {
-        resp.insert_header(*k, v.as_str())?;
+    h.insert(
+        gateway_headers::ATTEMPTS.clone(),
+        http::HeaderValue::from(ctx.attempts()),
+    );
+    for (k, v) in ctx.limits.headers.iter().chain(&ctx.spend.headers) {
+        h.insert(k.clone(), v.clone());
     }
-    for (k, v) in &ctx.spend.headers {
-        resp.insert_header(*k, v.as_str())?;
-    }
-    Ok(())
+    *resp = ResponseHeader::from(parts);
 }
 
 /// Chooses the body plan and adjusts the header to it; with the gateway error when the

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::ctx::RequestCtx;
 use crate::auth::ClientKey;
 use crate::errors::{ErrorCode, GatewayError};
+use crate::gateway_headers;
 use crate::ledger::UsageRecord;
 use crate::metrics;
 use crate::routing::Resolved;
@@ -129,16 +130,17 @@ pub fn refusal_error(refusal: &Refusal) -> GatewayError {
 }
 
 /// The budget headers for the tightest budget.
-pub fn headers(s: &BudgetStatus) -> Vec<(&'static str, String)> {
-    let mut h = vec![
-        (
-            "x-modelgate-budget-limit",
-            s.budget.describe_limit().to_string(),
-        ),
-        ("x-modelgate-budget-remaining", fmt_amount(s.remaining)),
-    ];
+pub fn headers(s: &BudgetStatus) -> gateway_headers::Headers {
+    use gateway_headers as n;
+    let mut h = Vec::with_capacity(3);
+    n::push(
+        &mut h,
+        &n::BUDGET_LIMIT,
+        s.budget.describe_limit().to_string(),
+    );
+    n::push(&mut h, &n::BUDGET_REMAINING, fmt_amount(s.remaining));
     if let Some(t) = s.resets_at {
-        h.push(("x-modelgate-budget-reset", rfc3339(t)));
+        n::push(&mut h, &n::BUDGET_RESET, rfc3339(t));
     }
     h
 }

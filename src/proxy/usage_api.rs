@@ -370,9 +370,9 @@ pub(super) fn budget_json(s: &BudgetStatus) -> Value {
 pub fn key_budgets(runtime: &Runtime, ctx: &RequestCtx, key: &ClientKey) -> Vec<BudgetStatus> {
     let now = now_secs();
     let book = &runtime.state.spend;
-    let mut all = book.status(&Scope::Key(key.name.clone()), &key.budgets, now);
+    let mut all = book.status(&Scope::Key(key.name.as_str().into()), &key.budgets, now);
     if let Some(team) = key.team.as_ref().and_then(|t| ctx.config.teams.get(t)) {
-        all.extend(book.status(&Scope::Team(team.name.clone()), &team.budgets, now));
+        all.extend(book.status(&Scope::Team(team.name.as_str().into()), &team.budgets, now));
     }
     all
 }

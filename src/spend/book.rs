@@ -47,10 +47,12 @@ impl Amount {
     }
 }
 
+/// Whose spend: a key's or a team's. The name is shared, so a budget's status (made for
+/// the response headers of every request) costs no copy of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
-    Key(String),
-    Team(String),
+    Key(Arc<str>),
+    Team(Arc<str>),
 }
 
 impl Scope {
@@ -86,8 +88,8 @@ struct Window {
     periods: [(i64, i64); 3],
 }
 
-#[derive(Default)]
 struct ScopeSpend {
+    scope: Scope,
     /// Each public model's index into `models` (entries are never removed, so an index
     /// a reservation holds stays valid).
     model_index: HashMap<String, usize>,
@@ -253,25 +255,90 @@ pub struct Ask<'a> {
 }
 
 /// Every scope's spend, found by an index so that a request holds numbers, not names.
+/// Keys and teams are looked up by `&str`: a request allocates nothing to find its own.
 #[derive(Default)]
 struct Scopes {
-    index: HashMap<Scope, usize>,
+    keys: HashMap<Arc<str>, usize>,
+    teams: HashMap<Arc<str>, usize>,
     spend: Vec<ScopeSpend>,
 }
 
 impl Scopes {
     /// A scope's index, its spend created on first use (scopes are never removed).
-    fn find(&mut self, scope: &Scope) -> usize {
-        if let Some(&i) = self.index.get(scope) {
+    fn find(&mut self, team: bool, name: &str) -> usize {
+        let index = if team {
+            &mut self.teams
+        } else {
+            &mut self.keys
+        };
+        if let Some(&i) = index.get(name) {
             return i;
         }
+        let name: Arc<str> = name.into();
+        let scope = if team {
+            Scope::Team(name.clone())
+        } else {
+            Scope::Key(name.clone())
+        };
         let i = self.spend.len();
+        index.insert(name, i);
         self.spend.push(ScopeSpend {
             label: scope.label(),
-            ..ScopeSpend::default()
+            scope,
+            model_index: HashMap::new(),
+            models: Vec::new(),
+            window: None,
+            gauges: Vec::new(),
         });
-        self.index.insert(scope.clone(), i);
         i
+    }
+
+    fn find_scope(&mut self, scope: &Scope) -> usize {
+        match scope {
+            Scope::Key(n) => self.find(false, n),
+            Scope::Team(n) => self.find(true, n),
+        }
+    }
+
+    /// Adds one row of the ledger's spend to its key and, when it has one, its team.
+    fn add(&mut self, r: &SpendRow<'_>) {
+        let a = Amount {
+            usd: r.cost_usd,
+            tokens: r.tokens as f64,
+            requests: r.requests as f64,
+        };
+        let teams = (!r.team.is_empty()).then_some(r.team);
+        for (team, name) in std::iter::once((false, r.key)).chain(teams.map(|t| (true, t))) {
+            let i = self.find(team, name);
+            let s = &mut self.spend[i];
+            let m = s.model(r.model);
+            let m = &mut s.models[m];
+            match r.hour {
+                Some(h) => m.hours.entry(h).or_default().add(&a),
+                None => m.total.add(&a),
+            }
+        }
+    }
+}
+
+/// The spend the ledger holds, gathered row by row as the store streams it (hourly since
+/// some time, and all-time totals), then put in the book at once: nothing is held while
+/// the store is read, and the rows are never all in memory together.
+#[derive(Default)]
+pub struct SpendLoad {
+    scopes: Scopes,
+    rows: u64,
+}
+
+impl SpendLoad {
+    pub fn add(&mut self, row: &SpendRow<'_>) {
+        self.scopes.add(row);
+        self.rows = self.rows.saturating_add(1);
+    }
+
+    /// How many rows were added.
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 }
 
@@ -281,33 +348,10 @@ pub struct BudgetBook {
 }
 
 impl BudgetBook {
-    /// The spend the ledger holds (hourly since some time, and all-time totals).
-    pub fn load(&self, rows: &[SpendRow]) {
-        let mut scopes = self.lock();
-        for r in rows {
-            let a = Amount {
-                usd: r.cost_usd,
-                tokens: r.tokens as f64,
-                requests: r.requests as f64,
-            };
-            let mut add = |scope: Scope| {
-                let i = scopes.find(&scope);
-                let s = &mut scopes.spend[i];
-                let m = s.model(&r.model);
-                let m = &mut s.models[m];
-                match r.hour {
-                    Some(h) => m.hours.entry(h).or_default().add(&a),
-                    None => m.total.add(&a),
-                }
-            };
-            add(Scope::Key(r.key.clone()));
-            if !r.team.is_empty() {
-                add(Scope::Team(r.team.clone()));
-            }
-        }
-        for s in &mut scopes.spend {
-            s.window = None;
-        }
+    /// Puts the spend read from the ledger in the book, replacing what it held (it is
+    /// loaded once, at start, before any request).
+    pub fn install(&self, load: SpendLoad) {
+        *self.lock() = load.scopes;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Scopes> {
@@ -317,17 +361,16 @@ impl BudgetBook {
     /// Checks every budget of `ask` and, when all can cover its worst case, reserves it.
     /// The reservation carries the tightest budget (lowest remaining fraction).
     pub fn reserve(self: &Arc<Self>, ask: &Ask) -> Result<Reservation, Box<Refusal>> {
-        let key = Scope::Key(ask.key.to_string());
-        let team = ask.team.map(|(t, set)| (Scope::Team(t.to_string()), set));
         let mut scopes = self.lock();
         let mut tightest: Option<(f64, BudgetStatus)> = None;
         let mut shared = Vec::new();
         let mut held = [None, None];
-        let all =
-            std::iter::once((&key, ask.key_budgets)).chain(team.as_ref().map(|(s, b)| (s, *b)));
-        for (n, (scope, set)) in all.enumerate() {
-            let si = scopes.find(scope);
+        let all = std::iter::once((false, ask.key, ask.key_budgets))
+            .chain(ask.team.map(|(t, set)| (true, t, set)));
+        for (n, (team, name, set)) in all.enumerate() {
+            let si = scopes.find(team, name);
             let s = &mut scopes.spend[si];
+            let scope = s.scope.clone();
             held[n] = Some((si, s.model(ask.model)));
             if set.is_empty() {
                 continue;
@@ -349,10 +392,7 @@ impl BudgetBook {
                 };
                 let needed = ask.worst.get(b.unit);
                 if ask.counted_elsewhere {
-                    let (kind, name) = match scope {
-                        Scope::Key(n) => ("k", n),
-                        Scope::Team(n) => ("t", n),
-                    };
+                    let kind = if team { "t" } else { "k" };
                     let period_end = resets_at.map_or("total".to_string(), |t| t.to_string());
                     shared.push(SharedBudget {
                         id: format!("{kind}{}:{name}:{}:{period_end}", name.len(), b.label),
@@ -425,7 +465,7 @@ impl BudgetBook {
     /// Every budget of a scope, as it stands at `now`.
     pub fn status(&self, scope: &Scope, set: &BudgetSet, now: i64) -> Vec<BudgetStatus> {
         let mut scopes = self.lock();
-        let i = scopes.find(scope);
+        let i = scopes.find_scope(scope);
         let s = &mut scopes.spend[i];
         s.align(set, now);
         set.budgets
@@ -539,21 +579,26 @@ mod tests {
     fn spend_loaded_from_the_ledger_counts_by_period_and_model() {
         let book = Arc::new(BudgetBook::default());
         let (day_start, _) = bounds(Period::Day, NOW, &jiff::tz::TimeZone::UTC).unwrap();
-        let row = |model: &str, hour: Option<i64>, usd: f64| SpendRow {
-            key: "k".into(),
-            team: "t".into(),
-            model: model.into(),
+        let row = |model, hour, usd| SpendRow {
+            key: "k",
+            team: "t",
+            model,
             hour,
             requests: 1,
             tokens: 10,
             cost_usd: usd,
         };
-        book.load(&[
+        let mut load = SpendLoad::default();
+        for r in [
             row("gpt-5", Some(day_start), 2.0),
             row("gpt-5", Some(day_start - 3600), 1.0), // yesterday
             row("claude", Some(day_start + 3600), 4.0),
             row("gpt-5", None, 30.0),
-        ]);
+        ] {
+            load.add(&r);
+        }
+        assert_eq!(load.rows(), 4);
+        book.install(load);
         let s = set(vec![
             Budget::new(Unit::Usd, 10.0, Period::Day, None),
             Budget::new(

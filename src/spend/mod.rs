@@ -5,6 +5,8 @@ pub mod book;
 pub mod budget;
 pub mod prices;
 
-pub use book::{Amount, BudgetBook, BudgetStatus, Refusal, Reservation, Scope, SharedBudget};
+pub use book::{
+    Amount, BudgetBook, BudgetStatus, Refusal, Reservation, Scope, SharedBudget, SpendLoad,
+};
 pub use budget::{Budget, BudgetSet, Period, Unit};
 pub use prices::{Price, PriceTable};

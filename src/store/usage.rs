@@ -569,10 +569,10 @@ pub async fn records(pool: &Pool, q: &RecordsQuery) -> Result<Vec<UsageRecord>, 
 
 /// Spend of one key × team × model: per UTC hour since some time, or in total.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SpendRow {
-    pub key: String,
-    pub team: String,
-    pub model: String,
+pub struct SpendRow<'a> {
+    pub key: &'a str,
+    pub team: &'a str,
+    pub model: &'a str,
     /// The hour's start (unix seconds); `None` for the all-time total.
     pub hour: Option<i64>,
     pub requests: i64,
@@ -581,18 +581,23 @@ pub struct SpendRow {
 }
 
 /// What budgets have spent: successful requests per hour since `since` (unix seconds),
-/// and the all-time totals.
-pub async fn spend(pool: &Pool, since: i64) -> Result<Vec<SpendRow>, sqlx::Error> {
+/// and the all-time totals, each row handed to `each` as it streams in (a month of a
+/// busy ledger is hundreds of thousands of rows: collected, they cost seconds of
+/// allocation and slowed the next query, BENCHMARKS.md).
+pub async fn spend(
+    pool: &Pool,
+    since: i64,
+    mut each: impl FnMut(&SpendRow<'_>) + Send,
+) -> Result<(), sqlx::Error> {
+    use futures_util::TryStreamExt;
     on_pool!(pool, |p| {
-        let mut out = Vec::new();
-        let hourly = sqlx::query(
+        let mut hourly = sqlx::query(
             "SELECT key_name, team, model, bucket, CAST(SUM(requests) AS BIGINT), CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT), SUM(cost_usd) FROM usage_hourly WHERE bucket >= $1 AND status < 400 GROUP BY key_name, team, model, bucket",
         )
         .bind(since)
-        .fetch_all(p)
-        .await?;
-        for row in hourly {
-            out.push(SpendRow {
+        .fetch(p);
+        while let Some(row) = hourly.try_next().await? {
+            each(&SpendRow {
                 key: row.try_get(0)?,
                 team: row.try_get(1)?,
                 model: row.try_get(2)?,
@@ -602,13 +607,13 @@ pub async fn spend(pool: &Pool, since: i64) -> Result<Vec<SpendRow>, sqlx::Error
                 cost_usd: row.try_get(6)?,
             });
         }
-        let totals = sqlx::query(
+        drop(hourly);
+        let mut totals = sqlx::query(
             "SELECT key_name, team, model, requests, prompt_tokens + completion_tokens, cost_usd FROM usage_totals",
         )
-        .fetch_all(p)
-        .await?;
-        for row in totals {
-            out.push(SpendRow {
+        .fetch(p);
+        while let Some(row) = totals.try_next().await? {
+            each(&SpendRow {
                 key: row.try_get(0)?,
                 team: row.try_get(1)?,
                 model: row.try_get(2)?,
@@ -618,7 +623,7 @@ pub async fn spend(pool: &Pool, since: i64) -> Result<Vec<SpendRow>, sqlx::Error
                 cost_usd: row.try_get(5)?,
             });
         }
-        Ok(out)
+        Ok(())
     })
 }
 
@@ -732,15 +737,18 @@ mod tests {
             .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], recs[2], "newest first, every field kept");
-        let spend = store.block_on(spend(&pool, day)).unwrap().unwrap();
-        let total_a: f64 = spend
-            .iter()
-            .filter(|s| s.key == "a" && s.hour.is_none())
-            .map(|s| s.cost_usd)
-            .sum();
+        let (mut total_a, mut models) = (0.0, Vec::new());
+        let each = |s: &SpendRow<'_>| {
+            if s.key == "a" && s.hour.is_none() {
+                total_a += s.cost_usd;
+            }
+            models.push(s.model.to_string());
+        };
+        store.block_on(spend(&pool, day, each)).unwrap().unwrap();
         assert!((total_a - 0.75).abs() < 1e-12);
+        assert!(!models.is_empty());
         assert!(
-            spend.iter().all(|s| s.model != "m2"),
+            models.iter().all(|m| m != "m2"),
             "failed requests are not spend"
         );
         store

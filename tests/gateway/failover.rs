@@ -216,6 +216,8 @@ async fn bodies_are_replayed_intact_on_the_next_attempt() {
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
         let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+        // `a` failed the last request: past its cooldown (1 ms), this one probes it first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let r = gw
             .post("/v1/chat/completions", KEY, body.clone())
             .send()

@@ -516,17 +516,99 @@ async fn a_header_sent_a_byte_at_a_time_is_cut_at_the_deadline() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let (took, read) = slow.await.unwrap();
+    let cut = slow.await.unwrap();
+    assert_cut_once(
+        &gw,
+        cut,
+        Duration::from_millis(1400)..Duration::from_secs(4),
+    )
+    .await;
+}
+
+/// The connection ended with no answer (`read` 0) within `window` of its start, and it
+/// is the one header timeout counted.
+async fn assert_cut_once(
+    gw: &Gateway,
+    (took, read): (Duration, usize),
+    window: std::ops::Range<Duration>,
+) {
     assert_eq!(read, 0, "closed without an answer");
-    assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
-        "cut at the deadline: {took:?}"
-    );
+    assert!(window.contains(&took), "cut at the deadline: {took:?}");
     let m = gw.metrics().await;
     assert_eq!(
         metric_value(&m, "modelgate_header_timeouts_total", &[]),
         Some(1.0)
     );
+}
+
+/// A connection that never sends a byte is closed at the header deadline and counted; a
+/// kept-alive one waits for its next request without the deadline, and a request
+/// arriving a byte at a time after a pause is read whole (the first byte is only peeked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_at_the_deadline_and_an_idle_one_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("p").await;
+    mock.reply_default();
+    let cfg = Config::basic(&mock.url()).key("k", "sk-silent-conn-test-1");
+    let gw = Gateway::start("  header_timeout: 1s", &cfg.yaml()).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+
+    let silent = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let t0 = Instant::now();
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .map(|r| r.unwrap_or(0))
+                .unwrap_or(usize::MAX);
+            (t0.elapsed(), n)
+        }
+    });
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut answers = Vec::new();
+    for pause in [0, 1500] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        // The first byte alone, then the rest: the turn starts on the first.
+        s.write_all(&request[..1]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&request[1..]).await.unwrap();
+        // The whole answer (header and its Content-Length of body), nothing more.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a length");
+                if body.len() >= len {
+                    answers.push(text.clone());
+                    break;
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+
+    let cut = silent.await.unwrap();
+    assert_cut_once(&gw, cut, Duration::from_millis(900)..Duration::from_secs(3)).await;
 }
 
 /// Sends `raw` on a new connection and reads the answer until the gateway closes it.
