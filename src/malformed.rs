@@ -46,6 +46,9 @@ enum Refusal {
     Sent,
 }
 
+/// Most bytes `read_ahead` takes: a usual request header, and its body's start.
+const READ_AHEAD: usize = 1024;
+
 /// A connection's stream, watched for Pingora's refusals.
 #[derive(Debug)]
 pub struct Guarded {
@@ -53,16 +56,41 @@ pub struct Guarded {
     seen: Arc<AtomicBool>,
     head: Vec<u8>,
     refusal: Refusal,
+    /// What `read_ahead` read (from `ahead_at` on), served before the socket's bytes.
+    ahead: Vec<u8>,
+    ahead_at: usize,
 }
 
 impl Guarded {
-    pub fn wrap(inner: Stream, seen: Arc<AtomicBool>) -> Stream {
+    pub fn wrap(inner: Stream, seen: Arc<AtomicBool>) -> Box<Guarded> {
         Box::new(Guarded {
             inner,
             seen,
             head: Vec::new(),
             refusal: Refusal::None,
+            ahead: Vec::new(),
+            ahead_at: 0,
         })
+    }
+
+    /// The stream back from Pingora (which hands back the stream it was given).
+    pub fn unwrap_from(stream: Stream) -> Option<Box<Guarded>> {
+        stream.into_any().downcast::<Guarded>().ok()
+    }
+
+    /// Waits for the next bytes from the client and keeps them for the next reads:
+    /// `Ok(0)` is the end of the stream. Cancelling it loses nothing.
+    pub async fn read_ahead(&mut self) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        if self.ahead_at < self.ahead.len() {
+            return Ok(self.ahead.len() - self.ahead_at);
+        }
+        // Capacity only: no page is touched until the bytes arrive.
+        let mut buf = Vec::with_capacity(READ_AHEAD);
+        let n = self.inner.read_buf(&mut buf).await?;
+        self.ahead = buf;
+        self.ahead_at = 0;
+        Ok(n)
     }
 
     fn header_seen(&mut self) -> bool {
@@ -165,7 +193,19 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let r = if this.ahead_at < this.ahead.len() {
+            let rest = &this.ahead[this.ahead_at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.ahead_at += n;
+            if this.ahead_at == this.ahead.len() {
+                this.ahead = Vec::new();
+                this.ahead_at = 0;
+            }
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        };
         if !this.header_seen() && this.head.len() < HEAD_KEPT {
             let new = &buf.filled()[before..];
             let room = HEAD_KEPT - this.head.len();
@@ -296,7 +336,18 @@ impl GetSocketDigest for Guarded {
 #[async_trait]
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let rest = &self.ahead[self.ahead_at..];
+        if rest.is_empty() {
+            return self.inner.try_peek(buf).await;
+        }
+        match rest.get(..buf.len()) {
+            Some(b) => {
+                buf.copy_from_slice(b);
+                Ok(true)
+            }
+            // Fewer bytes read ahead than asked for: not peeked (Pingora reads on).
+            None => Ok(false),
+        }
     }
 }
 

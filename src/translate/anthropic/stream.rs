@@ -1,5 +1,8 @@
 //! Anthropic Messages event streams <-> internal stream events.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::response::{finish_from, finish_str, message_id};
@@ -21,7 +24,18 @@ impl StreamDecode for StreamDecoder {
     // Long: one arm per Anthropic event type, a table best read whole.
     // Long on purpose: one match over Anthropic's stream event types.
     fn feed(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
+        let data = data.trim();
+        // Most of a stream is content_block_delta events: read into typed fields that
+        // borrow from the data, without building a JSON tree.
+        if data.contains("\"content_block_delta\"") {
+            if let Ok(e) = serde_json::from_str::<BlockDelta>(data) {
+                if e.kind == "content_block_delta" {
+                    self.block_delta(e.index, e.delta, out);
+                    return;
+                }
+            }
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
             return;
         };
         match v["type"].as_str() {
@@ -52,32 +66,8 @@ impl StreamDecode for StreamDecoder {
                 }
             }
             Some("content_block_delta") => {
-                let d = &v["delta"];
-                match d["type"].as_str() {
-                    Some("text_delta") => out.push(StreamEvent::TextDelta(
-                        d["text"].as_str().unwrap_or_default().to_string(),
-                    )),
-                    Some("thinking_delta") => out.push(StreamEvent::ThinkingDelta(
-                        d["thinking"].as_str().unwrap_or_default().to_string(),
-                    )),
-                    Some("signature_delta") => out.push(StreamEvent::ThinkingSignature(
-                        Signature::from_tagged(d["signature"].as_str().unwrap_or_default()),
-                    )),
-                    Some("input_json_delta") => {
-                        let block = v["index"].as_u64().unwrap_or(0);
-                        if let Some((_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
-                        {
-                            let fragment = d["partial_json"].as_str().unwrap_or_default();
-                            if !fragment.is_empty() {
-                                out.push(StreamEvent::ToolCallArgs {
-                                    index: *index,
-                                    fragment: fragment.to_string(),
-                                });
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                let delta = DeltaBody::deserialize(&v["delta"]).ok();
+                self.block_delta(v["index"].as_u64().unwrap_or(0), delta, out);
             }
             Some("message_delta") => {
                 if let Some(s) = v["delta"]["stop_reason"].as_str() {
@@ -110,6 +100,62 @@ impl StreamDecode for StreamDecoder {
             _ => {}
         }
     }
+}
+
+impl StreamDecoder {
+    fn block_delta(
+        &mut self,
+        block: u64,
+        delta: Option<DeltaBody<'_>>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        let Some(d) = delta else { return };
+        let text = |t: Option<Cow<'_, str>>| t.map(Cow::into_owned).unwrap_or_default();
+        match d.kind.as_ref() {
+            "text_delta" => out.push(StreamEvent::TextDelta(text(d.text))),
+            "thinking_delta" => out.push(StreamEvent::ThinkingDelta(text(d.thinking))),
+            "signature_delta" => out.push(StreamEvent::ThinkingSignature(Signature::from_tagged(
+                d.signature.as_deref().unwrap_or_default(),
+            ))),
+            "input_json_delta" => {
+                if let Some((_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block) {
+                    let fragment = text(d.partial_json);
+                    if !fragment.is_empty() {
+                        out.push(StreamEvent::ToolCallArgs {
+                            index: *index,
+                            fragment,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A `content_block_delta` event, its strings borrowed from the data when unescaped.
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    delta: Option<DeltaBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaBody<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    signature: Option<Cow<'a, str>>,
 }
 
 #[derive(PartialEq)]

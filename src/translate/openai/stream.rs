@@ -1,5 +1,6 @@
 //! OpenAI `chat.completion.chunk` streams <-> internal stream events.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::response::{chat_id, finish_from, finish_str};
@@ -111,15 +112,27 @@ impl StreamEncoder {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Value, out: &mut Vec<u8>) {
-        let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.env.created, "model": self.env.model,
-                       "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        // With include_usage, every chunk but the last has `usage: null` (as OpenAI sends).
-        if self.env.include_usage {
-            c["usage"] = Value::Null;
-        }
+    /// One `data:` chunk. Written from typed fields straight into `out`: a `json!` tree
+    /// per chunk (a map and a key string per field) was most of a translated stream's
+    /// cost. Fields in the same (sorted) order as before.
+    fn chunk<D: Serialize>(&self, delta: D, finish: Option<FinishReason>, out: &mut Vec<u8>) {
+        let c = Chunk {
+            choices: [ChunkChoice {
+                delta,
+                finish_reason: finish.map(finish_str),
+                index: 0,
+                logprobs: (),
+            }],
+            created: self.env.created,
+            id: &self.id,
+            model: &self.env.model,
+            object: "chat.completion.chunk",
+            // With include_usage, every chunk but the last has `usage: null` (as OpenAI sends).
+            usage: self.env.include_usage.then_some(()),
+        };
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(c.to_string().as_bytes());
+        // Serializing plain fields into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &c);
         out.extend_from_slice(b"\n\n");
     }
 
@@ -127,12 +140,75 @@ impl StreamEncoder {
         if !self.started {
             self.started = true;
             self.chunk(
-                json!({"role": "assistant", "content": ""}),
-                Value::Null,
+                RoleDelta {
+                    content: "",
+                    role: "assistant",
+                },
+                None,
                 out,
             );
         }
     }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a, D> {
+    choices: [ChunkChoice<D>; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<D> {
+    delta: D,
+    finish_reason: Option<&'static str>,
+    index: u32,
+    logprobs: (),
+}
+
+#[derive(Serialize)]
+struct RoleDelta {
+    content: &'static str,
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+struct ContentDelta<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReasoningDelta<'a> {
+    reasoning_content: &'a str,
+}
+
+#[derive(Serialize)]
+struct EmptyDelta {}
+
+#[derive(Serialize)]
+struct ToolDelta<'a> {
+    tool_calls: [ToolCallDelta<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    function: ToolFunction<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    index: usize,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ToolFunction<'a> {
+    arguments: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 impl StreamEncode for StreamEncoder {
@@ -153,33 +229,49 @@ impl StreamEncode for StreamEncoder {
             }
             StreamEvent::TextDelta(t) => {
                 self.ensure_started(out);
-                self.chunk(json!({"content": t}), Value::Null, out);
+                self.chunk(ContentDelta { content: t }, None, out);
             }
             StreamEvent::ThinkingDelta(t) => {
                 self.ensure_started(out);
-                self.chunk(json!({"reasoning_content": t}), Value::Null, out);
+                self.chunk(
+                    ReasoningDelta {
+                        reasoning_content: t,
+                    },
+                    None,
+                    out,
+                );
             }
             StreamEvent::ThinkingSignature(_) | StreamEvent::CallSignature(_) => {}
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);
-                self.chunk(
-                    json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                    Value::Null,
-                    out,
-                );
+                let call = ToolCallDelta {
+                    function: ToolFunction {
+                        arguments: "",
+                        name: Some(name),
+                    },
+                    id: Some(id),
+                    index: *index,
+                    kind: Some("function"),
+                };
+                self.chunk(ToolDelta { tool_calls: [call] }, None, out);
             }
             StreamEvent::ToolCallArgs { index, fragment } => {
-                self.chunk(
-                    json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
-                    Value::Null,
-                    out,
-                );
+                let call = ToolCallDelta {
+                    function: ToolFunction {
+                        arguments: fragment,
+                        name: None,
+                    },
+                    id: None,
+                    index: *index,
+                    kind: None,
+                };
+                self.chunk(ToolDelta { tool_calls: [call] }, None, out);
             }
             StreamEvent::Finish(f) => {
                 if self.tally.finish.is_none() {
                     self.ensure_started(out);
                     self.tally.finish = Some(*f);
-                    self.chunk(json!({}), finish_str(*f).into(), out);
+                    self.chunk(EmptyDelta {}, Some(*f), out);
                 }
             }
             StreamEvent::Usage(u) => self.tally.usage = Some(*u),

@@ -1,5 +1,6 @@
 //! Internal stream events -> OpenAI Responses event streams.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::response::{
@@ -69,7 +70,57 @@ impl StreamEncoder {
             tally: Tally::default(),
         }
     }
+}
 
+/// One per-token event (a text, reasoning or arguments delta), written from typed fields
+/// straight into `out`: a `json!` tree per token (a map and a key string per field) was
+/// most of a translated stream's cost. Fields in the same (sorted) order as `emit`'s.
+fn emit_delta(out: &mut Vec<u8>, seq: &mut u64, kind: &'static str, d: Delta<'_>) {
+    let event = DeltaEvent {
+        content_index: d.content_index,
+        delta: d.delta,
+        item_id: d.item_id,
+        logprobs: d.logprobs.then_some([]),
+        output_index: d.output_index,
+        sequence_number: *seq,
+        summary_index: d.summary_index,
+        kind,
+    };
+    *seq += 1;
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Serializing plain fields into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &event);
+    out.extend_from_slice(b"\n\n");
+}
+
+struct Delta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
+    content_index: Option<u32>,
+    summary_index: Option<u32>,
+    logprobs: bool,
+}
+
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    delta: &'a str,
+    item_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+    output_index: usize,
+    sequence_number: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl StreamEncoder {
     fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
         data["type"] = kind.into();
         data["sequence_number"] = self.seq.into();
@@ -77,8 +128,25 @@ impl StreamEncoder {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(data.to_string().as_bytes());
+        // Serializing a JSON value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &data);
         out.extend_from_slice(b"\n\n");
+    }
+
+    /// An event carrying the whole response (`created`, `in_progress`, the end), written
+    /// around the response serialized once: `json!({"response": r})` copied the whole
+    /// tree for each event. Fields in the same (sorted) order as `emit`'s.
+    fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, response: &[u8]) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"response\":");
+        out.extend_from_slice(response);
+        out.extend_from_slice(b",\"sequence_number\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"type\":");
+        let _ = serde_json::to_writer(&mut *out, kind);
+        out.extend_from_slice(b"}\n\n");
+        self.seq += 1;
     }
 
     fn response(&self, status: &str, incomplete: Value, error: Value) -> Value {
@@ -103,8 +171,9 @@ impl StreamEncoder {
         }
         self.started = true;
         let r = self.response("in_progress", Value::Null, Value::Null);
-        self.emit(out, "response.created", json!({"response": r}));
-        self.emit(out, "response.in_progress", json!({"response": r}));
+        let r = serde_json::to_vec(&r).unwrap_or_else(|_| b"{}".to_vec());
+        self.emit_response(out, "response.created", &r);
+        self.emit_response(out, "response.in_progress", &r);
     }
 
     fn new_index(&mut self) -> usize {
@@ -247,7 +316,8 @@ impl StreamEncoder {
             Value::Null,
             json!({"code": code, "message": message}),
         );
-        self.emit(out, "response.failed", json!({"response": r}));
+        let r = serde_json::to_vec(&r).unwrap_or_else(|_| b"{}".to_vec());
+        self.emit_response(out, "response.failed", &r);
         self.tally.done = true;
     }
 }
@@ -301,8 +371,15 @@ impl StreamEncode for StreamEncoder {
                 }
                 if let Some(OpenItem::Message { index, id, text }) = &mut self.open {
                     text.push_str(t);
-                    let data = json!({"item_id": id, "output_index": *index, "content_index": 0, "delta": t, "logprobs": []});
-                    self.emit(out, "response.output_text.delta", data);
+                    let d = Delta {
+                        item_id: id,
+                        output_index: *index,
+                        delta: t,
+                        content_index: Some(0),
+                        summary_index: None,
+                        logprobs: true,
+                    };
+                    emit_delta(out, &mut self.seq, "response.output_text.delta", d);
                 }
             }
             StreamEvent::ThinkingDelta(t) => {
@@ -315,8 +392,20 @@ impl StreamEncode for StreamEncoder {
                 }) = &mut self.open
                 {
                     text.push_str(t);
-                    let data = json!({"item_id": id, "output_index": *index, "summary_index": 0, "delta": t});
-                    self.emit(out, "response.reasoning_summary_text.delta", data);
+                    let d = Delta {
+                        item_id: id,
+                        output_index: *index,
+                        delta: t,
+                        content_index: None,
+                        summary_index: Some(0),
+                        logprobs: false,
+                    };
+                    emit_delta(
+                        out,
+                        &mut self.seq,
+                        "response.reasoning_summary_text.delta",
+                        d,
+                    );
                 }
             }
             StreamEvent::ThinkingSignature(sig)
@@ -361,8 +450,21 @@ impl StreamEncode for StreamEncoder {
                 c.arguments.push_str(fragment);
                 // A free-form call's text is known only once its JSON wrapper is complete.
                 if !c.freeform {
-                    let data = json!({"item_id": format!("fc_{}", c.call_id), "output_index": c.index, "delta": fragment});
-                    self.emit(out, "response.function_call_arguments.delta", data);
+                    let item_id = format!("fc_{}", c.call_id);
+                    let d = Delta {
+                        item_id: &item_id,
+                        output_index: c.index,
+                        delta: fragment,
+                        content_index: None,
+                        summary_index: None,
+                        logprobs: false,
+                    };
+                    emit_delta(
+                        out,
+                        &mut self.seq,
+                        "response.function_call_arguments.delta",
+                        d,
+                    );
                 }
             }
             StreamEvent::Finish(f) => self.tally.finish = Some(*f),
@@ -390,7 +492,8 @@ impl StreamEncode for StreamEncoder {
         } else {
             "response.incomplete"
         };
-        self.emit(out, kind, json!({"response": r}));
+        let r = serde_json::to_vec(&r).unwrap_or_else(|_| b"{}".to_vec());
+        self.emit_response(out, kind, &r);
         self.tally.done = true;
     }
 }
