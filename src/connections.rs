@@ -18,11 +18,11 @@
 //!
 //! **Idle connections.** Pingora's future for a request turn is some 20 KiB; made while
 //! waiting for a request, every idle kept-alive connection held one. Here a connection
-//! waits for its next request's first byte holding only its stream (the byte is peeked,
-//! so Pingora still reads the request whole), and the turn starts when it is in: an idle
-//! connection costs 35 KiB instead of 49 (BENCHMARKS.md, 2026-12-04). A connection that
-//! sends nothing within `header_timeout` of opening, or within `KEEPALIVE_IDLE` of its
-//! last answer, is closed.
+//! waits for its next request's first bytes holding only its stream (they are read
+//! ahead into the stream's wrapper, which gives them to Pingora first), and the turn
+//! starts when they are in: an idle connection costs 34 KiB instead of 49
+//! (BENCHMARKS.md, 2026-12-04). A connection that sends nothing within `header_timeout`
+//! of opening, or within `KEEPALIVE_IDLE` of its last answer, is closed.
 //!
 //! **Refusals.** The stream is wrapped so that Pingora's own 400s and 405s, sent before
 //! any proxy phase, reach the client as the gateway's errors (see `malformed`).
@@ -36,7 +36,6 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-
 use pingora::time::fast_timeout::fast_timeout;
 
 use crate::config::ServerSettings;
